@@ -1,0 +1,1 @@
+"""Subcommands of the `saliency-bench` CLI, one module each (see cli.py)."""

@@ -1,0 +1,148 @@
+"""Images: discovery (ImageFolder tree or explicit list), the study's split, preprocessing.
+
+Every image carries a stable id: its path relative to the data root, with '/' separators.
+Ids are what every output file and table uses to name an image.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from .errors import UserError, require
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# The extensions torchvision's ImageFolder accepts; kept identical so that our
+# ordering, and hence the random_split indices, match ImageFolder exactly.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    image_id: str
+    path: str
+    label: int  # class index from the folder name, -1 when unknown
+    class_name: str
+
+
+def discover_images(root: str | os.PathLike) -> tuple[list[ImageRecord], list[str]]:
+    """List an ImageFolder tree in torchvision's order: classes sorted, files sorted per class."""
+    root = Path(root)
+    require(root.is_dir(), f"data folder not found: {root} (set data.root to a folder with one sub-folder per class)")
+    classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir() and not entry.name.startswith("."))
+    require(bool(classes), f"data folder {root} has no class sub-folders (expected ImageFolder layout: {root}/<class>/<image>)")
+    records: list[ImageRecord] = []
+    for label, name in enumerate(classes):
+        found = []
+        for dirpath, _, filenames in sorted(os.walk(root / name, followlinks=True)):
+            for filename in sorted(filenames):
+                if filename.lower().endswith(IMAGE_EXTENSIONS):
+                    found.append(Path(dirpath) / filename)
+        require(bool(found), f"class folder {root / name} holds no images ({', '.join(IMAGE_EXTENSIONS)}); add images or remove the folder")
+        records += [ImageRecord(p.relative_to(root).as_posix(), str(p), label, name) for p in found]
+    return records, classes
+
+
+def records_from_list(files: Sequence[str | os.PathLike], root: str | os.PathLike | None = None) -> list[ImageRecord]:
+    """Records for an explicit list of files; ids are relative to `root` (default: their common folder)."""
+    require(len(files) > 0, "the image list is empty; give at least one image file")
+    paths = [Path(f) for f in files]
+    for path in paths:
+        require(path.is_file(), f"image not found: {path} (check the file list)")
+    base = Path(root) if root is not None else Path(os.path.commonpath([p.resolve().parent for p in paths]))
+    records = []
+    for path in paths:
+        try:
+            image_id = path.resolve().relative_to(base.resolve()).as_posix()
+        except ValueError:
+            raise UserError(f"image {path} is not under the data root {base}; set data.root to a folder that contains it") from None
+        records.append(ImageRecord(image_id, str(path), -1, ""))
+    return records
+
+
+def select_split(n: int, split: str = "val", fraction: float = 0.2, seed: int = 42) -> list[int]:
+    """Indices of the images to explain.
+
+    "val" reproduces the study exactly: `random_split(dataset, [n - v, v],
+    generator=torch.Generator().manual_seed(seed))` with `v = int(fraction * n)`, and
+    returns the validation subset's indices in random_split's order. "train" returns the
+    other part, "all" every index in order.
+    """
+    if split == "all":
+        return list(range(n))
+    require(split in ("val", "train"), f"unknown split {split!r}; use 'val', 'train' or 'all'")
+    require(0 < fraction < 1, f"split fraction must lie in (0, 1), got {fraction}")
+    n_val = int(fraction * n)
+    require(n_val >= 1 or split == "train", f"a {fraction:.0%} validation split of {n} images is empty; use more images, a larger fraction, or split: all")
+    train, val = torch.utils.data.random_split(range(n), [n - n_val, n_val], generator=torch.Generator().manual_seed(seed))
+    return list(val.indices if split == "val" else train.indices)
+
+
+def open_rgb(path: str | os.PathLike) -> Image.Image:
+    """Open any image PIL reads and convert it to RGB (grayscale, palette, RGBA, 16-bit ...)."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode.startswith("I"):
+                # 16/32-bit grayscale: rescale to 8 bit, or convert("RGB") clips it to white.
+                array = np.asarray(image).astype(np.float64)
+                top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+                image = Image.fromarray(np.clip(array / top * 255.0, 0, 255).astype(np.uint8), "L")
+            if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+                image = image.convert("RGBA")
+                background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+                image = Image.alpha_composite(background, image)
+            return image.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        raise UserError(f"cannot read image {path}: {error.__class__.__name__}: {error}; replace or remove the file") from None
+
+
+def preprocess(image: Image.Image, size: tuple[int, int] = (224, 224), mean: Sequence[float] = IMAGENET_MEAN,
+               std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
+    """Resize to (H, W) without cropping, scale to [0, 1], normalise: a (3, H, W) float32 tensor."""
+    from torchvision.transforms import functional as F
+
+    height, width = size
+    resized = F.resize(image, [height, width], interpolation=F.InterpolationMode.BILINEAR, antialias=True)
+    tensor = F.to_tensor(resized)
+    return F.normalize(tensor, list(mean), list(std))
+
+
+def load_images(records: Iterable[ImageRecord] | Iterable[str], size: tuple[int, int] = (224, 224),
+                mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
+    """Load and preprocess images into one (B, 3, H, W) tensor."""
+    paths = [r.path if isinstance(r, ImageRecord) else str(r) for r in records]
+    require(len(paths) > 0, "no images to load")
+    return torch.stack([preprocess(open_rgb(p), tuple(size), mean, std) for p in paths])
+
+
+# ---- the image table that the workflow passes between stages -------------------------
+IMAGE_TABLE_FIELDS = ("image_id", "path", "label", "class_name", "shard")
+
+
+def write_image_table(path: str | os.PathLike, records: Sequence[ImageRecord], images_per_job: int) -> None:
+    from .errors import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(IMAGE_TABLE_FIELDS)
+        for index, record in enumerate(records):
+            writer.writerow([record.image_id, record.path, record.label, record.class_name, index // images_per_job])
+
+
+def read_image_table(path: str | os.PathLike, shard: int | None = None) -> list[ImageRecord]:
+    """Records of an image table, optionally only those of one shard."""
+    require(Path(path).is_file(), f"image table not found: {path}; run the 'images' step first")
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if shard is not None:
+        rows = [row for row in rows if int(row["shard"]) == shard]
+        require(bool(rows), f"shard {shard} of {path} is empty; check images_per_job")
+    return [ImageRecord(r["image_id"], r["path"], int(r["label"]), r["class_name"]) for r in rows]

@@ -1,0 +1,72 @@
+"""Batched, no-grad forward passes with the configured precision: the hot path of every stage.
+
+All methods and metrics call the model through `ModelRunner`, so precision (autocast),
+memory format and batch size are decided in one place, and the benchmark can count the
+forward passes each stage needs.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from .errors import require
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast_context(device: torch.device, precision: str = "fp32") -> contextlib.AbstractContextManager:
+    """Autocast for bf16/fp16, a no-op for fp32. fp16 is CUDA-only (CPU fp16 convs are slow and lossy)."""
+    require(precision in PRECISIONS, f"unknown precision {precision!r}; use fp32, bf16 or fp16")
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    require(precision != "fp16" or device.type == "cuda", "precision fp16 needs a CUDA device; use bf16 on the CPU")
+    return torch.autocast(device_type=device.type, dtype=PRECISIONS[precision])
+
+
+def model_device(model: nn.Module) -> torch.device:
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def batches(n: int, batch_size: int) -> Iterator[slice]:
+    require(batch_size >= 1, f"batch_size must be at least 1, got {batch_size}")
+    for start in range(0, n, batch_size):
+        yield slice(start, min(start + batch_size, n))
+
+
+class ModelRunner:
+    """Runs `model` on batches without gradients; returns float32 outputs on the model's device.
+
+    `channels_last` converts inputs (and the model) to the channels-last memory format.
+    `forward_passes` counts images fed to the model, for the efficiency benchmark.
+    """
+
+    def __init__(self, model: nn.Module, batch_size: int = 64, precision: str = "fp32", channels_last: bool = False):
+        require(batch_size >= 1, f"batch_size must be at least 1, got {batch_size}")
+        self.model = model
+        self.device = model_device(model)
+        self.batch_size = batch_size
+        self.precision = precision
+        self.channels_last = channels_last
+        autocast_context(self.device, precision)  # validate early
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.forward_passes = 0
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Outputs for a batch of at most `batch_size` images (call `run` for more)."""
+        self.forward_passes += x.shape[0]
+        with autocast_context(self.device, self.precision):
+            return self.model(self.prepare(x)).float()
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        """Outputs for any number of images, `batch_size` at a time."""
+        return torch.cat([self(x[part]) for part in batches(x.shape[0], self.batch_size)])
