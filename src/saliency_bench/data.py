@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -36,7 +37,9 @@ def discover_images(root: str | os.PathLike) -> tuple[list[ImageRecord], list[st
     """List an ImageFolder tree in torchvision's order: classes sorted, files sorted per class."""
     root = Path(root)
     require(root.is_dir(), f"data folder not found: {root} (set data.root to a folder with one sub-folder per class)")
-    classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir() and not entry.name.startswith("."))
+    # Hidden folders count as classes too, exactly as in torchvision's find_classes:
+    # skipping them would shift every label and change n, hence the split.
+    classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
     require(bool(classes), f"data folder {root} has no class sub-folders (expected ImageFolder layout: {root}/<class>/<image>)")
     records: list[ImageRecord] = []
     for label, name in enumerate(classes):
@@ -64,6 +67,9 @@ def records_from_list(files: Sequence[str | os.PathLike], root: str | os.PathLik
         except ValueError:
             raise UserError(f"image {path} is not under the data root {base}; set data.root to a folder that contains it") from None
         records.append(ImageRecord(image_id, str(path), -1, ""))
+    repeated = sorted(image_id for image_id, count in Counter(r.image_id for r in records).items() if count > 1)
+    if repeated:
+        raise UserError(f"the image list names {repeated[0]} more than once; list every image once")
     return records
 
 
@@ -85,23 +91,35 @@ def select_split(n: int, split: str = "val", fraction: float = 0.2, seed: int = 
     return list(val.indices if split == "val" else train.indices)
 
 
+def _high_depth_to_8bit(image: Image.Image) -> Image.Image:
+    """16/32-bit integer or float greyscale as 8 bit; PIL's convert("RGB") would clip it to white or black."""
+    array = np.asarray(image, dtype=np.float64)
+    if image.mode == "F":
+        top = 1.0 if array.size and array.min() >= 0 and array.max() <= 1 else 255.0
+    elif image.mode.startswith("I;16") or image.format in ("PNG", "PPM") or (array.size and array.max() > 255):
+        top = 65535.0  # PNG and PGM have no 32-bit greyscale: their mode I is 16-bit
+    else:
+        top = 255.0
+    return Image.fromarray(np.clip(array / top * 255.0, 0, 255).round().astype(np.uint8), "L")
+
+
 def open_rgb(path: str | os.PathLike) -> Image.Image:
-    """Open any image PIL reads and convert it to RGB (grayscale, palette, RGBA, 16-bit ...)."""
+    """Open any image PIL reads as RGB, as torchvision's ImageFolder loader does.
+
+    Like `torchvision.datasets.folder.pil_loader` (`convert("RGB")`): alpha is dropped,
+    not composited, so the pixels are those the model saw in training. Only high-depth
+    greyscale (16-bit PNG/TIFF, 32-bit, float) differs: it is rescaled to 8 bit instead
+    of being clipped to white.
+    """
     try:
-        with Image.open(path) as image:
+        with open(path, "rb") as handle, Image.open(handle) as image:
             image.load()
-            if image.mode.startswith("I"):
-                # 16/32-bit grayscale: rescale to 8 bit, or convert("RGB") clips it to white.
-                array = np.asarray(image).astype(np.float64)
-                top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
-                image = Image.fromarray(np.clip(array / top * 255.0, 0, 255).astype(np.uint8), "L")
-            if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-                image = image.convert("RGBA")
-                background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-                image = Image.alpha_composite(background, image)
+            if image.mode.startswith("I") or image.mode == "F":
+                return _high_depth_to_8bit(image).convert("RGB")
             return image.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        raise UserError(f"cannot read image {path}: {error.__class__.__name__}: {error}; replace or remove the file") from None
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as error:
+        reason = " ".join(str(error).split()) or "unreadable"
+        raise UserError(f"cannot read image {path}: {error.__class__.__name__}: {reason}; replace or remove the file") from None
 
 
 def preprocess(image: Image.Image, size: tuple[int, int] = (224, 224), mean: Sequence[float] = IMAGENET_MEAN,

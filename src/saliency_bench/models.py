@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from torch import nn
 from .errors import UserError, require
 
 STATE_DICT_KEYS = ("state_dict", "model_state_dict")
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -42,10 +44,44 @@ def build_model(arch: str = "resnet18", num_classes: int = 1000, weights: str | 
     names = classifier_names()
     require(arch in names, f"unknown architecture {arch!r}; use a torchvision classifier such as resnet18, resnet50, vgg16 (all: saliency-bench models)")
     if weights:
-        require(num_classes == 1000, f"weights: {weights} gives the 1000 ImageNet classes, but num_classes is {num_classes}; set num_classes to 1000 or drop weights")
-        return tvm.get_model(arch, weights=weights)
+        weight = pretrained_weights(arch, weights)
+        classes = len(weight.meta["categories"])
+        require(num_classes == classes, f"weights: {weights} gives the {classes} ImageNet classes, but num_classes is {num_classes}; set num_classes to {classes} or drop weights")
+        try:
+            return tvm.get_model(arch, weights=weight)
+        except (OSError, RuntimeError) as error:  # offline (URLError is an OSError), or a corrupt download
+            raise UserError(f"cannot get the {weight} weights ({one_line(error)}); download {weight.url} into "
+                            "$TORCH_HOME/hub/checkpoints, or use model.checkpoint instead of weights") from None
     require(num_classes >= 1, f"num_classes must be at least 1, got {num_classes}")
     return tvm.get_model(arch, weights=None, num_classes=num_classes)
+
+
+def pretrained_weights(arch: str, weights: str):
+    """torchvision's weights enum member for a name such as DEFAULT or IMAGENET1K_V1 (nothing is downloaded)."""
+    import torchvision.models as tvm
+
+    available = tvm.get_model_weights(arch)
+    try:
+        return available.verify(weights)
+    except (KeyError, ValueError):
+        raise UserError(f"unknown weights {weights!r} for {arch}; use one of {', '.join(available.__members__)}") from None
+
+
+def one_line(error: BaseException, limit: int = 200) -> str:
+    """The first non-empty line of an error message, without terminal colour codes."""
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(error)).splitlines() if line.strip()]
+    return (lines[0] if lines else error.__class__.__name__)[:limit]
+
+
+def unreadable_checkpoint(path: Path, error: Exception) -> UserError:
+    detail = re.search(r"WeightsUnpickler error:\s*(\S.*)", str(error))  # torch's own message buries the reason
+    reason = detail.group(1).strip() if detail else one_line(error)
+    if path.stat().st_size == 0:
+        reason = "the file is empty"
+    elif reason != error.__class__.__name__:
+        reason = f"{error.__class__.__name__}: {reason}"
+    return UserError(f"cannot read checkpoint {path} ({reason[:200]}); is it a torch.save file? "
+                     "Save one with torch.save(model.state_dict(), path)")
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -55,11 +91,14 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         loaded: Any = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else "unsafe pickle"
-        raise UserError(f"checkpoint {path} needs weights_only=False ({first[:160]}), which could run arbitrary code; "
-                        "re-save it as a plain state dict: torch.save(model.state_dict(), path)") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise UserError(f"cannot read checkpoint {path}: {str(error).splitlines()[0][:200]}; is it a torch.save file?") from None
+        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        if unsafe is None:  # not a pickle of allowed types at all: corrupt or not a torch.save file
+            raise unreadable_checkpoint(path, error) from None
+        raise UserError(f"checkpoint {path} holds a pickled {unsafe.group(1)}, which only torch.load(weights_only=False) "
+                        "could read and which could run arbitrary code; if you trust the file, load it once and re-save "
+                        "a plain state dict: torch.save(model.state_dict(), path)") from None
+    except Exception as error:  # torch.load raises KeyError, EOFError, RuntimeError ... on files it cannot parse
+        raise unreadable_checkpoint(path, error) from None
     if isinstance(loaded, dict):
         for key in STATE_DICT_KEYS:
             if key in loaded and isinstance(loaded[key], dict):
@@ -67,9 +106,11 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
                 break
     require(isinstance(loaded, dict) and all(isinstance(v, torch.Tensor) for v in loaded.values()),
             f"checkpoint {path} holds no state dict (expected a dict of tensors, or one under 'state_dict' / 'model_state_dict')")
-    # Checkpoints saved from nn.DataParallel carry a 'module.' prefix on every key.
-    if loaded and all(k.startswith("module.") for k in loaded):
-        loaded = {k[len("module."):]: v for k, v in loaded.items()}
+    # Checkpoints saved from nn.DataParallel / DistributedDataParallel carry a 'module.' prefix
+    # on every key, those of a torch.compile'd model '_orig_mod.'.
+    for prefix in WRAPPER_PREFIXES:
+        if loaded and all(k.startswith(prefix) for k in loaded):
+            loaded = {k[len(prefix):]: v for k, v in loaded.items()}
     return loaded
 
 

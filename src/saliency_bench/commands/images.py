@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+from tqdm import tqdm
 
 from ..data import discover_images, open_rgb, records_from_list, select_split, write_image_table
 from ..errors import require
@@ -30,14 +33,20 @@ def run(args: argparse.Namespace) -> int:
     if args.root:
         records, _ = discover_images(args.root)
     else:
-        with open(args.file_list) as handle:
-            files = [line.strip() for line in handle if line.strip() and not line.startswith("#")]
-        records = records_from_list(files, args.list_root)
+        records = records_from_list(read_file_list(args.file_list), args.list_root)
     chosen = [records[i] for i in select_split(len(records), args.split, args.val_fraction, args.split_seed)]
     if args.limit is not None:
         chosen = chosen[: args.limit]
-    for record in chosen:  # fail now, with the path, rather than deep inside a later job
+    # Fail now, with the path, rather than deep inside a later job.
+    for record in tqdm(chosen, desc="checking images", unit="image", disable=None):
         open_rgb(record.path)
     write_image_table(args.out, chosen, args.images_per_job)
     print(f"{len(chosen)} of {len(records)} images in {-(-len(chosen) // args.images_per_job)} shards -> {args.out}", file=sys.stderr)
     return 0
+
+
+def read_file_list(path: str) -> list[str]:
+    """Image paths of a list file: one per line; blank lines and '#' comments skipped."""
+    require(Path(path).is_file(), f"file list not found: {path}; give --file-list a text file with one image path per line")
+    with open(path) as handle:
+        return [line.strip() for line in handle if line.strip() and not line.lstrip().startswith("#")]

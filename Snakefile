@@ -1,0 +1,21 @@
+# saliency-bench: masks -> saliency -> deletion/insertion -> tables and figures.
+# Run: snakemake --cores all   (config/config.yaml: the offline demo)
+#      snakemake --cores all --configfile config/paper.yaml   (the study's protocol on your data)
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/demo.smk"
+include: "workflow/rules/images.smk"
+include: "workflow/rules/masks.smk"
+include: "workflow/rules/explain.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/figures.smk"
+include: "workflow/rules/sanity.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

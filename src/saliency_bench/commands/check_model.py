@@ -1,0 +1,40 @@
+"""`saliency-bench check-model`: load a model once and run one forward pass, before a long run."""
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from ..errors import require
+from ..models import load_model
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "check-model", help="load a model (and checkpoint), run one forward pass, print its output shape",
+        description="Check that an architecture, class count and checkpoint fit together: builds the model, "
+                    "loads the checkpoint (weights_only=True), runs one zero image through it and prints the "
+                    "output shape and parameter count.")
+    parser.add_argument("--arch", default="resnet18", help="torchvision classifier name (default resnet18; all: saliency-bench models)")
+    parser.add_argument("--num-classes", type=int, required=True, help="number of classes of the checkpoint")
+    parser.add_argument("--checkpoint", default=None, help="state dict saved with torch.save (loaded with weights_only=True)")
+    parser.add_argument("--weights", default=None, help="torchvision weights name, e.g. DEFAULT (ImageNet; needs a download)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    parser.add_argument("--size", type=int, nargs=2, default=(224, 224), metavar=("H", "W"), help="input size (default 224 224)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    height, width = args.size
+    require(height >= 1 and width >= 1, f"--size must be positive, got {height} {width}")
+    model = load_model(args.arch, args.num_classes, args.checkpoint, args.weights, args.device)
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        output = model(torch.zeros(1, 3, height, width, device=device))
+    require(tuple(output.shape) == (1, args.num_classes),
+            f"{args.arch} gives output {tuple(output.shape)} for one image, not (1, {args.num_classes}); "
+            "use a classifier whose last layer gives one score per class")
+    parameters = sum(p.numel() for p in model.parameters())
+    source = args.checkpoint or (f"weights {args.weights}" if args.weights else "random initialisation")
+    print(f"{args.arch} ({source}) on {device}: output shape {tuple(output.shape)}, {parameters} parameters")
+    return 0

@@ -1,0 +1,52 @@
+"""`saliency-bench evaluate`: deletion/insertion metrics of one saliency file (one method, one shard)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import require
+from ..evaluate import evaluate_saliency, write_curves, write_records
+from ..forward import ModelRunner
+from ..metrics import DEFAULT_STEP_ROWS, SUBSTRATES
+from ..saliency_io import read_saliency
+from ._options import add_image_table_args, add_model_args, images_from_args, model_from_args
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "evaluate", help="deletion and insertion curves, AUCs and baselines of a saliency file",
+        description="Score one saliency file with the RISE deletion and insertion metrics; write per-image records "
+                    "(CSV) and the curves (HDF5).")
+    parser.add_argument("--saliency", required=True, help="saliency file written by `saliency-bench explain`")
+    step = parser.add_mutually_exclusive_group()
+    step.add_argument("--step-rows", type=int, default=DEFAULT_STEP_ROWS,
+                      help=f"pixels changed per step, in image rows (default {DEFAULT_STEP_ROWS}: 8 * W pixels)")
+    step.add_argument("--step", type=int, default=None, help="pixels changed per step (overrides --step-rows)")
+    parser.add_argument("--deletion-substrate", default="zeros",
+                        help=f"what deleted pixels become: {', '.join(SUBSTRATES)} (default zeros = mean colour)")
+    parser.add_argument("--insertion-substrate", default="blur",
+                        help=f"what insertion starts from: {', '.join(SUBSTRATES)} (default blur, gkern(11, 5))")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the 'uniform noise' substrate (default 0)")
+    parser.add_argument("--out-records", required=True, help="per-image records CSV")
+    parser.add_argument("--out-curves", required=True, help="curves HDF5")
+    add_image_table_args(parser)
+    add_model_args(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    require(args.step_rows >= 1, f"--step-rows must be at least 1, got {args.step_rows}")
+    require(args.step is None or args.step >= 1, f"--step must be at least 1 pixel, got {args.step}")
+    saliency = read_saliency(args.saliency)
+    records, images = images_from_args(args)
+    runner = ModelRunner(model_from_args(args), batch_size=args.batch_size, precision=args.precision)
+    step = args.step if args.step is not None else args.step_rows * images.shape[3]
+    evaluation = evaluate_saliency(runner, images, [r.image_id for r in records], saliency, step=step,
+                                   deletion_substrate=args.deletion_substrate,
+                                   insertion_substrate=args.insertion_substrate, seed=args.seed,
+                                   source=args.saliency, progress=True)
+    write_records(args.out_records, evaluation.records)
+    write_curves(args.out_curves, evaluation)
+    print(f"{saliency.method_id}: {len(records)} images, {runner.forward_passes} forward passes -> "
+          f"{args.out_records}, {args.out_curves}", file=sys.stderr)
+    return 0

@@ -1,0 +1,60 @@
+"""`saliency-bench sanity`: the model-parameter randomisation check, as a table and a figure."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import pandas as pd
+
+from ..errors import atomic_path, require
+from ..sanity import SanityMethod, run_sanity
+from ._options import add_image_table_args, add_model_args, images_from_args, model_from_args
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("sanity", help="model-parameter randomisation check (Adebayo et al. 2018)")
+    parser.add_argument("--methods", nargs="+", default=["rise", "abscam-init", "abscam-final"],
+                        choices=("rise", "abscam-init", "abscam-final"), help="method families to check")
+    parser.add_argument("--layers", nargs="*", default=["layer4"], help="Abs-CAM layers")
+    parser.add_argument("--masks", nargs="*", default=[], help="RISE mask file(s); the first is used")
+    parser.add_argument("--n-images", type=int, default=4, help="images to check (default 4)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the re-initialisation")
+    parser.add_argument("--out", required=True, help="output CSV")
+    parser.add_argument("--figure", default=None, help="output PNG")
+    add_image_table_args(parser)
+    add_model_args(parser)
+    parser.set_defaults(func=run)
+
+
+def sanity_methods(args: argparse.Namespace) -> list[SanityMethod]:
+    methods = []
+    if "rise" in args.methods:
+        require(bool(args.masks), "sanity with rise needs --masks FILE.h5")
+        from ..masks import MaskSet
+
+        mask_set = MaskSet(args.masks[0])
+        methods.append(SanityMethod(f"rise-{mask_set.attrs.get('kind', 'masks')}", "rise", (("masks", mask_set),)))
+    for family in ("abscam-init", "abscam-final"):
+        if family in args.methods:
+            methods += [SanityMethod(f"{family}-{layer}", family, (("layer", layer),)) for layer in args.layers]
+    return methods
+
+
+def run(args: argparse.Namespace) -> int:
+    require(args.n_images >= 1, f"--n-images must be at least 1, got {args.n_images}")
+    model = model_from_args(args)
+    records, images = images_from_args(args)
+    images = images[: args.n_images]
+    rows = run_sanity(model, images, sanity_methods(args), seed=args.seed, batch_size=args.batch_size,
+                      precision=args.precision, progress=lambda line: print(line, file=sys.stderr))
+    table = pd.DataFrame(rows)
+    with atomic_path(args.out) as tmp:
+        table.to_csv(tmp, index=False)
+    if args.figure:
+        from ..figures import sanity_figure
+
+        with atomic_path(args.figure) as tmp:
+            sanity_figure(table).savefig(tmp, format="png", dpi=110)
+    flagged = sorted(table.loc[table["insensitive"], "method_id"].unique())
+    print(f"sanity: {len(flagged)} insensitive method(s): {', '.join(flagged) or 'none'}", file=sys.stderr)
+    return 0

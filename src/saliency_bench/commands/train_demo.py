@@ -1,0 +1,30 @@
+"""`saliency-bench train-demo`: train the demo model (ResNet-18 from scratch, CPU) and write its model card."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train-demo", help="train the demo ResNet-18 on `demo-data` output (CPU, ~3 min)",
+        description="Train resnet18(num_classes=4) from scratch on DIR/images (train split) plus DIR/none (uniform "
+                    "target); validate on the workflow's evaluation split; write a state dict and a JSON model card.")
+    parser.add_argument("--data", required=True, metavar="DIR", help="folder written by `saliency-bench demo-data`")
+    parser.add_argument("--size", type=int, default=112, help="training input size in px (default 112)")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs (default 10)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling and augmentation (default 0)")
+    parser.add_argument("--val-fraction", type=float, default=0.2, help="validation fraction, as in `images` (default 0.2)")
+    parser.add_argument("--split-seed", type=int, default=42, help="random_split seed, as in `images` (default 42)")
+    parser.add_argument("--time-limit", type=float, default=300.0,
+                        help="stop training after this many seconds, keeping the model so far (default 300)")
+    parser.add_argument("--out", required=True, metavar="CHECKPOINT.pt", help="output state dict")
+    parser.add_argument("--card", required=True, metavar="MODEL_CARD.json", help="output model card")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..demo.train import train_demo_model
+
+    train_demo_model(args.data, args.out, args.card, size=args.size, epochs=args.epochs, seed=args.seed,
+                     val_fraction=args.val_fraction, split_seed=args.split_seed, time_limit=args.time_limit)
+    return 0

@@ -1,0 +1,13 @@
+"""The offline demo: synthetic water-flea micrographs with evidence masks, and a demo model.
+
+- `write_demo_data` / `render_sample` (synth.py): the images, their ground-truth masks, the "none" animals.
+- `train_demo_model` (train.py): ResNet-18 from scratch on the CPU, validated on the workflow's split.
+- `occlusion_check` (train.py): does the trained model use the evidence? (feature vs moved control)
+"""
+from __future__ import annotations
+
+from .synth import CLASSES, NONE, Sample, read_manifest, render_sample, write_demo_data
+from .train import OcclusionResult, demo_split, occlusion_check, train_demo_model
+
+__all__ = ["CLASSES", "NONE", "Sample", "read_manifest", "render_sample", "write_demo_data",
+           "OcclusionResult", "demo_split", "occlusion_check", "train_demo_model"]

@@ -1,0 +1,109 @@
+"""Evaluate one saliency file: deletion and insertion curves, per-image records, the baselines.
+
+Outputs (docs/architecture.md):
+- records CSV, one row per image: RECORD_FIELDS. `deleted_prob` (last deletion point) and
+  `blurred_prob` (first insertion point) are the model's output on the fully deleted and
+  fully blurred image: the baseline the AUCs should be read against.
+- curves HDF5: `image_id`, `deletion` and `insertion` (n, steps + 1) float64; attrs
+  method_id, step (and the substrates used).
+"""
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from dataclasses import dataclass
+from typing import Sequence
+
+import h5py
+import numpy as np
+import torch
+
+from . import __version__
+from .errors import atomic_path, require
+from .forward import ModelRunner
+from .metrics import DEFAULT_SUBSTRATE, SharedScores, auc, canonical_substrate, causal_curves, check_saliency
+from .saliency_io import STRING, SaliencyFile
+
+RECORD_FIELDS = ("image_id", "method_id", "method", "variant", "target", "top1_prob", "deletion_auc",
+                 "insertion_auc", "deleted_prob", "blurred_prob", "constant_map")
+
+
+@dataclass
+class Evaluation:
+    image_id: list[str]
+    method_id: str
+    step: int
+    deletion: np.ndarray  # (n, steps + 1) float64
+    insertion: np.ndarray
+    records: list[dict]
+    deletion_substrate: str
+    insertion_substrate: str
+
+
+def check_ids(saliency_ids: Sequence[str], image_ids: Sequence[str], source: str) -> None:
+    """UserError unless the saliency file covers exactly these images, in this order."""
+    require(len(saliency_ids) == len(image_ids),
+            f"{source} holds {len(saliency_ids)} images but the image shard has {len(image_ids)}; "
+            "evaluate the shard it was explained on (--shard)")
+    for position, (found, expected) in enumerate(zip(saliency_ids, image_ids)):
+        require(found == expected, f"{source} image {position} is {found!r} but the image shard has {expected!r}; "
+                                   "use the image table and --shard it was explained with")
+
+
+def evaluate_saliency(model: torch.nn.Module | ModelRunner, images: torch.Tensor, image_ids: Sequence[str],
+                      saliency: SaliencyFile, *, step: int | None = None,
+                      deletion_substrate: str = DEFAULT_SUBSTRATE["deletion"],
+                      insertion_substrate: str = DEFAULT_SUBSTRATE["insertion"], batch_size: int = 64,
+                      shared_scores: SharedScores | None = None, seed: int = 0, source: str = "saliency file",
+                      progress: bool = False) -> Evaluation:
+    """Deletion and insertion curves and per-image records of one method on `images`.
+
+    The explained class is the one stored in the saliency file. Pass one `shared_scores`
+    to several calls on the same images to score the shared first and last points once.
+    """
+    check_ids(saliency.image_id, image_ids, source)
+    check_saliency(saliency.saliency, tuple(images.shape), [f"method {saliency.method_id} image {i}" for i in image_ids])
+    runner = model if isinstance(model, ModelRunner) else ModelRunner(model, batch_size=batch_size)
+    shared = shared_scores if shared_scores is not None else SharedScores(images, seed)
+    step = 8 * images.shape[3] if step is None else step
+    curves = {}
+    for mode, substrate in (("deletion", deletion_substrate), ("insertion", insertion_substrate)):
+        if progress:
+            print(f"evaluate {saliency.method_id}: {mode} ({canonical_substrate(substrate)}) on {len(image_ids)} images",
+                  file=sys.stderr)
+        curves[mode] = causal_curves(runner, images, saliency.saliency, mode=mode, step=step, substrate=substrate,
+                                     target=saliency.target, shared_scores=shared, seed=seed, progress=progress)
+    return Evaluation(list(image_ids), saliency.method_id, int(step), curves["deletion"], curves["insertion"],
+                      make_records(saliency, curves["deletion"], curves["insertion"]),
+                      canonical_substrate(deletion_substrate), canonical_substrate(insertion_substrate))
+
+
+def make_records(saliency: SaliencyFile, deletion: np.ndarray, insertion: np.ndarray) -> list[dict]:
+    flat = saliency.saliency.reshape(len(saliency.saliency), -1)
+    constant = flat.max(axis=1) == flat.min(axis=1)
+    deletion_auc, insertion_auc = auc(deletion), auc(insertion)
+    return [
+        dict(image_id=image_id, method_id=saliency.method_id, method=saliency.method, variant=saliency.variant,
+             target=int(saliency.target[i]), top1_prob=float(deletion[i, 0]),  # deletion starts on the image
+             deletion_auc=float(deletion_auc[i]), insertion_auc=float(insertion_auc[i]),
+             deleted_prob=float(deletion[i, -1]), blurred_prob=float(insertion[i, 0]), constant_map=bool(constant[i]))
+        for i, image_id in enumerate(saliency.image_id)
+    ]
+
+
+def write_records(path: str | os.PathLike, records: Sequence[dict]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=RECORD_FIELDS)
+        writer.writeheader()
+        writer.writerows(records)
+
+
+def write_curves(path: str | os.PathLike, evaluation: Evaluation) -> None:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
+        handle.create_dataset("image_id", data=np.array(evaluation.image_id, dtype=object), dtype=STRING)
+        handle.create_dataset("deletion", data=evaluation.deletion.astype(np.float64))
+        handle.create_dataset("insertion", data=evaluation.insertion.astype(np.float64))
+        handle.attrs.update(method_id=evaluation.method_id, step=evaluation.step, version=__version__,
+                            deletion_substrate=evaluation.deletion_substrate,
+                            insertion_substrate=evaluation.insertion_substrate)

@@ -1,0 +1,240 @@
+"""Deletion and insertion metrics (Petsiuk et al. 2018), vectorised over steps and images.
+
+Protocol (docs: /work/shared/PROTOCOL.md, "Deletion and insertion"): pixels are ranked by
+descending saliency; at step i the pixels ``order[i*step:(i+1)*step]`` are copied, in all
+three channels, from the finish image into the current one; the score (softmax probability
+of the explained class) is recorded before each change and once after the last one, giving
+``n + 1`` points with ``n = ceil(H*W / step)``.
+
+Instead of editing one image step by step (the original's in-place ``.cpu().numpy()``
+edit, which silently does nothing on CUDA), point k of an image is built directly as
+``where(rank < k * step, finish, start)``, for a batch of (image, point) pairs at a time.
+
+The first and last points are the start and finish images themselves, which every method
+of an image shares. They are scored by `SharedScores`, always in the same batches (the
+images tensor, `batch_size` at a time), whether or not a cache is passed in: a CPU forward
+pass of an image in a batch of another size is not bitwise equal, so one canonical routine
+is what keeps the saving exact.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from .errors import UserError, require
+from .forward import ModelRunner, batches
+
+MODES = ("deletion", "insertion")
+SUBSTRATES = ("zeros", "blur", "mean", "uniform noise")
+DEFAULT_SUBSTRATE = {"deletion": "zeros", "insertion": "blur"}
+DEFAULT_STEP_ROWS = 8
+BLUR_KLEN, BLUR_SIGMA = 11, 5
+
+
+# ---- blur kernel and substrates ---------------------------------------------------------
+def gkern(klen: int = BLUR_KLEN, sigma: float = BLUR_SIGMA) -> np.ndarray:
+    """The original RISE blur kernel, (klen, klen) float32.
+
+    `scipy.ndimage.gaussian_filter` (default mode='reflect') of a klen x klen array holding
+    a single 1 at the centre. With klen=11, sigma=5 it is nearly a box filter (sum 1); it is
+    not torchvision's GaussianBlur(11, 5).
+    """
+    from scipy.ndimage import gaussian_filter
+
+    require(klen >= 1 and klen % 2 == 1, f"gkern needs an odd klen >= 1, got {klen}")
+    impulse = np.zeros((klen, klen))
+    impulse[klen // 2, klen // 2] = 1
+    return gaussian_filter(impulse, sigma).astype(np.float32)
+
+
+def gkern_weight(klen: int = BLUR_KLEN, sigma: float = BLUR_SIGMA, channels: int = 3) -> torch.Tensor:
+    """`gkern` as a depthwise conv2d weight (channels, 1, klen, klen), for groups=channels."""
+    return torch.from_numpy(gkern(klen, sigma)).expand(channels, 1, klen, klen).contiguous()
+
+
+def blur(images: torch.Tensor, klen: int = BLUR_KLEN, sigma: float = BLUR_SIGMA) -> torch.Tensor:
+    """Per-channel conv2d with `gkern`, zero padding klen // 2 (zero = the mean colour)."""
+    weight = gkern_weight(klen, sigma, images.shape[1]).to(images.device, images.dtype)
+    return F.conv2d(images, weight, padding=klen // 2, groups=images.shape[1])
+
+
+def canonical_substrate(name: str) -> str:
+    """Substrate name as in SUBSTRATES ('uniform-noise' and 'uniform_noise' are accepted)."""
+    canonical = str(name).strip().lower().replace("-", " ").replace("_", " ")
+    require(canonical in SUBSTRATES, f"unknown substrate {name!r}; use one of: {', '.join(SUBSTRATES)}")
+    return canonical
+
+
+def substrate_images(name: str, images: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """The fully replaced image of every input: (B, C, H, W), or (1, C, H, W) for 'zeros'.
+
+    - zeros: 0 in the normalised tensor, i.e. the data set's mean colour (one image for all).
+    - blur: `blur(images)` with gkern(11, 5).
+    - mean: each image's per-channel mean.
+    - uniform noise: uniform in [min, max] of each image's channel; one CPU generator seeded
+      with `seed` draws all images in batch order, so CPU and CUDA get the same noise.
+    """
+    name = canonical_substrate(name)
+    if name == "zeros":
+        return torch.zeros_like(images[:1])
+    if name == "blur":
+        return blur(images)
+    if name == "mean":
+        return images.mean(dim=(2, 3), keepdim=True).expand_as(images).contiguous()
+    low = images.amin(dim=(2, 3), keepdim=True)
+    high = images.amax(dim=(2, 3), keepdim=True)
+    noise = torch.rand(images.shape, generator=torch.Generator().manual_seed(seed), dtype=images.dtype)
+    return low + (high - low) * noise.to(images.device)
+
+
+# ---- pixel order --------------------------------------------------------------------------
+def check_saliency(saliency: np.ndarray, images_shape: tuple[int, ...], names: list[str] | None = None) -> None:
+    """UserError unless `saliency` is (B, H, W) for images (B, C, H, W) and every value is finite."""
+    batch, _, height, width = images_shape
+    require(saliency.shape == (batch, height, width),
+            f"saliency shape {tuple(saliency.shape)} does not match images {tuple(images_shape)}; "
+            f"expected ({batch}, {height}, {width}): explain the same images at the same size")
+    finite = np.isfinite(saliency).reshape(batch, -1).all(axis=1)
+    if not finite.all():
+        bad = int(np.flatnonzero(~finite)[0])
+        where = names[bad] if names else f"image {bad} of the batch"
+        raise UserError(f"saliency of {where} holds NaN or infinite values; fix or re-run that explanation")
+
+
+def pixel_ranks(saliency: np.ndarray) -> np.ndarray:
+    """Rank of every pixel (B, H*W), int64: 0 = most salient, i.e. the first pixel changed.
+
+    Order: descending saliency; ties keep ascending flat pixel index (row-major), so a
+    constant map changes pixels row by row from the top-left. (The original's
+    `np.flip(np.argsort(map))` leaves the tie order unspecified.)
+    """
+    flat = np.asarray(saliency).reshape(len(saliency), -1)
+    order = np.argsort(-flat, axis=1, kind="stable")  # -x keeps ties in index order, unlike flip
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(flat.shape[1])[None, :].repeat(len(flat), 0), axis=1)
+    return ranks
+
+
+def n_steps(height: int, width: int, step: int) -> int:
+    return math.ceil(height * width / step)
+
+
+# ---- shared first and last points ----------------------------------------------------------
+class SharedScores:
+    """Softmax outputs of the images every method of an image shares, computed once.
+
+    Holds p(unperturbed image) and p(fully substituted image) per substrate, for ONE images
+    tensor. Pass the same object to every `causal_curves` call on those images (all
+    methods, both modes). Scores are always computed here, `runner.batch_size` images at a
+    time (the 'zeros' image alone), so a cached value is bit-identical to a fresh one.
+    """
+
+    def __init__(self, images: torch.Tensor, seed: int = 0):
+        self.shape = tuple(images.shape)
+        self.seed = seed
+        self._probs: dict[str, torch.Tensor] = {}
+
+    def probs(self, key: str, runner: ModelRunner, images: torch.Tensor) -> torch.Tensor:
+        """(B, K) or (1, K) softmax probabilities of 'image' or of substrate `key`."""
+        require(tuple(images.shape) == self.shape,
+                f"shared scores were computed for images {self.shape}, not {tuple(images.shape)}; use one SharedScores per images tensor")
+        if key not in self._probs:
+            inputs = images if key == "image" else substrate_images(key, images, self.seed)
+            self._probs[key] = softmax_scores(runner, inputs)
+        return self._probs[key]
+
+
+def softmax_scores(runner: ModelRunner, images: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(runner.run(images.to(runner.device)), dim=1)
+
+
+# ---- the curves ---------------------------------------------------------------------------------
+def causal_curves(model: nn.Module | ModelRunner, images: torch.Tensor, saliency, *, mode: str,
+                  step: int | None = None, substrate: str | None = None, batch_size: int = 64,
+                  target=None, shared_scores: SharedScores | None = None, seed: int = 0,
+                  progress: bool = False) -> np.ndarray:
+    """Deletion or insertion curves: (B, n + 1) float64, n = ceil(H*W / step).
+
+    `images` (B, 3, H, W) normalised; `saliency` (B, H, W). `mode`: 'deletion' (start =
+    image, finish = substrate, default 'zeros') or 'insertion' (start = substrate, default
+    'blur', finish = image). `step` pixels per step, default 8 rows (8 * W). Point k is the
+    start image with its k * step most salient pixels (descending saliency; ties in
+    ascending row-major pixel index) taken from the finish image; its score is
+    softmax(model(x))[target], target defaulting to the top-1 class of the unperturbed image.
+
+    `model` may be a `ModelRunner` (precision, forward-pass counting; its batch size is then
+    used instead of `batch_size`). At most `batch_size` perturbed images exist at a time.
+    `shared_scores` caches the first and last points across methods and modes (see
+    `SharedScores`); the result is bit-identical with or without it.
+    """
+    require(mode in MODES, f"unknown mode {mode!r}; use 'deletion' or 'insertion'")
+    runner = model if isinstance(model, ModelRunner) else ModelRunner(model, batch_size=batch_size)
+    images = torch.as_tensor(images)
+    require(images.ndim == 4, f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
+    saliency = saliency.detach().cpu().numpy() if isinstance(saliency, torch.Tensor) else np.asarray(saliency)
+    check_saliency(saliency, tuple(images.shape))
+    batch, _, height, width = images.shape
+    step = DEFAULT_STEP_ROWS * width if step is None else int(step)
+    require(step >= 1, f"step must be at least 1 pixel, got {step}")
+    substrate = canonical_substrate(substrate or DEFAULT_SUBSTRATE[mode])
+    shared = shared_scores if shared_scores is not None else SharedScores(images, seed)
+    require(shared.seed == seed, f"shared scores use noise seed {shared.seed}, not {seed}; pass the same seed")
+
+    image_probs = shared.probs("image", runner, images)
+    target = image_probs.argmax(dim=1) if target is None else torch.as_tensor(target, dtype=torch.long).to(image_probs.device)
+    require(target.shape == (batch,), f"target must hold one class per image ({batch}), got shape {tuple(target.shape)}")
+    substrate_probs = shared.probs(substrate, runner, images).expand(batch, -1)
+    start_probs, finish_probs = (image_probs, substrate_probs) if mode == "deletion" else (substrate_probs, image_probs)
+
+    steps = n_steps(height, width, step)
+    curves = torch.empty(batch, steps + 1, dtype=torch.float64)
+    rows = torch.arange(batch, device=image_probs.device)
+    curves[:, 0] = start_probs[rows, target].double().cpu()
+    curves[:, steps] = finish_probs[rows, target].double().cpu()
+    if steps > 1:
+        inner = interior_scores(runner, images, saliency, mode, substrate, step, target, seed, progress)
+        curves[:, 1:steps] = inner.double().cpu().view(batch, steps - 1)
+    return curves.numpy()
+
+
+def interior_scores(runner: ModelRunner, images: torch.Tensor, saliency: np.ndarray, mode: str, substrate: str,
+                    step: int, target: torch.Tensor, seed: int, progress: bool) -> torch.Tensor:
+    """Scores of points 1 .. n-1 of every image, image-major: (B * (n - 1),)."""
+    device = runner.device
+    images = images.to(device)
+    other = substrate_images(substrate, images, seed)
+    start, finish = (images, other) if mode == "deletion" else (other, images)
+    ranks = torch.from_numpy(pixel_ranks(saliency)).to(device=device, dtype=torch.int32)
+    batch, channels, height, width = images.shape
+    steps = n_steps(height, width, step)
+    pair_image = torch.arange(batch, device=device).repeat_interleave(steps - 1)
+    pair_point = torch.arange(1, steps, device=device).repeat(batch)
+    target = target.to(device)
+    scores = []
+    for part in tqdm(list(batches(len(pair_image), runner.batch_size)), desc=mode, unit="batch",
+                     disable=not progress, leave=False):
+        index, point = pair_image[part], pair_point[part]
+        replaced = (ranks[index] <= (point * step).unsqueeze(1)).view(-1, 1, height, width)
+        x = torch.where(replaced, pick(finish, index), pick(start, index))
+        probs = torch.softmax(runner(x), dim=1)
+        scores.append(probs.gather(1, target[index].unsqueeze(1)).squeeze(1))
+    return torch.cat(scores)
+
+
+def pick(images: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """images[index]; a single shared image (the zeros substrate) broadcasts instead."""
+    return images if images.shape[0] == 1 else images[index]
+
+
+def auc(curves) -> np.ndarray:
+    """Trapezoid AUC of each row with x in [0, 1]: (sum(a) - a[0]/2 - a[n]/2) / n."""
+    curves = np.atleast_2d(np.asarray(curves, dtype=np.float64))
+    steps = curves.shape[1] - 1
+    require(steps >= 1, f"a curve needs at least 2 points, got {curves.shape[1]}")
+    return (curves.sum(axis=1) - curves[:, 0] / 2 - curves[:, -1] / 2) / steps

@@ -1,0 +1,98 @@
+"""RISE saliency (Petsiuk et al. 2018; PROTOCOL.md, "RISE saliency").
+
+S_c = (1 / (N * norm)) * sum_i f_c(I * M_i) * M_i, for every class c at once: one matmul
+per chunk of masks, scores (n x K) transposed times masks (n x HW). norm = p for binary
+masks, else the mean of all masks (the study). f = logits (the study) or softmax (the
+original RISE).
+
+Masks are streamed: each chunk is read once (from a tensor or an HDF5 `MaskSet`) and used
+for every image before the next chunk is read, so memory holds one chunk, not N masks.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+from tqdm import tqdm
+
+from .errors import require
+from .forward import ModelRunner, batches
+from .masks import MaskSet
+
+SCORES = ("logits", "softmax")
+
+
+def mask_chunks(masks: torch.Tensor | MaskSet, chunk_size: int) -> Iterator[torch.Tensor]:
+    if isinstance(masks, MaskSet):
+        yield from masks.iter_chunks(chunk_size)
+    else:
+        for start in range(0, len(masks), chunk_size):
+            yield masks[start:start + chunk_size].float()
+
+
+def check_rise_args(images: torch.Tensor, masks, p: float | None, score: str) -> tuple[int, int]:
+    require(score in SCORES, f"unknown RISE score {score!r}; use {' or '.join(SCORES)}")
+    require(p is None or 0 < p <= 1, f"keep probability p must lie in (0, 1], got {p}")
+    require(images.ndim == 4, f"images must be a (B, C, H, W) tensor, got shape {tuple(images.shape)}")
+    if isinstance(masks, MaskSet):
+        size = masks.size
+    else:
+        require(isinstance(masks, torch.Tensor) and masks.ndim == 3, "masks must be an (N, H, W) tensor or a MaskSet")
+        size = tuple(masks.shape[1:])
+    require(len(masks) >= 1, "the mask set is empty; generate masks with `saliency-bench masks`")
+    require(tuple(size) == tuple(images.shape[-2:]),
+            f"masks are {size[0]}x{size[1]} but the images are {images.shape[-2]}x{images.shape[-1]}; "
+            "generate masks with --size equal to the image size")
+    return size
+
+
+def rise_saliency(model: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor | MaskSet, *, p: float | None = None,
+                  score: str = "logits", batch_size: int = 64, target: torch.Tensor | None = None,
+                  precision: str = "fp32", chunk_size: int | None = None, progress: bool = False,
+                  runner: ModelRunner | None = None) -> torch.Tensor:
+    """RISE saliency of every class: (B, K, H, W) float32 on the CPU.
+
+    masks: (N, H, W) tensor or MaskSet. Divided by N * p when p is given, else by N * mean(masks)
+    (the mean is accumulated while streaming, no extra pass). target: optional (B,) classes;
+    then only those maps are computed and the result is (B, H, W) (K = 1000 classes at 224 x 224
+    would otherwise need 200 MB per image). Forward passes run through `ModelRunner` in batches
+    of at most batch_size; pass `runner` to share one (and its forward-pass count).
+    """
+    height, width = check_rise_args(images, masks, p, score)
+    runner = runner or ModelRunner(model, batch_size, precision)
+    device = runner.device
+    images = images.to(device)
+    n_images = len(images)
+    if target is not None:
+        target = torch.as_tensor(target, dtype=torch.long, device=device).reshape(-1)
+        require(len(target) == n_images, f"target has {len(target)} entries for {n_images} images")
+    # A multiple of the batch size, so that only the very last forward batch can be partial.
+    chunk_size = chunk_size or runner.batch_size * max(1, 256 // runner.batch_size)
+    total = None
+    mask_sum = torch.zeros((), dtype=torch.float64, device=device)
+    n_masks = 0
+    chunks = tqdm(mask_chunks(masks, chunk_size), total=-(-len(masks) // chunk_size), desc="RISE", unit="chunk",
+                  disable=not progress)
+    for chunk in chunks:
+        chunk = chunk.to(device, non_blocking=True)
+        scores = torch.stack([chunk_scores(runner, image, chunk, score) for image in images])  # (B, n, K)
+        if target is not None:
+            scores = scores.gather(2, target[:, None, None].expand(-1, len(chunk), 1))  # (B, n, 1)
+        classes = scores.shape[2]
+        # One matmul per chunk for all images and classes: (B*K, n) @ (n, HW).
+        update = scores.transpose(1, 2).reshape(n_images * classes, len(chunk)) @ chunk.reshape(len(chunk), -1)
+        total = update if total is None else total.add_(update)
+        if p is None:
+            mask_sum += chunk.sum(dtype=torch.float64)
+        n_masks += len(chunk)
+    norm = p if p is not None else (mask_sum / (n_masks * height * width)).item()
+    require(norm > 0, "the masks are all zero, so RISE saliency is undefined; regenerate the masks")
+    saliency = (total / (n_masks * norm)).reshape(n_images, classes, height, width).cpu()
+    return saliency[:, 0] if target is not None else saliency
+
+
+def chunk_scores(runner: ModelRunner, image: torch.Tensor, chunk: torch.Tensor, score: str) -> torch.Tensor:
+    """Scores (n, K) of one image under each mask of the chunk, batch_size images per forward pass."""
+    outputs = [runner(image * chunk[part, None]) for part in batches(len(chunk), runner.batch_size)]
+    logits = torch.cat(outputs)
+    return logits.softmax(dim=1) if score == "softmax" else logits

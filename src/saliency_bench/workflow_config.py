@@ -1,0 +1,186 @@
+"""From a validated workflow config to the list of mask sets, method configurations and shards.
+
+The Snakefile stays thin: it asks this module what to build. Ids are stable, because
+they name files and table rows: masks `binary-p0.5`, `gaussian`, `perlin`; methods
+`rise-<mask id>`, `abscam-init-layer3`, `abscam-final-layer3`, `random`, `centre`.
+Repeat r > 0 of a RISE configuration (rise.repeats) draws new masks with seed + r and
+gets the suffix `-seed<r>`.
+"""
+from __future__ import annotations
+
+import math
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError, require
+
+DEMO_ROOT = "results/demo"
+
+
+@dataclass(frozen=True)
+class MaskConfig:
+    mask_id: str
+    base_id: str  # the id without the repeat suffix; names the variant in tables
+    kind: str
+    p: float | None
+    seed: int
+    params: tuple[tuple[str, Any], ...] = ()
+
+    def cli_args(self) -> str:
+        args = ["--kind", self.kind, "--seed", str(self.seed)]
+        if self.p is not None:
+            args += ["--p", f"{self.p:g}"]
+        for key, value in self.params:
+            args += [f"--{key}", str(value)]
+        return shlex.join(args)
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    method_id: str
+    method: str  # rise, abscam-init, abscam-final, random, centre
+    variant: str
+    mask_id: str | None = None
+    args: tuple[str, ...] = field(default=())
+
+    def cli_args(self) -> str:
+        return shlex.join(["--method", self.method, "--method-id", self.method_id, *self.args])
+
+
+def _p_label(p: float) -> str:
+    return f"p{p:g}"
+
+
+def mask_configs(config: dict) -> list[MaskConfig]:
+    rise = config["rise"]
+    masks = []
+    for repeat in range(rise.get("repeats", 1)):
+        suffix = f"-seed{repeat}" if repeat else ""
+        seed = rise.get("seed", 0) + repeat
+        for p in rise.get("binary", {}).get("p", []):
+            base = f"binary-{_p_label(p)}"
+            masks.append(MaskConfig(base + suffix, base, "binary", float(p), seed))
+        gaussian = rise.get("gaussian", {})
+        if gaussian.get("enabled", True):
+            params = (("mean", gaussian.get("mean", 0.5)), ("std", gaussian.get("std", 0.25)))
+            masks.append(MaskConfig(f"gaussian{suffix}", "gaussian", "gaussian", None, seed, params))
+        perlin = rise.get("perlin", {})
+        if perlin.get("enabled", True):
+            params = (("octaves", perlin.get("octaves", 5)), ("frequency", perlin.get("frequency", 5)))
+            masks.append(MaskConfig(f"perlin{suffix}", "perlin", "perlin", None, seed, params))
+    return masks
+
+
+def method_configs(config: dict) -> list[MethodConfig]:
+    methods = []
+    score = config["rise"].get("score", "logits")
+    for mask in mask_configs(config):
+        args = ("--score", score) + (("--p", f"{mask.p:g}") if mask.p is not None else ())
+        methods.append(MethodConfig(f"rise-{mask.mask_id}", "rise", mask.base_id, mask.mask_id, args))
+    abscam = config.get("abscam", {})
+    for variant in abscam.get("variants", ["init", "final"]):
+        for layer in abscam.get("layers", []):
+            methods.append(MethodConfig(f"abscam-{variant}-{layer}", f"abscam-{variant}", layer, None, ("--layer", layer)))
+    seed = config.get("baselines", {}).get("seed", 0)
+    for name in ("random", "centre"):
+        methods.append(MethodConfig(name, name, "chance", None, ("--seed", str(seed)) if name == "random" else ()))
+    ids = [m.method_id for m in methods]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    require(not duplicates, f"duplicate method ids {duplicates}; remove repeated p values or layers from the config")
+    return methods
+
+
+def uses_demo(config: dict) -> bool:
+    """The demo runs when the config names neither data nor a model of the user's."""
+    data, model = config["data"], config["model"]
+    return not (data.get("root") or data.get("file_list")) and not (model.get("checkpoint") or model.get("weights"))
+
+
+def check_data_and_model(config: dict) -> None:
+    data, model = config["data"], config["model"]
+    has_data = bool(data.get("root") or data.get("file_list"))
+    has_model = bool(model.get("checkpoint") or model.get("weights"))
+    require(has_data == has_model, "the config names " + ("data but no model" if has_data else "a model but no data")
+            + "; set both data.root (or data.file_list) and model.checkpoint (or model.weights), or neither for the demo")
+
+
+def data_root(config: dict) -> str | None:
+    return f"{DEMO_ROOT}/data/images" if uses_demo(config) else config["data"].get("root")
+
+
+def class_names(config: dict) -> list[str]:
+    from .data import discover_images
+
+    if config["data"].get("class_names"):
+        return list(config["data"]["class_names"])
+    if uses_demo(config):
+        from .demo import CLASS_NAMES
+
+        return list(CLASS_NAMES)
+    if config["model"].get("weights"):
+        return []  # torchvision's 1000 ImageNet classes
+    root = config["data"].get("root")
+    require(bool(root), "data.class_names is required with data.file_list (the checkpoint's classes, in order)")
+    return discover_images(root)[1]
+
+
+def num_classes(config: dict) -> int:
+    if config["model"].get("num_classes"):
+        return int(config["model"]["num_classes"])
+    if config["model"].get("weights"):
+        return 1000
+    return len(class_names(config))
+
+
+def selected_image_count(config: dict) -> int:
+    """How many images the workflow explains; known before any job runs, so shards are too."""
+    from .data import discover_images, records_from_list, select_split
+
+    data = config["data"]
+    if uses_demo(config):
+        total = 4 * config["demo"]["per_class"]
+    elif data.get("root"):
+        total = len(discover_images(data["root"])[0])
+    else:
+        lines = [l.strip() for l in Path(data["file_list"]).read_text().splitlines() if l.strip() and not l.startswith("#")]
+        total = len(records_from_list(lines, data.get("list_root")))
+    count = len(select_split(total, data.get("split", "val"), data.get("val_fraction", 0.2), data.get("split_seed", 42)))
+    if data.get("limit"):
+        count = min(count, int(data["limit"]))
+    require(count >= 1, "no images selected; check data.split, data.val_fraction and data.limit")
+    return count
+
+
+def shard_count(config: dict) -> int:
+    return math.ceil(selected_image_count(config) / config["images_per_job"])
+
+
+def check_layers(config: dict) -> None:
+    """Unknown Abs-CAM layer names fail before any job runs."""
+    layers = config.get("abscam", {}).get("layers", [])
+    if not layers or not config.get("abscam", {}).get("variants", ["init", "final"]):
+        return
+    from .models import build_model
+
+    model = build_model(config["model"].get("arch", "resnet18"), max(num_classes(config), 1))
+    names = {name for name, _ in model.named_modules() if name}
+    unknown = [layer for layer in layers if layer not in names]
+    if unknown:
+        top = [name for name, _ in model.named_children()]
+        raise UserError(f"abscam.layers: unknown layer(s) {unknown} for {config['model'].get('arch', 'resnet18')}; "
+                        f"valid top-level names: {', '.join(top)}")
+
+
+def validate_config(config: dict, schema_path: str | Path) -> None:
+    """Check `config` against the JSON schema; the first problem becomes one line naming the key."""
+    import jsonschema
+    import yaml
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        error = errors[0]
+        key = ".".join(str(part) for part in error.absolute_path) or "(top level)"
+        raise UserError(f"config key {key}: {error.message}; see config/README.md for the allowed values")

@@ -1,0 +1,72 @@
+"""Shared fixtures: the golden reference case (tests/data/golden/) and its model.
+
+`golden_model` rebuilds the model from the seed recipe in tests/data/golden/README.md and
+checks its sha256; a wrong digest FAILS (never skips), because every golden comparison
+would then be meaningless. `golden` is reference.npz as a dict of numpy arrays, and
+`golden_case` is case.json.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+GOLDEN_DIR = Path(__file__).parent / "data" / "golden"
+GOLDEN_SHA256 = "13f57e68696c1414e8ddfa941825ba58eaf20a70de4eb2df6a0b50fbb0664e8c"
+
+
+def state_dict_sha256(model: torch.nn.Module) -> str:
+    """The README's digest: per entry, key bytes then tensor bytes (floating as float16)."""
+    digest = hashlib.sha256()
+    for key, tensor in model.state_dict().items():
+        digest.update(key.encode("utf-8"))
+        if tensor.is_floating_point():
+            tensor = tensor.to(torch.float16)
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def build_golden_model(case: dict) -> torch.nn.Module:
+    import torchvision
+
+    torch.manual_seed(case["seed"])
+    model = torchvision.models.resnet18(weights=None, num_classes=case["classes"])
+    with torch.no_grad():
+        model.fc.weight.mul_(case["fc_scale"])
+    state = {k: v.to(torch.float16).to(torch.float32) if v.is_floating_point() else v
+             for k, v in model.state_dict().items()}
+    model.load_state_dict(state)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def golden_case() -> dict:
+    return json.loads((GOLDEN_DIR / "case.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def golden() -> dict[str, np.ndarray]:
+    with np.load(GOLDEN_DIR / "reference.npz") as data:
+        return {key: data[key] for key in data.files}
+
+
+@pytest.fixture(scope="session")
+def _golden_model_checked(golden_case) -> torch.nn.Module:
+    model = build_golden_model(golden_case)
+    digest = state_dict_sha256(model)
+    if digest != GOLDEN_SHA256:
+        pytest.fail(f"golden model sha256 is {digest}, expected {GOLDEN_SHA256}: the rebuilt model is not the "
+                    "golden one (torch version or recipe changed), so golden comparisons are meaningless")
+    return model
+
+
+@pytest.fixture
+def golden_model(_golden_model_checked) -> torch.nn.Module:
+    """A fresh copy of the golden model (eval mode), checked against the README's sha256.
+    Built once per session and copied per test, so a test may change it freely."""
+    return copy.deepcopy(_golden_model_checked)

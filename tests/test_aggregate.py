@@ -1,0 +1,250 @@
+"""`saliency-bench aggregate` end to end on records, saliency files and evidence masks written here."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from saliency_bench.aggregate import RECORD_COLUMNS, annotate, normalised_auc, read_records, summarise
+from saliency_bench.cli import main
+from saliency_bench.data import ImageRecord, write_image_table
+from saliency_bench.errors import UserError
+from saliency_bench.saliency_io import write_saliency
+
+N_IMAGES, SIZE = 12, 56
+# (method_id, method, variant, mean deletion AUC, mean insertion AUC). rise-gaussian has the
+# lowest deletion, abscam-final the highest insertion and Score; the centre baseline beats them
+# all and must still never be "best".
+METHODS = [
+    ("rise-binary-p0.5", "rise", "binary p=0.5", 0.30, 0.55),
+    ("rise-gaussian", "rise", "gaussian", 0.20, 0.50),
+    ("abscam-final-layer3", "abscam-final", "layer3", 0.25, 0.70),
+    ("abscam-init-layer3", "abscam-init", "layer3", None, None),  # abscam-final, +-noise, 0.002 worse
+    ("random", "random", "", 0.45, 0.46),
+    ("centre", "centre", "", 0.15, 0.85),
+]
+SEED_SHIFTS = {1: 0.01, 2: -0.02}  # rise-gaussian repeats: Score shifted by these
+
+
+def image_ids():
+    return [f"cls{i % 2}/img{i:02d}.png" for i in range(N_IMAGES)]
+
+
+def synthetic_records():
+    rng = np.random.default_rng(0)
+    effect = rng.uniform(-0.1, 0.1, N_IMAGES)              # shared per-image difficulty
+    top1 = rng.uniform(0.7, 0.95, N_IMAGES)
+    deleted = rng.uniform(0.02, 0.1, N_IMAGES)
+    deleted[0] = top1[0]                                   # normalised deletion undefined here
+    blurred = rng.uniform(0.1, 0.3, N_IMAGES)
+    frames, aucs = [], {}
+    for method_id, method, variant, deletion, insertion in METHODS:
+        if deletion is None:
+            wobble = np.repeat(rng.uniform(0.005, 0.02, N_IMAGES // 2), 2) * np.tile([1, -1], N_IMAGES // 2)
+            aucs[method_id] = (aucs["abscam-final-layer3"][0] + wobble + 0.002, aucs["abscam-final-layer3"][1])
+        else:
+            aucs[method_id] = (deletion + effect + rng.normal(0, 0.01, N_IMAGES), insertion + effect + rng.normal(0, 0.01, N_IMAGES))
+        frames.append(frame(method_id, method, variant, *aucs[method_id], top1, deleted, blurred))
+    for repeat, shift in SEED_SHIFTS.items():
+        deletion, insertion = aucs["rise-gaussian"]
+        frames.append(frame(f"rise-gaussian-seed{repeat}", "rise", "gaussian", deletion, insertion + shift, top1, deleted, blurred))
+    return frames
+
+
+def frame(method_id, method, variant, deletion, insertion, top1, deleted, blurred):
+    return pd.DataFrame({"image_id": image_ids(), "method_id": method_id, "method": method, "variant": variant,
+                         "target": 1, "top1_prob": top1, "deletion_auc": deletion, "insertion_auc": insertion,
+                         "deleted_prob": deleted, "blurred_prob": blurred, "constant_map": False})[list(RECORD_COLUMNS)]
+
+
+def write_records(folder, frames, shards=2):
+    paths = []
+    for table in frames:
+        for shard, part in enumerate(np.array_split(np.arange(len(table)), shards)):
+            path = folder / "metrics" / table["method_id"].iloc[0] / f"shard-{shard}.csv"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            table.iloc[part].to_csv(path, index=False)
+            paths.append(str(path))
+    return paths
+
+
+def write_maps_and_masks(folder):
+    """Evidence squares (at 2x the map size), maps of abscam-final peaked on them, uniform noise for random."""
+    rng = np.random.default_rng(1)
+    masks = np.zeros((N_IMAGES, SIZE, SIZE), dtype=bool)
+    for index, image_id in enumerate(image_ids()[:-1]):     # the last image has no evidence mask
+        top, left = rng.integers(0, SIZE - 16, 2)
+        masks[index, top:top + 12, left:left + 12] = True
+        path = folder / "evidence" / image_id
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.kron(masks[index], np.ones((2, 2))).astype(np.uint8) * 255).save(path)
+    maps = {"abscam-final-layer3": masks + 1e-3 * rng.uniform(size=masks.shape),
+            "random": rng.uniform(size=masks.shape)}
+    paths = []
+    for method_id, saliency in maps.items():
+        path = folder / "saliency" / method_id / "shard-0.h5"
+        write_saliency(path, saliency, image_ids(), np.ones(N_IMAGES), np.full(N_IMAGES, 0.9), method_id=method_id,
+                       method=method_id, variant="")
+        paths.append(str(path))
+    return paths, masks
+
+
+@pytest.fixture(scope="module")
+def run_aggregate(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("aggregate")
+    frames = synthetic_records()
+    records = write_records(folder, frames)
+    saliency, masks = write_maps_and_masks(folder)
+    write_image_table(folder / "images.csv", [ImageRecord(i, f"/data/{i}", int(i[3]), i[:4]) for i in image_ids()], 6)
+    out = folder / "tables"
+    code = main(["aggregate", "--records", *records, "--saliency", *saliency, "--evidence-root", str(folder / "evidence"),
+                 "--images", str(folder / "images.csv"), "--bootstrap", "2000", "--seed", "3", "--out-dir", str(out)])
+    assert code == 0
+    return {"folder": folder, "out": out, "frames": frames, "records": records, "saliency": saliency, "masks": masks,
+            "per_image": pd.read_csv(out / "per_image.csv", keep_default_na=False, na_values=[""]),
+            "summary": pd.read_csv(out / "summary.csv", keep_default_na=False, na_values=[""]),
+            "markdown": (out / "summary.md").read_text(encoding="utf-8")}
+
+
+def test_tables_have_one_row_per_method_and_per_image_method(run_aggregate):
+    summary, per_image = run_aggregate["summary"], run_aggregate["per_image"]
+    assert list(summary["method_id"]) == [m[0] for m in METHODS]            # repeats are not rows; chance last
+    assert len(per_image) == N_IMAGES * (len(METHODS) + len(SEED_SHIFTS))
+    assert not per_image.duplicated(["image_id", "method_id"]).any()
+    assert list(dict.fromkeys(per_image["image_id"])) == image_ids()          # image-table order
+    assert set(per_image["class_name"]) == {"cls0", "cls1"}
+    assert (summary["n_images"] == N_IMAGES).all()
+
+
+def test_scores_means_and_aucs_are_consistent(run_aggregate):
+    summary, per_image = run_aggregate["summary"], run_aggregate["per_image"]
+    assert np.allclose(per_image["score"], per_image["insertion_auc"] - per_image["deletion_auc"])
+    assert np.allclose(summary["score"], summary["insertion_auc"] - summary["deletion_auc"])
+    for column in ("deletion_auc", "insertion_auc"):
+        assert summary[column].between(0, 1).all() and per_image[column].between(0, 1).all()
+        assert (summary[f"{column}_lo"] <= summary[column]).all() and (summary[column] <= summary[f"{column}_hi"]).all()
+    written = pd.concat(run_aggregate["frames"]).groupby("method_id")["deletion_auc"].mean()
+    assert np.allclose(summary.set_index("method_id")["deletion_auc"], written[summary["method_id"]])
+
+
+def test_comparison_with_the_best(run_aggregate):
+    summary = run_aggregate["summary"].set_index("method_id")
+    best = "abscam-final-layer3"
+    assert summary.at[best, "score_diff_vs_best"] == 0 and summary.at[best, "vs_best"] == "reference"
+    # abscam-init differs from the best by 0.002 under symmetric noise of 0.005-0.02: no evidence.
+    assert summary.at["abscam-init-layer3", "wilcoxon_p_vs_best"] > 0.2
+    assert summary.at["abscam-init-layer3", "indistinguishable_from_best"]
+    assert summary.at["abscam-init-layer3", "score_diff_vs_best_lo"] <= 0 <= summary.at["abscam-init-layer3", "score_diff_vs_best_hi"]
+    for worse in ("rise-binary-p0.5", "rise-gaussian", "random"):                # shifted by >= 0.15 on 12 images
+        assert not summary.at[worse, "indistinguishable_from_best"]
+        assert summary.at[worse, "holm_p_vs_best"] < 0.05 and summary.at[worse, "score_diff_vs_best_hi"] < 0
+        assert summary.at[worse, "holm_p_vs_best"] >= summary.at[worse, "wilcoxon_p_vs_best"]
+    assert summary.at["rise-gaussian", "vs_random"] == "better"
+    assert summary.at["rise-gaussian", "vs_centre"] == "worse"
+
+
+def test_normalised_aucs_and_baseline_probabilities(run_aggregate):
+    per_image, summary = run_aggregate["per_image"], run_aggregate["summary"]
+    row = per_image.iloc[5]
+    expected = (row["insertion_auc"] - row["blurred_prob"]) / (row["top1_prob"] - row["blurred_prob"])
+    assert row["insertion_auc_norm"] == pytest.approx(expected)
+    first = per_image[per_image["image_id"] == image_ids()[0]]
+    assert first["deletion_auc_norm"].isna().all()                            # top1 == deleted: undefined
+    assert (summary["deletion_auc_norm_undefined"] == 1).all()
+    probs = pd.concat(run_aggregate["frames"]).drop_duplicates("image_id")
+    assert f"fully deleted (mean-colour) image {probs['deleted_prob'].mean():.4f}" in run_aggregate["markdown"]
+    assert f"fully blurred image {probs['blurred_prob'].mean():.4f}" in run_aggregate["markdown"]
+
+
+def test_normalised_auc_definition():
+    values = normalised_auc(np.array([0.5, 0.9, 0.1, 0.4]), np.array([0.1, 0.1, 0.1, 0.4]), np.array([0.9, 0.9, 0.9, 0.4]))
+    assert np.allclose(values[:3], [0.5, 1.0, 0.0]) and math.isnan(values[3])
+
+
+def test_check_marks_sit_on_the_best_values_and_never_on_chance(run_aggregate):
+    rows = [line for line in run_aggregate["markdown"].splitlines() if line.startswith("| ") and "(" in line]
+    main_table = {line.split(" | ")[0][2:]: line.split(" | ") for line in rows[:len(METHODS)]}
+    frames = pd.concat(run_aggregate["frames"][:len(METHODS)])
+    contenders = frames[~frames["method_id"].isin(("random", "centre"))].assign(score=lambda f: f.insertion_auc - f.deletion_auc)
+    means = contenders.groupby("method_id")[["deletion_auc", "insertion_auc", "score"]].mean()
+    best = {2: means["deletion_auc"].min(), 3: means["insertion_auc"].max(), 4: means["score"].max()}
+    expected = {column: set(means.index[means[name] == best[column]])
+                for column, name in zip((2, 3, 4), ("deletion_auc", "insertion_auc", "score"))}
+    # abscam-init copies abscam-final's insertion AUCs, so both hold the best insertion value.
+    assert expected == {2: {"rise-gaussian"}, 3: {"abscam-final-layer3", "abscam-init-layer3"}, 4: {"abscam-final-layer3"}}
+    for column, winners in expected.items():
+        marked = {label.split("(")[1].rstrip(")") for label, cells in main_table.items() if "\u2713" in cells[column]}
+        assert marked == winners, column
+    assert "Best by Score: **abscam-final (abscam-final-layer3)" in run_aggregate["markdown"]
+
+
+def test_stability_across_mask_seeds(run_aggregate):
+    summary = run_aggregate["summary"].set_index("method_id")
+    base = pd.concat(run_aggregate["frames"]).query("method_id == 'rise-gaussian'")
+    base_score = (base["insertion_auc"] - base["deletion_auc"]).mean()
+    per_seed = [base_score] + [base_score + shift for shift in SEED_SHIFTS.values()]
+    assert summary.at["rise-gaussian", "n_seeds"] == 3
+    assert summary.at["rise-gaussian", "score_seed_sd"] == pytest.approx(np.std(per_seed, ddof=1))
+    assert summary.at["rise-gaussian", "score_seed_min"] == pytest.approx(min(per_seed))
+    assert summary.at["rise-gaussian", "deletion_auc_seed_sd"] == pytest.approx(0, abs=1e-12)
+    assert summary["n_seeds"].notna().sum() == 1
+    assert "## Stability across RISE mask seeds" in run_aggregate["markdown"]
+
+
+def test_localisation_columns(run_aggregate):
+    summary = run_aggregate["summary"].set_index("method_id")
+    masks = run_aggregate["masks"][:-1]
+    assert summary.at["abscam-final-layer3", "pointing_game"] == 1.0
+    assert summary.at["abscam-final-layer3", "energy_pointing_game"] > 0.95
+    assert summary.at["abscam-final-layer3", "pointing_game_n"] == N_IMAGES - 1     # one image lacks a mask
+    assert summary.at["random", "energy_pointing_game"] == pytest.approx(masks.mean(axis=(1, 2)).mean(), abs=0.01)
+    assert summary.at["random", "energy_chance"] == pytest.approx(masks.mean(axis=(1, 2)).mean())
+    assert math.isnan(summary.at["rise-gaussian", "pointing_game"])                  # no saliency given
+    assert "## Localisation against evidence masks" in run_aggregate["markdown"]
+
+
+def test_rerun_is_identical_and_without_power_is_said(run_aggregate, tmp_path):
+    again = tmp_path / "again"
+    assert main(["aggregate", "--records", *run_aggregate["records"], "--saliency", *run_aggregate["saliency"],
+                 "--evidence-root", str(run_aggregate["folder"] / "evidence"), "--images",
+                 str(run_aggregate["folder"] / "images.csv"), "--bootstrap", "2000", "--seed", "3", "--out-dir", str(again)]) == 0
+    assert (again / "summary.csv").read_bytes() == (run_aggregate["out"] / "summary.csv").read_bytes()
+    assert "has no power" not in run_aggregate["markdown"]
+    few = [frame.head(4) for frame in run_aggregate["frames"]]
+    summary = summarise(annotate(pd.concat(few, ignore_index=True)), n_resamples=200)
+    assert not summary.facts["has_power"]
+
+
+def test_bad_inputs_fail_with_one_line_and_no_output(run_aggregate, tmp_path, capsys):
+    records = run_aggregate["records"]
+    out = tmp_path / "out"
+    assert main(["aggregate", "--records", records[0], records[0], "--out-dir", str(out)]) == 2
+    assert "appears twice" in capsys.readouterr().err
+    seed_only = [p for p in records if "seed1" in p]
+    assert main(["aggregate", "--records", *seed_only, "--out-dir", str(out)]) == 2
+    assert "pass the base configuration's records" in capsys.readouterr().err
+    broken = tmp_path / "broken.csv"
+    pd.read_csv(records[0]).drop(columns="deleted_prob").to_csv(broken, index=False)
+    assert main(["aggregate", "--records", str(broken), "--out-dir", str(out)]) == 2
+    assert "lacks the columns deleted_prob" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["aggregate", "--records", *records, "--saliency", *run_aggregate["saliency"],
+                 "--evidence-root", str(tmp_path / "empty"), "--out-dir", str(out)]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]  # progress bars aside
+    assert len(errors) == 1 and "no evidence mask found" in errors[0]
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_read_records_rejects_non_numeric_aucs(tmp_path):
+    table = synthetic_records()[0].astype({"deletion_auc": object})
+    table.loc[0, "deletion_auc"] = "oops"
+    table.to_csv(tmp_path / "r.csv", index=False)
+    with pytest.raises(UserError, match="deletion_auc"):
+        read_records([tmp_path / "r.csv"])
+    table.loc[0, "deletion_auc"] = 1.5
+    table.to_csv(tmp_path / "r.csv", index=False)
+    with pytest.raises(UserError, match="outside"):
+        read_records([tmp_path / "r.csv"])

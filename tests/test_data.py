@@ -1,0 +1,294 @@
+"""Images: discovery in ImageFolder order, the study's split, every image mode as RGB, preprocessing."""
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, features
+from torchvision.datasets import ImageFolder
+from torchvision.datasets.folder import pil_loader
+
+from saliency_bench import UserError, cli
+from saliency_bench.data import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    discover_images,
+    load_images,
+    open_rgb,
+    preprocess,
+    read_image_table,
+    records_from_list,
+    select_split,
+    write_image_table,
+)
+
+
+def unnormalise(tensor: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+    return tensor * torch.tensor(std).view(3, 1, 1) + torch.tensor(mean).view(3, 1, 1)
+
+
+def save_png(path: Path, colour=(10, 20, 30), size=(6, 4)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, colour).save(path)
+    return path
+
+
+# A tree that exercises torchvision's ordering rules: case-sensitive class order, a hidden
+# class folder, nested folders, upper-case extensions, numeric names sorted as strings,
+# and files ImageFolder ignores.
+TREE = {
+    "b_cls": ["img10.png", "img2.png", "img1.PNG", "sub/z.bmp", "sub/deeper/a.tif", "notes.txt"],
+    "A_cls": ["x.jpeg", "y.JPG", "w.webp", "v.ppm", "u.pgm", "t.tiff"],
+    ".hidden": ["h1.png", "h2.png"],
+    "c": [f"{i:03d}.png" for i in range(11)] + ["readme.md", "c.gif"],
+    "d-e": ["q.png"],
+}
+
+
+@pytest.fixture
+def image_tree(tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    for class_name, files in TREE.items():
+        for index, name in enumerate(files):
+            path = root / class_name / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if name.endswith((".txt", ".md")):
+                path.write_text("not an image")
+            else:
+                fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".pgm": "PPM", ".ppm": "PPM", ".gif": "GIF"}.get(Path(name).suffix.lower())
+                mode = "L" if name.endswith(".pgm") else "RGB"
+                Image.new(mode, (5 + index % 3, 4), 40 * (index % 6)).save(path, format=fmt)
+    (root / "stray_file_at_root.png").parent.mkdir(parents=True, exist_ok=True)
+    save_png(root / "stray_file_at_root.png")
+    return root
+
+
+def test_discovery_matches_torchvision_imagefolder(image_tree: Path):
+    records, classes = discover_images(str(image_tree))
+    reference = ImageFolder(str(image_tree))
+    assert classes == reference.classes
+    assert [(r.path, r.label) for r in records] == reference.samples
+    assert [r.class_name for r in records] == [reference.classes[label] for _, label in reference.samples]
+    assert [r.image_id for r in records] == [Path(p).relative_to(image_tree).as_posix() for p, _ in reference.samples]
+    assert "b_cls/sub/deeper/a.tif" in {r.image_id for r in records}
+    assert discover_images(image_tree)[0] == records  # a Path root gives the same, stable ids
+
+
+@pytest.mark.parametrize("fraction, seed", [(0.2, 42), (0.3, 7), (0.5, 0)])
+def test_split_reproduces_random_split_on_imagefolder(image_tree: Path, fraction: float, seed: int):
+    records, _ = discover_images(image_tree)
+    dataset = ImageFolder(str(image_tree))
+    n = len(dataset)
+    n_val = int(fraction * n)
+    train, val = torch.utils.data.random_split(dataset, [n - n_val, n_val], generator=torch.Generator().manual_seed(seed))
+    assert select_split(n, "val", fraction, seed) == val.indices
+    assert select_split(n, "train", fraction, seed) == train.indices
+    assert [records[i].path for i in select_split(n, "val", fraction, seed)] == [dataset.samples[i][0] for i in val.indices]
+    assert select_split(n, "all", fraction, seed) == list(range(n))
+
+
+def test_split_rejects_bad_arguments():
+    with pytest.raises(UserError, match="unknown split"):
+        select_split(10, "test")
+    with pytest.raises(UserError, match="fraction"):
+        select_split(10, "val", 1.0)
+    with pytest.raises(UserError, match="validation split of 4 images is empty"):
+        select_split(4, "val", 0.2)
+
+
+def read_table(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_images_command_writes_the_split_in_order(image_tree: Path, tmp_path: Path):
+    out = tmp_path / "results" / "images.csv"
+    assert cli.main(["images", "--root", str(image_tree), "--images-per-job", "2", "--out", str(out)]) == 0
+    dataset = ImageFolder(str(image_tree))
+    n = len(dataset)
+    _, val = torch.utils.data.random_split(dataset, [n - int(0.2 * n), int(0.2 * n)], generator=torch.Generator().manual_seed(42))
+    rows = read_table(out)
+    assert list(rows[0]) == ["image_id", "path", "label", "class_name", "shard"]
+    assert [row["path"] for row in rows] == [dataset.samples[i][0] for i in val.indices]
+    assert [int(row["label"]) for row in rows] == [dataset.samples[i][1] for i in val.indices]
+    assert [int(row["shard"]) for row in rows] == [i // 2 for i in range(len(rows))]
+    assert read_image_table(out, shard=1) == read_image_table(out)[2:4]
+
+    cli.main(["images", "--root", str(image_tree), "--split", "all", "--limit", "5", "--out", str(out)])
+    assert [row["path"] for row in read_table(out)] == [path for path, _ in dataset.samples[:5]]
+    cli.main(["images", "--root", str(image_tree), "--val-fraction", "0.5", "--split-seed", "3", "--limit", "2", "--out", str(out)])
+    expected = select_split(n, "val", 0.5, 3)[:2]
+    assert [row["path"] for row in read_table(out)] == [dataset.samples[i][0] for i in expected]
+
+
+def test_images_command_with_a_file_list(tmp_path: Path):
+    root = tmp_path / "pics"
+    files = [save_png(root / "b" / "2.png"), save_png(root / "a" / "1.png"), save_png(root / "a" / "deep" / "3.png")]
+    listing = tmp_path / "list.txt"
+    listing.write_text("# my images\n" + "\n".join(map(str, files)) + "\n\n")
+    out = tmp_path / "images.csv"
+    assert cli.main(["images", "--file-list", str(listing), "--split", "all", "--out", str(out)]) == 0
+    assert [row["image_id"] for row in read_table(out)] == ["b/2.png", "a/1.png", "a/deep/3.png"]
+    cli.main(["images", "--file-list", str(listing), "--list-root", str(tmp_path), "--split", "all", "--out", str(out)])
+    assert [row["image_id"] for row in read_table(out)] == ["pics/b/2.png", "pics/a/1.png", "pics/a/deep/3.png"]
+
+
+def test_file_list_errors(tmp_path: Path):
+    image = save_png(tmp_path / "a" / "1.png")
+    with pytest.raises(UserError, match="more than once"):
+        records_from_list([image, tmp_path / "a" / ".." / "a" / "1.png"])
+    with pytest.raises(UserError, match="not under the data root"):
+        records_from_list([image], root=tmp_path / "elsewhere")
+    with pytest.raises(UserError, match="image not found"):
+        records_from_list([tmp_path / "missing.png"])
+
+
+def test_image_table_round_trip(tmp_path: Path):
+    records = records_from_list([save_png(tmp_path / f"{i}.png") for i in range(5)])
+    write_image_table(tmp_path / "t.csv", records, images_per_job=2)
+    assert read_image_table(tmp_path / "t.csv") == records
+    assert read_image_table(tmp_path / "t.csv", shard=2) == records[4:]
+    with pytest.raises(UserError, match="shard 3"):
+        read_image_table(tmp_path / "t.csv", shard=3)
+
+
+# ---- every image mode becomes RGB ------------------------------------------------------
+def palette_image(transparent: bool) -> Image.Image:
+    image = Image.new("P", (6, 4), 0)
+    image.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    image.putpixel((0, 0), 1)
+    if transparent:
+        image.info["transparency"] = 0
+    return image
+
+
+def split_image(mode: str, left, right, size=(6, 4)) -> Image.Image:
+    image = Image.new(mode, size, left)
+    image.paste(right, (size[0] // 2, 0, size[0], size[1]))
+    return image
+
+
+# name, file name, how to write it, expected RGB at (row 0, col 0) and (row 0, last col), tolerance
+MODES = [
+    ("L", "grey.png", lambda p: Image.new("L", (6, 4), 128).save(p), (128, 128, 128), (128, 128, 128), 0),
+    ("1", "bits.png", lambda p: split_image("1", 0, 1).save(p), (0, 0, 0), (255, 255, 255), 0),
+    ("P", "palette.png", lambda p: palette_image(False).save(p), (0, 0, 255), (255, 0, 0), 0),
+    ("P+transparency", "palette_t.png", lambda p: palette_image(True).save(p), (0, 0, 255), (255, 0, 0), 0),
+    ("RGBA", "rgba.png", lambda p: split_image("RGBA", (200, 100, 50, 0), (1, 2, 3, 255)).save(p), (200, 100, 50), (1, 2, 3), 0),
+    ("LA", "la.png", lambda p: split_image("LA", (77, 0), (5, 255)).save(p), (77, 77, 77), (5, 5, 5), 0),
+    ("I;16 PNG", "deep.png", lambda p: Image.fromarray(np.array([[0, 32768, 65535]] * 4, np.uint16).repeat(2, 1)).save(p),
+     (0, 0, 0), (255, 255, 255), 0),
+    ("I;16 TIFF", "deep.tif", lambda p: Image.fromarray(np.full((4, 6), 16384, np.uint16)).save(p), (64, 64, 64), (64, 64, 64), 0),
+    ("F TIFF", "float.tif", lambda p: Image.fromarray(np.full((4, 6), 0.25, np.float32)).save(p), (64, 64, 64), (64, 64, 64), 0),
+    ("CMYK JPEG", "cmyk.jpg", lambda p: split_image("CMYK", (0, 255, 255, 0), (0, 0, 0, 0), (16, 8)).save(p, quality=100),
+     (255, 0, 0), (255, 255, 255), 8),
+    ("RGB JPEG", "rgb.jpg", lambda p: split_image("RGB", (0, 128, 255), (255, 255, 0), (16, 8)).save(p, quality=100),
+     (0, 128, 255), (255, 255, 0), 8),
+    ("RGB TIFF", "rgb.tiff", lambda p: split_image("RGB", (1, 2, 3), (250, 251, 252)).save(p), (1, 2, 3), (250, 251, 252), 0),
+    ("RGB BMP", "rgb.bmp", lambda p: split_image("RGB", (9, 99, 199), (0, 0, 0)).save(p), (9, 99, 199), (0, 0, 0), 0),
+    ("L PGM", "grey.pgm", lambda p: Image.new("L", (6, 4), 200).save(p), (200, 200, 200), (200, 200, 200), 0),
+    ("RGB WEBP", "rgb.webp", lambda p: split_image("RGB", (10, 200, 30), (90, 80, 70)).save(p, lossless=True),
+     (10, 200, 30), (90, 80, 70), 0),
+]
+
+
+@pytest.mark.parametrize("name, filename, write, first, last, tolerance", MODES, ids=[m[0] for m in MODES])
+def test_every_image_mode_loads_as_rgb(tmp_path: Path, name, filename, write, first, last, tolerance):
+    if filename.endswith(".webp") and not features.check("webp"):
+        pytest.skip("this PIL has no WEBP support")
+    path = tmp_path / filename
+    write(path)
+    with Image.open(path) as written:  # the file really is in the mode under test
+        expected_mode = name.split()[0].split("+")[0]
+        assert written.mode == expected_mode
+    width, height = Image.open(path).size
+    tensor = load_images([path], size=(height, width))[0]
+    assert tensor.shape == (3, height, width) and tensor.dtype == torch.float32
+    rgb = unnormalise(tensor)
+    assert rgb.min() >= -1e-6 and rgb.max() <= 1 + 1e-6
+    pixels = (rgb * 255).round()
+    assert torch.allclose(pixels[:, 0, 0], torch.tensor(first, dtype=torch.float32), atol=tolerance)
+    assert torch.allclose(pixels[:, 0, -1], torch.tensor(last, dtype=torch.float32), atol=tolerance)
+    if name in ("L", "L PGM", "1", "LA", "I;16 PNG", "F TIFF"):
+        assert torch.equal(pixels[0], pixels[1]) and torch.equal(pixels[1], pixels[2])
+
+
+@pytest.mark.parametrize("name, filename, write", [m[:3] for m in MODES if not m[0].startswith(("I;16", "F"))],
+                         ids=[m[0] for m in MODES if not m[0].startswith(("I;16", "F"))])
+def test_8bit_images_load_like_torchvision_imagefolder(tmp_path: Path, name, filename, write):
+    """The pixels the model saw in training (ImageFolder's pil_loader), alpha dropped, not composited."""
+    if filename.endswith(".webp") and not features.check("webp"):
+        pytest.skip("this PIL has no WEBP support")
+    write(tmp_path / filename)
+    assert np.array_equal(np.asarray(open_rgb(tmp_path / filename)), np.asarray(pil_loader(tmp_path / filename)))
+
+
+# ---- unreadable images -------------------------------------------------------------------
+def test_corrupt_truncated_and_missing_images_name_their_path(tmp_path: Path):
+    garbage = tmp_path / "garbage.png"
+    garbage.write_bytes(b"\x89PNG not really" + bytes(range(256)))
+    truncated = tmp_path / "truncated.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(truncated)
+    truncated.write_bytes(truncated.read_bytes()[:400])
+    dangling = tmp_path / "dangling.png"
+    dangling.symlink_to(tmp_path / "nowhere.png")
+    for path in (garbage, truncated, dangling):
+        with pytest.raises(UserError, match="cannot read image") as caught:
+            open_rgb(path)
+        assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
+# ---- preprocessing -------------------------------------------------------------------------
+def test_resize_keeps_all_content_of_a_non_square_image():
+    image = Image.new("RGB", (80, 20), (0, 255, 0))
+    image.paste((255, 0, 0), (0, 0, 10, 20))  # left edge red
+    image.paste((0, 0, 255), (70, 0, 80, 20))  # right edge blue
+    rgb = unnormalise(preprocess(image, size=(16, 16)))
+    assert rgb.shape == (3, 16, 16)
+    assert torch.allclose(rgb[:, :, 0], torch.tensor([1.0, 0, 0]).view(3, 1), atol=1e-5)  # not cropped away
+    assert torch.allclose(rgb[:, :, -1], torch.tensor([0, 0, 1.0]).view(3, 1), atol=1e-5)
+    reference = np.asarray(image.resize((16, 16), Image.BILINEAR), dtype=np.float32) / 255
+    assert np.allclose(rgb.permute(1, 2, 0).numpy(), reference, atol=1e-5)
+
+
+def test_size_is_height_then_width():
+    assert preprocess(Image.new("RGB", (50, 50)), size=(10, 30)).shape == (3, 10, 30)
+
+
+def test_imagenet_normalisation_by_default_and_configurable():
+    image = Image.new("RGB", (4, 4), (51, 102, 204))
+    value = torch.tensor([51, 102, 204]) / 255
+    expected = (value - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
+    assert torch.allclose(preprocess(image, (4, 4))[:, 2, 2], expected, atol=1e-6)
+    custom = preprocess(image, (4, 4), mean=(0.5, 0.5, 0.5), std=(0.25, 0.5, 1.0))
+    assert torch.allclose(custom[:, 1, 1], (value - 0.5) / torch.tensor([0.25, 0.5, 1.0]), atol=1e-6)
+    assert torch.allclose(preprocess(image, (4, 4), mean=(0, 0, 0), std=(1, 1, 1))[:, 0, 0], value, atol=1e-6)
+
+
+# ---- each image is opened once per process ----------------------------------------------
+@pytest.fixture
+def count_opens(monkeypatch):
+    """Counts PIL.Image.open calls per file; the real open still runs."""
+    opened: list[str] = []
+    real_open = Image.open
+
+    def counting_open(fp, *args, **kwargs):
+        opened.append(os.path.basename(getattr(fp, "name", fp)))
+        return real_open(fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", counting_open)
+    return opened
+
+
+def test_each_image_is_opened_once(image_tree: Path, tmp_path: Path, count_opens: list[str]):
+    out = tmp_path / "images.csv"
+    cli.main(["images", "--root", str(image_tree), "--split", "all", "--out", str(out)])
+    records = read_image_table(out)
+    assert sorted(count_opens) == sorted(Path(r.path).name for r in records)
+    count_opens.clear()
+    load_images(records[:7], size=(8, 8))
+    assert sorted(count_opens) == sorted(Path(r.path).name for r in records[:7])

@@ -1,0 +1,175 @@
+"""Models: torchvision classifiers by name, safe checkpoint loading in every common layout, the device."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from saliency_bench import UserError
+from saliency_bench.models import build_model, load_checkpoint, load_model, read_state_dict, resolve_device
+
+SOURCE = Path(__file__).resolve().parents[1] / "src" / "saliency_bench"
+
+
+class Opaque:
+    """A custom class: pickling an instance makes a checkpoint that needs weights_only=False."""
+
+    def __init__(self):
+        self.value = 3
+
+
+def seeded(arch: str, num_classes: int, seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return build_model(arch, num_classes).eval()
+
+
+@pytest.fixture(scope="module")
+def reference() -> nn.Module:
+    return seeded("resnet18", 5, seed=1)
+
+
+@pytest.fixture(scope="module")
+def images() -> torch.Tensor:
+    return torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("arch, num_classes", [("resnet18", 7), ("mobilenet_v3_small", 3), ("squeezenet1_0", 4)])
+def test_any_torchvision_classifier_with_its_last_layer_resized(arch, num_classes, images):
+    model = build_model(arch, num_classes).eval()
+    with torch.no_grad():
+        assert model(images).shape == (2, num_classes)
+
+
+def test_unknown_architecture():
+    with pytest.raises(UserError, match="unknown architecture 'resnet19'.*saliency-bench models"):
+        build_model("resnet19", 10)
+    with pytest.raises(UserError, match="unknown architecture"):
+        build_model("fasterrcnn_resnet50_fpn", 10)  # a detector, not a classifier
+
+
+def test_pretrained_weights_are_checked_before_any_download():
+    with pytest.raises(UserError, match="1000 ImageNet classes, but num_classes is 10"):
+        build_model("resnet18", 10, weights="DEFAULT")
+    with pytest.raises(UserError, match="unknown weights 'IMAGENET9K'.*DEFAULT"):
+        build_model("resnet18", 1000, weights="IMAGENET9K")
+    with pytest.raises(UserError, match="either model.checkpoint or model.weights"):
+        load_model("resnet18", 1000, checkpoint="x.pt", weights="DEFAULT")
+
+
+def state_dict_layouts(model: nn.Module) -> dict[str, object]:
+    state = model.state_dict()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    return {
+        "plain": state,
+        "state_dict": {"state_dict": state, "epoch": 12, "arch": "resnet18"},
+        "model_state_dict": {"model_state_dict": state, "optimizer_state_dict": optimizer.state_dict(), "loss": 0.25},
+        "DataParallel": nn.DataParallel(model).state_dict(),
+        "torch.compile": torch.compile(model).state_dict(),
+        "half precision": {k: v.half() if v.is_floating_point() else v for k, v in state.items()},
+    }
+
+
+@pytest.mark.parametrize("layout", ["plain", "state_dict", "model_state_dict", "DataParallel", "torch.compile"])
+def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, reference, images, layout):
+    path = tmp_path / "model.pt"
+    torch.save(state_dict_layouts(reference)[layout], path)
+    fresh = seeded("resnet18", 5, seed=2)
+    with torch.no_grad():
+        expected = reference(images)
+        assert not torch.equal(fresh(images), expected)  # a different model before loading
+        loaded = load_model("resnet18", 5, checkpoint=str(path), device="cpu")
+        assert torch.equal(loaded(images), expected)
+    assert not loaded.training and next(loaded.parameters()).device.type == "cpu"
+
+
+def test_half_precision_checkpoint_loads_into_float32(tmp_path, reference, images):
+    path = tmp_path / "half.pt"
+    torch.save(state_dict_layouts(reference)["half precision"], path)
+    loaded = load_model("resnet18", 5, checkpoint=path, device="cpu")
+    assert next(loaded.parameters()).dtype == torch.float32
+    with torch.no_grad():
+        assert torch.allclose(loaded(images), reference(images), rtol=1e-2, atol=1e-2)
+
+
+def test_checkpoint_with_another_class_count_names_the_shapes(tmp_path, reference):
+    path = tmp_path / "five.pt"
+    torch.save(reference.state_dict(), path)
+    with pytest.raises(UserError, match=r"fc\.weight \(5, 512\) vs model \(3, 512\).*num_classes") as caught:
+        load_model("resnet18", 3, checkpoint=path)
+    assert "\n" not in str(caught.value)
+
+
+def test_checkpoint_of_another_architecture_names_the_keys(tmp_path, reference):
+    path = tmp_path / "resnet18.pt"
+    torch.save(reference.state_dict(), path)
+    with pytest.raises(UserError, match=r"missing \d+ keys: features\.0\.0\.weight.*unexpected \d+ keys: conv1\.weight.*model\.arch"):
+        load_model("mobilenet_v3_small", 5, checkpoint=path)
+    partial = {k: v for k, v in reference.state_dict().items() if not k.startswith("layer4")}
+    torch.save(partial, path)
+    with pytest.raises(UserError, match=r"missing \d+ keys: layer4\."):
+        load_checkpoint(build_model("resnet18", 5), path)
+
+
+def test_missing_checkpoint(tmp_path):
+    with pytest.raises(UserError, match="checkpoint not found: .*nope.pt.*torch.save"):
+        load_model("resnet18", 5, checkpoint=tmp_path / "nope.pt")
+
+
+@pytest.mark.parametrize("payload", ["custom class", "nn.Module"])
+def test_pickles_that_need_weights_only_false_are_refused(tmp_path, payload):
+    path = tmp_path / "unsafe.pt"
+    torch.save({"state_dict": {}, "extra": Opaque()} if payload == "custom class" else nn.Linear(3, 2), path)
+    with pytest.raises(UserError) as caught:
+        read_state_dict(path)
+    message = str(caught.value)
+    assert "weights_only" in message and "torch.save(model.state_dict(), path)" in message
+    assert ("Opaque" if payload == "custom class" else "torch.nn.modules.linear.Linear") in message
+    assert "\n" not in message and "\x1b" not in message
+
+
+@pytest.mark.parametrize("content, reason", [(b"", "empty"), (b"hello world\n", "KeyError"),
+                                             (bytes(range(256)) * 4, "Unsupported operand")])
+def test_files_that_are_not_checkpoints(tmp_path, content, reason):
+    path = tmp_path / "not_a_checkpoint.pt"
+    path.write_bytes(content)
+    with pytest.raises(UserError, match=f"cannot read checkpoint .*{reason}.*torch.save") as caught:
+        read_state_dict(path)
+    assert "weights_only=False" not in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_checkpoint_without_a_state_dict(tmp_path):
+    path = tmp_path / "list.pt"
+    torch.save([torch.zeros(2)], path)
+    with pytest.raises(UserError, match="holds no state dict"):
+        read_state_dict(path)
+
+
+def test_devices():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(UserError, match="unknown device 'tpu'"):
+        resolve_device("tpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised when CUDA is missing")
+def test_cuda_requested_without_cuda():
+    for device in ("cuda", "cuda:1"):
+        with pytest.raises(UserError, match=f"device {device} requested but CUDA is not available; use device: cpu or auto"):
+            resolve_device(device)
+
+
+def test_every_torch_load_in_the_package_uses_weights_only_true():
+    """Never unpickle code: each torch.load call in src/ passes weights_only=True literally."""
+    offenders = []
+    for path in sorted(SOURCE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load" \
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "torch":
+                safe = any(k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True
+                           for k in node.keywords)
+                if not safe:
+                    offenders.append(f"{path.relative_to(SOURCE)}:{node.lineno}")
+    assert not offenders, f"torch.load without weights_only=True: {offenders}"

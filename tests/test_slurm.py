@@ -1,0 +1,349 @@
+"""Cluster execution on a real single-node SLURM cluster (issue 9).
+
+The session fixture starts the cluster with scripts/slurm-cluster.sh (as root; it installs
+the Debian packages when missing) and stops it afterwards. Without root, or when the
+packages cannot be installed, the cluster tests are skipped with the reason.
+
+The workflow under test is a parameter (`WorkflowCase`): by default a small self-contained
+Snakefile whose rules carry the real stage names and call the real `saliency-bench` CLI;
+point `WORKFLOW_CASE` at workflow/Snakefile with a tiny config to test the real workflow.
+Measurements (cluster start, per-job overhead) are printed; see them with `pytest -s`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CLUSTER_SCRIPT = REPO / "scripts" / "slurm-cluster.sh"
+SLURM_PROFILE = REPO / "workflow" / "profiles" / "slurm" / "config.yaml"
+DEFAULT_PROFILE = REPO / "workflow" / "profiles" / "default"
+VENV_BIN = Path(sys.executable).parent
+SNAKEMAKE = VENV_BIN / "snakemake"
+STAGES = ("images", "masks", "demo_data", "train_demo", "explain", "evaluate", "aggregate", "figures")
+
+START_TIMEOUT_S = 600      # includes apt-get install on a fresh machine
+STOP_TIMEOUT_S = 120
+WORKFLOW_TIMEOUT_S = 300   # one snakemake run
+NOT_ROOT_EXIT = 3          # scripts/slurm-cluster.sh exit codes
+INSTALL_FAILED_EXIT = 4
+
+# --- the workflow under test -------------------------------------------------------------
+
+TOY_SNAKEFILE = """\
+localrules: all
+
+rule all:
+    input: "results/summary.txt"
+
+rule images:
+    output: "results/models.txt"
+    log: "logs/images.log"
+    shell: "{config[saliency_bench]} models > {output} 2> {log}"
+
+rule explain:
+    input: "results/models.txt"
+    output: "results/shard-{k}.txt"
+    log: "logs/explain-{k}.log"
+    shell: "{config[python]} shard.py {wildcards.k} {input} {output} 2> {log}"
+
+rule aggregate:
+    input: expand("results/shard-{k}.txt", k=range(config["shards"]))
+    output: "results/summary.txt"
+    log: "logs/aggregate.log"
+    shell: "cat {input} > {output} 2> {log}"
+"""
+
+# A shard fails while a file BROKEN-<k> exists in the working directory: a stand-in for
+# a bad input that the user fixes. It is not an input or param, so fixing it does not
+# make the finished shards out of date.
+TOY_SHARD_SCRIPT = """\
+import hashlib, os, sys
+k, source, target = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+print(f"shard {k}: SLURM job {os.environ.get('SLURM_JOB_ID', 'none')}", file=sys.stderr)
+if os.path.exists(f"BROKEN-{k}"):
+    sys.exit(f"shard {k} is broken: remove BROKEN-{k}")
+with open(source) as handle:
+    digest = hashlib.sha256((handle.read() + str(k)).encode()).hexdigest()
+with open(target, "w") as handle:
+    handle.write(f"{k} {digest}\\n")
+"""
+
+
+@dataclasses.dataclass
+class WorkflowCase:
+    """A workflow to run locally and on SLURM, and how to break and fix one of its jobs."""
+
+    snakefile: Path
+    prepare: Callable[[Path], Path]    # fills a fresh working directory, returns the config file
+    break_job: Callable[[Path], None]  # makes one cluster job fail
+    fix_job: Callable[[Path], None]    # undoes break_job
+    results: str = "results"           # folder whose files must equal the local run's
+
+
+def _toy_case(root: Path) -> WorkflowCase:
+    snakefile = root / "Snakefile"
+    snakefile.write_text(TOY_SNAKEFILE)
+
+    def prepare(workdir: Path) -> Path:
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "shard.py").write_text(TOY_SHARD_SCRIPT)
+        config = workdir / "config.yaml"
+        config.write_text(yaml.safe_dump({
+            "shards": 2, "python": sys.executable, "saliency_bench": str(VENV_BIN / "saliency-bench"),
+        }))
+        return config
+
+    return WorkflowCase(
+        snakefile=snakefile,
+        prepare=prepare,
+        break_job=lambda workdir: (workdir / "BROKEN-1").touch(),
+        fix_job=lambda workdir: (workdir / "BROKEN-1").unlink(),
+    )
+
+
+# The lead swaps this for the real workflow with its tiny test config.
+WORKFLOW_CASE: Callable[[Path], WorkflowCase] = _toy_case
+
+
+def run_workflow(workdir: Path, snakefile: Path, configfile: Path, executor_args: list[str],
+                 env: dict[str, str] | None = None, timeout: float = WORKFLOW_TIMEOUT_S) -> subprocess.CompletedProcess:
+    """Run snakemake in `workdir` with the repository's default workflow profile plus
+    `executor_args` (e.g. ["--profile", dir] for SLURM); stdout and stderr merged."""
+    command = [str(SNAKEMAKE), "--snakefile", str(snakefile), "--configfile", str(configfile),
+               "--directory", str(workdir), "--workflow-profile", str(DEFAULT_PROFILE), *executor_args]
+    try:
+        return subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as expired:
+        output = expired.output.decode() if isinstance(expired.output, bytes) else (expired.output or "")
+        pytest.fail(f"snakemake did not finish within {timeout} s:\n{output[-4000:]}")
+
+
+def cluster_jobs(log: str) -> dict[str, str]:
+    """{SLURM job id: path of its SLURM log} for every job snakemake submitted."""
+    return dict(re.findall(r"has been submitted with SLURM jobid (\d+) \(log: (.+?)\)\.?$", log, re.M))
+
+
+def scheduled_jobs(log: str) -> list[tuple[str, list[str]]]:
+    """(rule, outputs) of every non-local job snakemake scheduled, from its log."""
+    jobs = []
+    for block in re.split(r"\n(?=\[[A-Z][a-z]{2} )", log):
+        rule = re.search(r"^rule (\w+):$", block, re.M)
+        if rule:
+            outputs = re.search(r"^\s+output: (.+)$", block, re.M)
+            jobs.append((rule.group(1), outputs.group(1).split(", ") if outputs else []))
+    return jobs
+
+
+def result_files(workdir: Path, results: str) -> dict[str, bytes]:
+    root = workdir / results
+    return {str(path.relative_to(root)): path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+def mtimes(workdir: Path, results: str) -> dict[str, int]:
+    root = workdir / results
+    return {str(path.relative_to(root)): path.stat().st_mtime_ns for path in root.rglob("*") if path.is_file()}
+
+
+def process_alive(name: str, pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == name
+    except OSError:
+        return False
+
+
+def explain(result: subprocess.CompletedProcess) -> str:
+    return f"snakemake exited {result.returncode}; output tail:\n{result.stdout[-4000:]}"
+
+
+# --- checks that need no cluster --------------------------------------------------------------
+
+def test_slurm_profile_has_the_settings_the_cluster_needs():
+    profile = yaml.safe_load(SLURM_PROFILE.read_text())
+    assert profile["executor"] == "slurm"
+    assert profile["retries"] == 0 and profile["jobs"] >= 1
+    # Without accounting, sacct fails and the plugin would wait for ever.
+    assert profile["slurm-status-command"] == "squeue"
+    min_job_age = int(re.search(r"^MinJobAge=(\d+)$", CLUSTER_SCRIPT.read_text(), re.M).group(1))
+    assert min_job_age >= 3 * profile["slurm-init-seconds-before-status-checks"]
+    defaults = profile["default-resources"]
+    assert {"slurm_partition", "slurm_account", "mem_mb", "runtime"} <= set(defaults)
+    for stage in STAGES:
+        assert {"mem_mb", "runtime"} <= set(profile["set-resources"][stage]), stage
+        assert profile["set-threads"][stage] >= 1, stage
+    # the default workflow profile is loaded too and wins per key: keep it executor-neutral
+    default = yaml.safe_load((DEFAULT_PROFILE / "config.yaml").read_text())
+    assert default["keep-going"] is False and default["latency-wait"] >= 30
+    assert not {"executor", "jobs", "default-resources", "set-resources", "set-threads"} & set(default)
+
+
+def test_cluster_script_refuses_non_root_with_its_own_exit_code():
+    command = ["bash", str(CLUSTER_SCRIPT), "start"]
+    if os.geteuid() == 0:
+        if not shutil.which("runuser"):
+            pytest.skip("runuser is missing, so the non-root path cannot be tried as root")
+        command = ["runuser", "-u", "nobody", "--", *command]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    assert result.returncode == NOT_ROOT_EXIT, result.stderr
+    assert "must run as root" in result.stderr
+    usage = subprocess.run(["bash", str(CLUSTER_SCRIPT), "restart"], capture_output=True, text=True, timeout=30)
+    assert usage.returncode == 2 and "usage" in usage.stderr
+
+
+# --- the cluster ------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Cluster:
+    env: dict[str, str]
+    state: Path
+    pids: dict[str, int]
+
+    def run(self, *command: str) -> str:
+        return subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=30, check=True).stdout
+
+
+def _cluster_script(action: str, timeout: float) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(CLUSTER_SCRIPT), action], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    if os.geteuid() != 0:
+        pytest.skip("SLURM cluster tests need root: scripts/slurm-cluster.sh installs slurmctld/slurmd/munge "
+                    "and starts the daemons; run pytest as root to include them")
+    if not shutil.which("slurmctld") and not shutil.which("apt-get"):
+        pytest.skip("SLURM is not installed and there is no apt-get to install it; install slurmctld slurmd slurm-client munge")
+    already_running = _cluster_script("status", 30).returncode == 0
+    started = time.monotonic()
+    result = _cluster_script("start", START_TIMEOUT_S)
+    if result.returncode == INSTALL_FAILED_EXIT:
+        pytest.skip(f"SLURM packages could not be installed: {result.stderr.strip().splitlines()[-1]}")
+    assert result.returncode == 0, f"slurm-cluster.sh start failed ({result.returncode}):\n{result.stderr}"
+    print(f"\n[measure] slurm-cluster.sh start: {time.monotonic() - started:.1f} s "
+          f"({'already running' if already_running else 'fresh start'}); {result.stderr.strip()}", file=sys.stderr)
+    conf = re.search(r"^export SLURM_CONF=(\S+)$", result.stdout, re.M).group(1)
+    state = Path(conf).parent
+    pids = {name: int(pid) for name, pid in (line.split() for line in (state / "pids").read_text().splitlines())}
+    assert set(pids) == {"munged", "slurmctld", "slurmd"}
+    assert all(process_alive(name, pid) for name, pid in pids.items())
+    # start twice does not start twice
+    again = _cluster_script("start", 60)
+    assert again.returncode == 0 and "already running" in again.stderr
+    assert (state / "pids").read_text().split() == [str(x) for item in pids.items() for x in item]
+
+    yield Cluster(env={**os.environ, "SLURM_CONF": conf}, state=state, pids=pids)
+
+    if already_running:  # someone else's cluster: leave it running
+        return
+    stopped = _cluster_script("stop", STOP_TIMEOUT_S)
+    assert stopped.returncode == 0, stopped.stderr
+    assert not [name for name, pid in pids.items() if process_alive(name, pid)], "daemons still running after stop"
+    assert _cluster_script("status", 30).returncode == 1
+
+
+@pytest.fixture(scope="session")
+def slurm_profile(slurm_cluster, tmp_path_factory) -> Path:
+    """The repository's SLURM profile with its placeholders filled in for the test cluster
+    and its sizes scaled down to the one small node; every other setting is kept."""
+    profile = yaml.safe_load(SLURM_PROFILE.read_text())
+    partition = slurm_cluster.run("sinfo", "-h", "-o", "%P").split()[0].rstrip("*")
+    cpus = int(slurm_cluster.run("sinfo", "-h", "-o", "%c").split()[0])
+    profile["default-resources"]["slurm_partition"] = partition
+    del profile["default-resources"]["slurm_account"]
+    profile["default-resources"]["mem_mb"] = 500
+    for rule, resources in profile["set-resources"].items():
+        resources["mem_mb"] = min(resources["mem_mb"], 1000)
+    profile["set-threads"] = {rule: min(threads, cpus) for rule, threads in profile["set-threads"].items()}
+    folder = tmp_path_factory.mktemp("slurm-profile")
+    (folder / "config.yaml").write_text(yaml.safe_dump(profile))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def workflow_case(tmp_path_factory) -> WorkflowCase:
+    return WORKFLOW_CASE(tmp_path_factory.mktemp("workflow"))
+
+
+@pytest.fixture(scope="session")
+def local_results(workflow_case, tmp_path_factory, slurm_cluster) -> dict[str, bytes]:
+    """Outputs of a local run (needs the cluster fixture only so that non-root skips first)."""
+    workdir = tmp_path_factory.mktemp("local")
+    configfile = workflow_case.prepare(workdir)
+    started = time.monotonic()
+    result = run_workflow(workdir, workflow_case.snakefile, configfile, ["--executor", "local"])
+    assert result.returncode == 0, explain(result)
+    print(f"\n[measure] local run: {time.monotonic() - started:.1f} s, "
+          f"{len(scheduled_jobs(result.stdout))} jobs", file=sys.stderr)
+    files = result_files(workdir, workflow_case.results)
+    assert files, "the local run wrote no results"
+    return files
+
+
+@pytest.mark.slurm
+@pytest.mark.workflow
+@pytest.mark.slow
+def test_every_job_runs_on_slurm_and_matches_the_local_run(slurm_cluster, slurm_profile, workflow_case,
+                                                           local_results, tmp_path):
+    configfile = workflow_case.prepare(tmp_path)
+    started = time.monotonic()
+    result = run_workflow(tmp_path, workflow_case.snakefile, configfile, ["--profile", str(slurm_profile)],
+                          env=slurm_cluster.env)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, explain(result)
+
+    submitted = cluster_jobs(result.stdout)
+    scheduled = scheduled_jobs(result.stdout)
+    assert scheduled and len(submitted) == len(scheduled), explain(result)
+    run_id = re.search(r"SLURM run ID: (\S+)", result.stdout).group(1)
+    # squeue -t all still lists finished jobs (MinJobAge): every job ran on SLURM and completed
+    listed = dict(line.split("|") for line in slurm_cluster.run(
+        "squeue", "-t", "all", "-h", "-n", run_id, "-o", "%i|%T").split())
+    assert listed == {job_id: "COMPLETED" for job_id in submitted}
+    assert result_files(tmp_path, workflow_case.results) == local_results
+    print(f"\n[measure] SLURM run: {elapsed:.1f} s for {len(submitted)} jobs "
+          f"({elapsed / len(submitted):.1f} s per job, run one after another or in parallel as the DAG allows)",
+          file=sys.stderr)
+
+
+@pytest.mark.slurm
+@pytest.mark.workflow
+@pytest.mark.slow
+def test_failed_cluster_job_stops_the_run_and_a_rerun_completes_only_what_is_missing(
+        slurm_cluster, slurm_profile, workflow_case, local_results, tmp_path):
+    configfile = workflow_case.prepare(tmp_path)
+    workflow_case.break_job(tmp_path)
+    failed = run_workflow(tmp_path, workflow_case.snakefile, configfile, ["--profile", str(slurm_profile)],
+                          env=slurm_cluster.env)
+    assert failed.returncode != 0, explain(failed)
+    error = re.search(r"^Error in rule (\w+):.*?^\s+log: (.+?)(?: \(check log file\(s\).*)?$", failed.stdout, re.M | re.S)
+    assert error, explain(failed)
+    rule_log, *cluster_logs = [tmp_path / path for path in error.group(2).split(", ")]
+    assert rule_log.stat().st_size > 0, "the failed job's log is empty"
+    # the SLURM log of the failed job is kept (those of successful jobs are deleted)
+    failed_ids = re.findall(r"SLURM-job '(\d+)' failed", failed.stdout)
+    assert failed_ids and [Path(cluster_jobs(failed.stdout)[job_id]) for job_id in failed_ids] == cluster_logs
+    assert all(path.stat().st_size > 0 for path in cluster_logs)
+
+    before = mtimes(tmp_path, workflow_case.results)
+    workflow_case.fix_job(tmp_path)
+    rerun = run_workflow(tmp_path, workflow_case.snakefile, configfile, ["--profile", str(slurm_profile)],
+                         env=slurm_cluster.env)
+    assert rerun.returncode == 0, explain(rerun)
+    rerun_outputs = [output for _, outputs in scheduled_jobs(rerun.stdout) for output in outputs]
+    assert rerun_outputs, explain(rerun)
+    root = f"{workflow_case.results}/"
+    assert not [o for o in rerun_outputs if o.startswith(root) and o[len(root):] in before], \
+        "the rerun redid jobs whose outputs were complete"
+    assert {k: v for k, v in mtimes(tmp_path, workflow_case.results).items() if k in before} == before
+    assert result_files(tmp_path, workflow_case.results) == local_results

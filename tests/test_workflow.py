@@ -1,0 +1,165 @@
+"""Integration: the real workflow on a tiny config, its tables, its rerun rules and its report."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from saliency_bench import workflow_config as wc
+from workflow_helpers import REPO, make_workdir, planned_jobs, snakemake, write_config
+
+pytestmark = [pytest.mark.workflow, pytest.mark.slow]
+
+FIGURE_RULES = {"figures_masks", "figures_saliency", "figures_curves", "figures_summary"}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    workdir = make_workdir(tmp_path_factory.mktemp("workflow"))
+    result = snakemake(workdir, "--cores", "2")
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir
+
+
+def effective_config(workdir: Path, configfile: str = "tiny.yaml") -> dict:
+    """The config the workflow sees: defaults, the tiny file on top, the schema's defaults filled in."""
+    from snakemake.utils import validate
+
+    from workflow_helpers import deep_update
+
+    config = deep_update(yaml.safe_load((workdir / "config" / "config.yaml").read_text()),
+                         yaml.safe_load((workdir / configfile).read_text()))
+    validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"), set_default=True)
+    return config
+
+
+def test_tables_are_consistent(tiny_run):
+    summary = pd.read_csv(tiny_run / "results/tables/summary.csv")
+    per_image = pd.read_csv(tiny_run / "results/tables/per_image.csv")
+    config = effective_config(tiny_run)
+    expected = {m.method_id for m in wc.method_configs(config)}
+    assert set(summary["method_id"]) == expected
+    assert len(summary) == len(expected)
+    assert len(per_image) == len(expected) * wc.selected_image_count(config)
+    assert (summary["score"] - (summary["insertion_auc"] - summary["deletion_auc"])).abs().max() < 1e-9
+    for column in ("deletion_auc", "insertion_auc"):
+        assert summary[column].between(0, 1).all()
+        assert per_image[column].between(0, 1).all()
+
+
+def marked_rows(markdown: str) -> dict[int, str]:
+    """Column index -> method id of the row whose cell in that column carries the ✓."""
+    lines = [l for l in markdown.splitlines() if l.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    marks = {}
+    for line in lines[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        for index, cell in enumerate(cells):
+            if "✓" in cell:
+                marks[header[index]] = cells
+    return marks
+
+
+def test_best_values_are_marked(tiny_run):
+    summary = pd.read_csv(tiny_run / "results/tables/summary.csv")
+    ranked = summary[~summary["method_id"].isin(["random", "centre"])]
+    markdown = (tiny_run / "results/tables/summary.md").read_text()
+    marks = marked_rows(markdown)
+    best = {"Deletion AUC": ranked["deletion_auc"].min(), "Insertion AUC": ranked["insertion_auc"].max(),
+            "Score": ranked["score"].max()}
+    for column, value in best.items():
+        assert column in marks, f"no ✓ in column {column}"
+        assert f"{value:.4f}" in " ".join(marks[column]), (column, value, marks[column])
+    best_id = ranked.loc[ranked["score"].idxmax(), "method_id"]
+    assert best_id in markdown.split("\n\n", 2)[-1] or best_id in markdown
+
+
+def test_second_run_does_nothing(tiny_run):
+    assert planned_jobs(tiny_run) == {}
+
+
+def test_changing_one_mask_set_reruns_only_its_chain(tiny_run):
+    config = write_config(tiny_run, "p.yaml", {"rise": {"binary": {"p": [0.6]}}})
+    jobs = planned_jobs(tiny_run, config)
+    shards = wc.shard_count(effective_config(tiny_run, "p.yaml"))
+    assert jobs.pop("masks") == 1
+    assert jobs.pop("explain") == shards
+    assert jobs.pop("evaluate") == shards
+    assert jobs.pop("aggregate") == 1
+    assert set(jobs) <= FIGURE_RULES
+
+
+def test_changing_the_step_reruns_only_evaluation(tiny_run):
+    config = write_config(tiny_run, "step.yaml", {"metrics": {"step_rows": 4}})
+    jobs = planned_jobs(tiny_run, config)
+    n_methods = len(wc.method_configs(effective_config(tiny_run, "step.yaml")))
+    assert jobs.pop("evaluate") == n_methods * wc.shard_count(effective_config(tiny_run, "step.yaml"))
+    assert jobs.pop("aggregate") == 1
+    assert set(jobs) <= {"figures_curves", "figures_summary"}
+
+
+def test_adding_a_layer_runs_only_that_layer(tiny_run):
+    config = write_config(tiny_run, "layer.yaml", {"abscam": {"layers": ["layer2", "layer3", "layer4"]}})
+    jobs = planned_jobs(tiny_run, config)
+    shards = wc.shard_count(effective_config(tiny_run, "layer.yaml"))
+    assert jobs.pop("explain") == 2 * shards  # init and final at layer2
+    assert jobs.pop("evaluate") == 2 * shards
+    assert jobs.pop("aggregate") == 1
+    assert set(jobs) <= FIGURE_RULES
+
+
+def test_changing_stage_code_reruns_that_stage(tiny_run, tmp_path):
+    source = tmp_path / "src"
+    shutil.copytree(REPO / "src" / "saliency_bench", source / "saliency_bench")
+    with open(source / "saliency_bench" / "metrics.py", "a") as handle:
+        handle.write("\n# an edit to the metrics code\n")
+    jobs = planned_jobs(tiny_run, env={"PYTHONPATH": str(source)})
+    config = effective_config(tiny_run)
+    assert jobs.pop("evaluate") == len(wc.method_configs(config)) * wc.shard_count(config)
+    assert jobs.pop("aggregate") == 1
+    assert "explain" not in jobs and "masks" not in jobs
+    assert set(jobs) <= {"figures_curves", "figures_summary"}
+
+
+def test_removing_a_file_rebuilds_only_it_and_its_dependents(tiny_run):
+    target = tiny_run / "results/saliency/abscam-init-layer3/shard-0.h5"
+    backup = target.with_suffix(".bak")
+    shutil.copy2(target, backup)
+    try:
+        target.unlink()
+        jobs = planned_jobs(tiny_run)
+    finally:
+        os.replace(backup, target)
+    assert jobs.pop("explain") == 1
+    assert jobs.pop("evaluate") == 1
+    assert jobs.pop("aggregate") == 1
+    assert set(jobs) <= FIGURE_RULES
+
+
+@pytest.mark.parametrize("changes, key", [
+    ({"rise": {"n_masks": "many"}}, "rise.n_masks"),
+    ({"rise": {"binary": {"p": [1.5]}}}, "rise.binary.p"),
+    ({"abscam": {"layers": ["layer9"]}}, "abscam.layers"),
+    ({"colour": "blue"}, "colour"),
+])
+def test_bad_config_fails_before_any_job(tmp_path, changes, key):
+    workdir = make_workdir(tmp_path, changes)
+    result = snakemake(workdir, "--cores", "1", timeout=120)
+    assert result.returncode != 0
+    assert key in result.stderr + result.stdout
+    assert not (workdir / "results").exists()
+
+
+def test_report_names_the_figures(tiny_run):
+    result = snakemake(tiny_run, "--report", "report.zip", timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    import zipfile
+
+    with zipfile.ZipFile(tiny_run / "report.zip") as archive:
+        names = "\n".join(archive.namelist())
+    assert "summary.png" in names
+    assert "masks" in names and "saliency" in names and "curves" in names

@@ -1,0 +1,61 @@
+"""Run the real Snakemake workflow in a temporary directory (shared by the workflow and SLURM tests)."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+TINY_CONFIG = REPO / "tests" / "data" / "tiny_config.yaml"
+
+
+def make_workdir(root: Path, overrides: dict | None = None) -> Path:
+    """A working directory holding config/ (the defaults) and tiny.yaml (the tiny test config)."""
+    shutil.copytree(REPO / "config", root / "config")
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    deep_update(config, overrides or {})
+    (root / "tiny.yaml").write_text(yaml.safe_dump(config))
+    return root
+
+
+def deep_update(base: dict, changes: dict) -> dict:
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            deep_update(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def write_config(workdir: Path, name: str, changes: dict) -> Path:
+    config = deep_update(yaml.safe_load((workdir / "tiny.yaml").read_text()), changes)
+    path = workdir / name
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def snakemake(workdir: Path, *args: str, configfile: str | Path = "tiny.yaml", timeout: int = 600,
+              env: dict | None = None) -> subprocess.CompletedProcess:
+    command = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+               "--configfile", str(configfile), *args]
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+def planned_jobs(workdir: Path, configfile: str | Path = "tiny.yaml", env: dict | None = None) -> dict[str, int]:
+    """Rule -> number of jobs a dry run would execute ({} when nothing is to be done)."""
+    result = snakemake(workdir, "-n", configfile=configfile, env=env, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    if "Nothing to be done" in output:
+        return {}
+    stats = output.split("Job stats:", 1)[1]
+    jobs = {name: int(count) for name, count in re.findall(r"^(\w+)\s+(\d+)\s*$", stats, flags=re.M)}
+    jobs.pop("total", None)
+    return jobs

@@ -1,0 +1,30 @@
+# Comparison tables with confidence intervals, paired tests, chance baselines and localisation.
+
+
+rule aggregate:
+    input:
+        records=per_shard(RECORDS_FILE),
+        saliency=per_shard(SALIENCY_FILE),
+        images=IMAGE_TABLE,
+    output:
+        per_image=report("results/tables/per_image.csv", category="Summary", caption="../report/per_image.rst"),
+        summary=report("results/tables/summary.csv", category="Summary", caption="../report/summary_table.rst"),
+        markdown="results/tables/summary.md",
+    params:
+        evidence=f"--evidence-root {q(EVIDENCE_ROOT)}" if EVIDENCE_ROOT else "",
+        bootstrap=config["stats"]["bootstrap"],
+        seed=config["stats"]["seed"],
+        alpha=config["stats"]["alpha"],
+        out_dir=lambda wildcards, output: os.path.dirname(output.summary),
+        code=stage_fingerprint("aggregate"),
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    log:
+        "logs/aggregate.log",
+    benchmark:
+        "benchmarks/aggregate.tsv"
+    shell:
+        "saliency-bench aggregate --records {input.records} --saliency {input.saliency} --images {input.images}"
+        " {params.evidence} --bootstrap {params.bootstrap} --seed {params.seed} --alpha {params.alpha}"
+        " --out-dir {params.out_dir} > {log} 2>&1"

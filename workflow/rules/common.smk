@@ -1,0 +1,97 @@
+# Config loading, validation and helpers. All real logic lives in the saliency_bench package.
+import math
+import shlex
+
+from snakemake.utils import min_version, validate
+
+from saliency_bench import workflow_config as wc
+from saliency_bench.errors import UserError
+from saliency_bench.fingerprint import stage_fingerprint
+
+min_version("9.0")
+
+SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
+
+
+def fail(message):
+    """Stop before any job runs, with one line that names the key and the fix."""
+    raise WorkflowError(f"config error: {message}")
+
+
+try:
+    wc.validate_config(config, SCHEMA)
+    validate(config, SCHEMA, set_default=True)
+    wc.check_data_and_model(config)
+    wc.check_layers(config)
+    N_SHARDS = wc.shard_count(config)
+except UserError as error:
+    fail(str(error))
+
+MASKS = {m.mask_id: m for m in wc.mask_configs(config)}
+METHODS = {m.method_id: m for m in wc.method_configs(config)}
+SHARDS = list(range(N_SHARDS))
+DEMO = wc.uses_demo(config)
+DEMO_DIR = wc.DEMO_ROOT
+GPU = 1 if config["device"].startswith("cuda") else 0
+EVIDENCE_ROOT = f"{DEMO_DIR}/data/evidence" if DEMO else config["data"].get("evidence_root")
+
+IMAGE_TABLE = "results/images.csv"
+MASK_FILE = "results/masks/{mask_id}.h5"
+SALIENCY_FILE = "results/saliency/{method_id}/shard-{shard}.h5"
+RECORDS_FILE = "results/metrics/{method_id}/shard-{shard}.csv"
+CURVES_FILE = "results/metrics/{method_id}/shard-{shard}.curves.h5"
+TABLES = expand("results/tables/{name}", name=["per_image.csv", "summary.csv", "summary.md"])
+
+
+wildcard_constraints:
+    shard=r"\d+",
+    mask_id="|".join(MASKS) or "no-masks",
+    method_id="|".join(METHODS),
+
+
+def checkpoint_path():
+    return f"{DEMO_DIR}/model.pt" if DEMO else config["model"].get("checkpoint")
+
+
+def checkpoint_input():
+    """The checkpoint as a rule input (so a new checkpoint reruns what used it)."""
+    path = checkpoint_path()
+    return [path] if path else []
+
+
+def q(value):
+    return shlex.quote(str(value))
+
+
+def preprocess_args():
+    pre = config["preprocess"]
+    return " ".join(["--size", *map(str, pre["size"]), "--mean", *map(str, pre["mean"]), "--std", *map(str, pre["std"])])
+
+
+def model_args():
+    model = config["model"]
+    args = ["--arch", model["arch"], "--num-classes", str(wc.num_classes(config)), "--device", config["device"],
+            "--batch-size", str(config["batch_size"]), "--precision", config["precision"]]
+    if checkpoint_path():
+        args += ["--checkpoint", checkpoint_path()]
+    if model.get("weights"):
+        args += ["--weights", model["weights"]]
+    return " ".join(args)
+
+
+def method_input(wildcards):
+    mask_id = METHODS[wildcards.method_id].mask_id
+    return {"masks": MASK_FILE.format(mask_id=mask_id)} if mask_id else {}
+
+
+def per_shard(pattern):
+    return expand(pattern, method_id=list(METHODS), shard=SHARDS)
+
+
+def all_targets():
+    targets = TABLES + figure_targets()
+    if DEMO:
+        targets.append(f"{DEMO_DIR}/model_card.json")
+    if config["sanity"]["enabled"]:
+        targets += sanity_targets()
+    return targets

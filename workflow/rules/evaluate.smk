@@ -1,0 +1,31 @@
+# Deletion and insertion curves (RISE protocol) for one method configuration and shard.
+
+
+rule evaluate:
+    input:
+        saliency=SALIENCY_FILE,
+        images=IMAGE_TABLE,
+        checkpoint=checkpoint_input(),
+    output:
+        records=RECORDS_FILE,
+        curves=CURVES_FILE,
+    params:
+        step_rows=config["metrics"]["step_rows"],
+        deletion=q(config["metrics"]["deletion_substrate"]),
+        insertion=q(config["metrics"]["insertion_substrate"]),
+        preprocess=preprocess_args(),
+        model=model_args(),
+        code=stage_fingerprint("evaluate"),
+    threads: config["threads"]
+    resources:
+        mem_mb=3000,
+        runtime=60,
+        gpu=GPU,
+    log:
+        "logs/evaluate/{method_id}/shard-{shard}.log",
+    benchmark:
+        "benchmarks/evaluate/{method_id}/shard-{shard}.tsv"
+    shell:
+        "saliency-bench evaluate --saliency {input.saliency} --images {input.images} --shard {wildcards.shard}"
+        " --step-rows {params.step_rows} --deletion-substrate {params.deletion} --insertion-substrate {params.insertion}"
+        " {params.preprocess} {params.model} --threads {threads} --out-records {output.records} --out-curves {output.curves} > {log} 2>&1"

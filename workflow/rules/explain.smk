@@ -1,0 +1,28 @@
+# Saliency maps of one method configuration for one shard of images.
+
+
+rule explain:
+    input:
+        unpack(method_input),
+        images=IMAGE_TABLE,
+        checkpoint=checkpoint_input(),
+    output:
+        SALIENCY_FILE,
+    params:
+        method=lambda wildcards: METHODS[wildcards.method_id].cli_args(),
+        masks=lambda wildcards, input: f"--masks {input.masks}" if "masks" in input.keys() else "",
+        preprocess=preprocess_args(),
+        model=model_args(),
+        code=stage_fingerprint("explain"),
+    threads: config["threads"]
+    resources:
+        mem_mb=3000,
+        runtime=120,
+        gpu=GPU,
+    log:
+        "logs/explain/{method_id}/shard-{shard}.log",
+    benchmark:
+        "benchmarks/explain/{method_id}/shard-{shard}.tsv"
+    shell:
+        "saliency-bench explain {params.method} {params.masks} --images {input.images} --shard {wildcards.shard}"
+        " {params.preprocess} {params.model} --threads {threads} --out {output} > {log} 2>&1"

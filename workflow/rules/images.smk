@@ -1,0 +1,37 @@
+# Which images to explain: the study's validation split (or all, or a file list), sharded.
+
+
+def images_source():
+    if DEMO:
+        return f"--root {DEMO_DIR}/data/images"
+    data = config["data"]
+    if data.get("root"):
+        return f"--root {q(data['root'])}"
+    root = f" --list-root {q(data['list_root'])}" if data.get("list_root") else ""
+    return f"--file-list {q(data['file_list'])}{root}"
+
+
+rule images:
+    input:
+        [f"{DEMO_DIR}/data"] if DEMO else [],
+    output:
+        IMAGE_TABLE,
+    params:
+        source=images_source(),
+        split=config["data"]["split"],
+        val_fraction=config["data"]["val_fraction"],
+        split_seed=config["data"]["split_seed"],
+        limit=f"--limit {config['data']['limit']}" if config["data"].get("limit") else "",
+        images_per_job=config["images_per_job"],
+        code=stage_fingerprint("images"),
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    log:
+        "logs/images.log",
+    benchmark:
+        "benchmarks/images.tsv"
+    shell:
+        "saliency-bench images {params.source} --split {params.split} --val-fraction {params.val_fraction}"
+        " --split-seed {params.split_seed} {params.limit} --images-per-job {params.images_per_job}"
+        " --out {output} > {log} 2>&1"

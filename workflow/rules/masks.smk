@@ -1,0 +1,23 @@
+# RISE masks: one HDF5 file per mask configuration, shared by every image.
+
+
+rule masks:
+    output:
+        MASK_FILE,
+    params:
+        generator=lambda wildcards: MASKS[wildcards.mask_id].cli_args(),
+        n=config["rise"]["n_masks"],
+        s=config["rise"]["s"],
+        size=" ".join(map(str, config["preprocess"]["size"])),
+        dtype=config["rise"]["mask_dtype"],
+        code=stage_fingerprint("masks"),
+    resources:
+        mem_mb=1500,
+        runtime=30,
+    log:
+        "logs/masks/{mask_id}.log",
+    benchmark:
+        "benchmarks/masks/{mask_id}.tsv"
+    shell:
+        "saliency-bench masks {params.generator} --n {params.n} --s {params.s} --size {params.size}"
+        " --dtype {params.dtype} --out {output} > {log} 2>&1"

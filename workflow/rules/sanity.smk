@@ -1,0 +1,35 @@
+# Model-parameter randomisation test (Adebayo et al. 2018), when sanity.enabled is set.
+
+
+def sanity_targets():
+    return ["results/sanity/sanity.csv", "results/figures/sanity.png"]
+
+
+rule sanity:
+    input:
+        unpack(lambda wildcards: {"masks": [MASK_FILE.format(mask_id=m) for m in MASKS][:1]}),
+        images=IMAGE_TABLE,
+        checkpoint=checkpoint_input(),
+    output:
+        table=report("results/sanity/sanity.csv", category="Sanity", caption="../report/sanity.rst"),
+        figure=report("results/figures/sanity.png", category="Sanity", caption="../report/sanity.rst"),
+    params:
+        methods=" ".join(sorted({m.method for m in METHODS.values()} - {"random", "centre"})),
+        layers=" ".join(config["abscam"]["layers"]),
+        n_images=config["sanity"]["images"],
+        preprocess=preprocess_args(),
+        model=model_args(),
+        code=stage_fingerprint("sanity"),
+    threads: config["threads"]
+    resources:
+        mem_mb=3000,
+        runtime=60,
+        gpu=GPU,
+    log:
+        "logs/sanity.log",
+    benchmark:
+        "benchmarks/sanity.tsv"
+    shell:
+        "saliency-bench sanity --methods {params.methods} --layers {params.layers} --masks {input.masks}"
+        " --images {input.images} --n-images {params.n_images} {params.preprocess} {params.model} --threads {threads}"
+        " --out {output.table} --figure {output.figure} > {log} 2>&1"
