@@ -101,8 +101,9 @@ def test_cli_masks_writes_one_figure_per_mask_file(stage_outputs, tmp_path):
 def test_cli_saliency_writes_the_documented_names(stage_outputs, tmp_path):
     root, records = stage_outputs
     out = tmp_path / "figs"
+    preprocess = ["--size", *map(str, SIZE), "--mean", "0.485", "0.456", "0.406", "--std", "0.229", "0.224", "0.225"]  # as the rule passes it
     assert main(["figures", "saliency", "--saliency", *_saliency_files(root), "--images", str(root / "images.csv"),
-                 "--out-dir", str(out), "--max-images", "2"]) == 0
+                 *preprocess, "--out-dir", str(out), "--max-images", "2"]) == 0
     stems = [figures.file_stem(r.image_id) for r in records[:2]]  # the first 2 in image-table order
     expected = {f"overview-{s}.png" for s in stems} | {f"abscam-layers-{s}.png" for s in stems}
     expected |= {f"abscam-init-vs-final-{s}-{layer}.png" for s in stems for layer in ("layer1", "layer2")}
@@ -120,6 +121,24 @@ def test_cli_saliency_kinds_select_figures(stage_outputs, tmp_path):
     assert main(["figures", "saliency", "--saliency", *_saliency_files(root), "--images", str(root / "images.csv"),
                  "--out-dir", str(out), "--max-images", "2", "--kinds", "abscam-layers"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["abscam-layers-daphnia__img_0.png", "abscam-layers-daphnia__img_1.png"]
+
+
+def test_cli_saliency_size_must_match_the_maps(stage_outputs, tmp_path, capsys):
+    root, _ = stage_outputs
+    assert main(["figures", "saliency", "--saliency", *_saliency_files(root)[:1], "--images", str(root / "images.csv"),
+                 "--size", "224", "224", "--out-dir", str(tmp_path / "figs")]) == 2
+    assert "--size" in capsys.readouterr().err
+    assert not (tmp_path / "figs").exists()
+
+
+def test_cli_max_images_zero_writes_no_per_image_figures(stage_outputs, tmp_path):
+    root, _ = stage_outputs
+    files = [f for f in _curve_files(root) if Path(f).parent.name == "random"]
+    assert main(["figures", "curves", "--curves", *files, "--out-dir", str(tmp_path / "curves"), "--max-images", "0"]) == 0
+    assert [p.name for p in (tmp_path / "curves").iterdir()] == ["mean-curves-random.png"]
+    assert main(["figures", "saliency", "--saliency", *_saliency_files(root), "--images", str(root / "images.csv"),
+                 "--out-dir", str(tmp_path / "saliency"), "--max-images", "0"]) == 0
+    assert list((tmp_path / "saliency").iterdir()) == []
 
 
 def test_cli_curves_writes_per_image_and_mean_figures(stage_outputs, tmp_path):
@@ -254,7 +273,7 @@ def test_overview_class_name_is_the_explained_class_not_the_label(stage_outputs,
 def test_init_vs_final_difference_is_centred_at_zero(stage_outputs):
     _, rgb, _ = _rgb_and_maps(stage_outputs)
     init = np.linspace(0, 1, SIZE[0] * SIZE[1]).reshape(SIZE)
-    final = 5.0 * init ** 2 + 3.0  # different scale: both are scaled to [0, 1] before subtracting
+    final = 5.0 * np.sqrt(init) + 3.0  # all differences >= 0; different scale: both are scaled to [0, 1] before subtracting
     figure = figures.abscam_init_vs_final_figure(rgb, init, final, "layer3")
     panel = next(ax for ax in figure.axes if ax.get_title() == "Final \u2212 Init")
     shown = panel.get_images()[0]
@@ -312,3 +331,40 @@ def test_read_first_masks_reads_only_the_first(stage_outputs):
         np.testing.assert_array_equal(masks, handle["masks"][:3].astype(np.float32))
     assert masks.dtype == np.float32 and attrs["kind"] == "binary"
     assert figures.mask_title("rise-binary-p0.5", attrs) == "binary masks \u2014 rise-binary-p0.5 (p=0.5, s=8, n=10)"
+
+
+# ---- report captions ---------------------------------------------------------------------
+CAPTIONS = ("masks", "overview", "abscam_init_vs_final", "abscam_layers", "curves", "mean_curves", "summary_chart",
+            "per_image", "summary_table")
+
+
+@pytest.mark.parametrize("name", CAPTIONS)
+def test_caption_is_valid_short_rst(name):
+    docutils_core = pytest.importorskip("docutils.core")
+    text = (Path(__file__).parents[1] / "workflow" / "report" / f"{name}.rst").read_text()
+    sentences = len(re.findall(r"[.!?](?:\s|$)", re.sub(r"``[^`]*``|e\.g\.|i\.e\.", "x", text)))
+    assert 2 <= sentences <= 5, f"{name}.rst has {sentences} sentences"
+    warnings = []
+    docutils_core.publish_doctree(text, settings_overrides={"report_level": 2, "halt_level": 5,
+                                                            "warning_stream": _Collect(warnings)})
+    assert warnings == [], warnings
+
+
+class _Collect:
+    def __init__(self, sink):
+        self.sink = sink
+
+    def write(self, message):
+        if message.strip():
+            self.sink.append(message)
+
+
+def test_saliency_file_without_maps_is_user_error(stage_outputs, tmp_path):
+    root, records = stage_outputs
+    path = tmp_path / "no-maps.h5"
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset("image_id", data=np.array([records[0].image_id], dtype=object), dtype=h5py.string_dtype("utf-8"))
+        handle.attrs["method_id"] = "random"
+    with pytest.raises(UserError, match="no-maps.h5 is not a saliency file"):
+        figures.write_saliency_figures([path], records, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

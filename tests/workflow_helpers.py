@@ -59,3 +59,37 @@ def planned_jobs(workdir: Path, configfile: str | Path = "tiny.yaml", env: dict 
     jobs = {name: int(count) for name, count in re.findall(r"^(\w+)\s+(\d+)\s*$", stats, flags=re.M)}
     jobs.pop("total", None)
     return jobs
+
+
+def make_user_project(root: Path, *, classes: int = 2, per_class: int = 3, size: int = 32) -> dict:
+    """A user's own data: an ImageFolder of seeded noise images, evidence masks and a checkpoint.
+
+    Returns the config (no demo) that points the workflow at them.
+    """
+    import numpy as np
+    import torch
+    import torchvision
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label in range(classes):
+        for index in range(per_class):
+            for folder, pixels in (("images", rng.integers(0, 256, (size, size, 3), dtype=np.uint8)),
+                                   ("evidence", np.zeros((size, size), np.uint8))):
+                path = root / folder / f"class{label}" / f"img{index}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if folder == "evidence":
+                    pixels[size // 4: size // 2, size // 4: size // 2] = 255
+                Image.fromarray(pixels).save(path)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18(weights=None, num_classes=classes).state_dict(), root / "model.pt")
+    return {
+        "data": {"root": str(root / "images"), "split": "all", "limit": 2, "evidence_root": str(root / "evidence")},
+        "model": {"checkpoint": str(root / "model.pt")},
+        "preprocess": {"size": [size, size]},
+        "images_per_job": 2, "batch_size": 16, "threads": 1,
+        "rise": {"n_masks": 8, "binary": {"p": [0.5]}, "gaussian": {"enabled": False}, "perlin": {"enabled": False}},
+        "abscam": {"layers": ["layer4"], "variants": ["init"]},
+        "stats": {"bootstrap": 200},
+        "figures": {"max_images": 1},
+    }

@@ -5,40 +5,43 @@ Public API (stable; external checks import these names from here):
 - masks:   `generate_masks`, `write_masks`, `MaskSet`
 - methods: `rise_saliency`, `abscam_init`, `abscam_final`
 - metrics: `causal_curves`, `auc`, `gkern`
-- inputs:  `load_images`, `build_model`, `load_checkpoint`
+- inputs:  `load_images`, `discover_images`, `select_split`, `preprocess`, `build_model`,
+  `load_checkpoint`, `load_model`, `resolve_device`
+- statistics: `bootstrap_means`, `holm`, `pointing_game`, `energy_pointing_game`
+
+Names are imported on first use, so that light commands (aggregate, figures) start without
+loading torch.
 """
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
 
-from .errors import UserError
-from .data import ImageRecord, discover_images, load_images, select_split, preprocess
-from .models import build_model, load_checkpoint, load_model, resolve_device
+_EXPORTS = {
+    "UserError": "errors",
+    "ImageRecord": "data", "discover_images": "data", "load_images": "data", "select_split": "data",
+    "preprocess": "data", "open_rgb": "data",
+    "build_model": "models", "load_checkpoint": "models", "load_model": "models", "resolve_device": "models",
+    "generate_masks": "masks", "write_masks": "masks", "MaskSet": "masks",
+    "rise_saliency": "rise",
+    "abscam_init": "abscam", "abscam_final": "abscam",
+    "causal_curves": "metrics", "auc": "metrics", "gkern": "metrics",
+    "bootstrap_means": "stats", "holm": "stats",
+    "pointing_game": "localisation", "energy_pointing_game": "localisation",
+}
 
-__all__ = [
-    "__version__",
-    "UserError",
-    "ImageRecord",
-    "discover_images",
-    "load_images",
-    "select_split",
-    "preprocess",
-    "build_model",
-    "load_checkpoint",
-    "load_model",
-    "resolve_device",
-]
+__all__ = ["__version__", *_EXPORTS]
 
-# Method and metric modules register themselves below as they land.
-try:  # noqa: SIM105 - filled in by the methods/metrics modules
-    from .masks import MaskSet, generate_masks, write_masks  # noqa: F401
-    from .rise import rise_saliency  # noqa: F401
-    from .abscam import abscam_final, abscam_init  # noqa: F401
-    __all__ += ["MaskSet", "generate_masks", "write_masks", "rise_saliency", "abscam_init", "abscam_final"]
-except ImportError:  # pragma: no cover
-    pass
-try:
-    from .metrics import auc, causal_curves, gkern  # noqa: F401
-    __all__ += ["auc", "causal_curves", "gkern"]
-except ImportError:  # pragma: no cover
-    pass
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'saliency_bench' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

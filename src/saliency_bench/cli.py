@@ -15,7 +15,15 @@ from . import __version__, commands
 from .errors import UserError
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_modules(argv: list[str]) -> list[str]:
+    """Modules to import: only the requested command's (fast start-up), or all for the overview."""
+    names = sorted(m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_"))
+    requested = next((arg for arg in argv if not arg.startswith("-")), None)
+    module = requested.replace("-", "_") if requested else None
+    return [module] if module in names else names
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="saliency-bench",
         description="Benchmark saliency methods (RISE, Abs-CAM) with deletion/insertion metrics.",
@@ -23,14 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"saliency-bench {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        if not module.name.startswith("_"):
-            importlib.import_module(f"{commands.__name__}.{module.name}").register(subparsers)
+    for name in command_modules(sys.argv[1:] if argv is None else argv):
+        importlib.import_module(f"{commands.__name__}.{name}").register(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         result = args.func(args)

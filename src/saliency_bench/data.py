@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
 from .errors import UserError, require
@@ -87,6 +86,8 @@ def select_split(n: int, split: str = "val", fraction: float = 0.2, seed: int = 
     require(0 < fraction < 1, f"split fraction must lie in (0, 1), got {fraction}")
     n_val = int(fraction * n)
     require(n_val >= 1 or split == "train", f"a {fraction:.0%} validation split of {n} images is empty; use more images, a larger fraction, or split: all")
+    import torch  # lazily: light commands (aggregate, figures) start without it
+
     train, val = torch.utils.data.random_split(range(n), [n - n_val, n_val], generator=torch.Generator().manual_seed(seed))
     return list(val.indices if split == "val" else train.indices)
 
@@ -138,6 +139,8 @@ def load_images(records: Iterable[ImageRecord] | Iterable[str], size: tuple[int,
     """Load and preprocess images into one (B, 3, H, W) tensor."""
     paths = [r.path if isinstance(r, ImageRecord) else str(r) for r in records]
     require(len(paths) > 0, "no images to load")
+    import torch
+
     return torch.stack([preprocess(open_rgb(p), tuple(size), mean, std) for p in paths])
 
 

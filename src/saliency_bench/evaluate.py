@@ -62,6 +62,7 @@ def evaluate_saliency(model: torch.nn.Module | ModelRunner, images: torch.Tensor
     The explained class is the one stored in the saliency file. Pass one `shared_scores`
     to several calls on the same images to score the shared first and last points once.
     """
+    deletion_substrate, insertion_substrate = map(canonical_substrate, (deletion_substrate, insertion_substrate))
     check_ids(saliency.image_id, image_ids, source)
     check_saliency(saliency.saliency, tuple(images.shape), [f"method {saliency.method_id} image {i}" for i in image_ids])
     runner = model if isinstance(model, ModelRunner) else ModelRunner(model, batch_size=batch_size)
@@ -70,13 +71,11 @@ def evaluate_saliency(model: torch.nn.Module | ModelRunner, images: torch.Tensor
     curves = {}
     for mode, substrate in (("deletion", deletion_substrate), ("insertion", insertion_substrate)):
         if progress:
-            print(f"evaluate {saliency.method_id}: {mode} ({canonical_substrate(substrate)}) on {len(image_ids)} images",
-                  file=sys.stderr)
+            print(f"evaluate {saliency.method_id}: {mode} ({substrate}) on {len(image_ids)} images", file=sys.stderr)
         curves[mode] = causal_curves(runner, images, saliency.saliency, mode=mode, step=step, substrate=substrate,
                                      target=saliency.target, shared_scores=shared, seed=seed, progress=progress)
     return Evaluation(list(image_ids), saliency.method_id, int(step), curves["deletion"], curves["insertion"],
-                      make_records(saliency, curves["deletion"], curves["insertion"]),
-                      canonical_substrate(deletion_substrate), canonical_substrate(insertion_substrate))
+                      make_records(saliency, curves["deletion"], curves["insertion"]), deletion_substrate, insertion_substrate)
 
 
 def make_records(saliency: SaliencyFile, deletion: np.ndarray, insertion: np.ndarray) -> list[dict]:

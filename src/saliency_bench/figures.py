@@ -42,7 +42,6 @@ from tqdm import tqdm  # noqa: E402
 
 from .data import IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD, ImageRecord, load_images  # noqa: E402
 from .errors import UserError, atomic_path, require  # noqa: E402
-from .saliency_io import read_saliency  # noqa: E402
 
 DPI = 110
 MIN_FONT_PT = 8.0
@@ -390,6 +389,32 @@ def summary_figure(summary: pd.DataFrame) -> Figure:
     return figure
 
 
+def sanity_figure(table: pd.DataFrame) -> Figure:
+    """Spearman and SSIM between trained-model and randomised-model maps, per cascade step.
+
+    Curves that stay high as more blocks are randomised belong to methods that do not depend
+    on what the model learned (Adebayo et al. 2018).
+    """
+    require(len(table) > 0, "sanity table has no rows")
+    steps = table.drop_duplicates("step").sort_values("step")
+    with plt.rc_context(STYLE):
+        figure = _new_figure(9.0, 3.8)
+        axes = figure.subplots(1, 2, sharey=True)
+        for ax, column, label in zip(axes, ("spearman", "ssim"), ("Spearman rank correlation", "SSIM")):
+            for method_id, rows in table.groupby("method_id", sort=True):
+                rows = rows.sort_values("step")
+                ax.plot(rows["step"], rows[column], marker="o", label=method_id)
+            ax.set_xticks(steps["step"], [r.split("+")[-1] for r in steps["randomised"]], rotation=30)
+            ax.set_xlabel("randomised down to block (cascading from the output)")
+            ax.set_ylabel(f"{label} with trained-model maps")
+            ax.set_title(label)
+            ax.axhline(0.0, color="black", linewidth=0.8)
+            ax.grid(alpha=0.3)
+        handles, labels = axes[0].get_legend_handles_labels()
+        figure.legend(handles, labels, loc="outside right center", frameon=False)
+    return figure
+
+
 # ---- readers ---------------------------------------------------------------------------
 def read_first_masks(path: str | os.PathLike, count: int) -> tuple[np.ndarray, dict]:
     """The first `count` masks of a mask file (never the whole set) and its attrs."""
@@ -503,7 +528,8 @@ def write_mask_figures(mask_paths: Sequence[str | os.PathLike], records: Sequenc
         for path in _progress(mask_paths, "mask figures"):
             masks, attrs = read_first_masks(path, count)
             shape = tuple(size) if size else masks.shape[1:]
-            require(tuple(masks.shape[1:]) == tuple(shape), f"{path}: masks are {masks.shape[1:]}, not --size {tuple(shape)}; drop --size or regenerate the masks")
+            require(tuple(masks.shape[1:]) == tuple(shape),
+                    f"{path}: masks are {masks.shape[1:]}, not --size {tuple(shape)}; drop --size or regenerate the masks")
             if shape not in images:
                 images[shape] = load_images([records[image_index]], shape, mean, std)[0].numpy()
             mask_id = Path(path).stem
@@ -516,16 +542,19 @@ SALIENCY_KINDS = ("overview", "abscam-init-vs-final", "abscam-layers")
 
 
 def write_saliency_figures(saliency_paths: Sequence[str | os.PathLike], records: Sequence[ImageRecord], out_dir: str | os.PathLike,
-                           *, max_images: int = 8, kinds: Sequence[str] = SALIENCY_KINDS, mean: Sequence[float] = IMAGENET_MEAN,
-                           std: Sequence[float] = IMAGENET_STD, class_names: Sequence[str] | None = None) -> list[Path]:
+                           *, max_images: int = 8, kinds: Sequence[str] = SALIENCY_KINDS, size: tuple[int, int] | None = None,
+                           mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                           class_names: Sequence[str] | None = None) -> list[Path]:
     """Per explained image (the first `max_images` in image-table order that any saliency file holds):
 
     - `overview-<image>.png`: every configuration's map;
     - `abscam-init-vs-final-<image>-<layer>.png`: for each layer with both Abs-CAM Init and Final;
     - `abscam-layers-<image>.png`: when any Abs-CAM map exists.
     <image> is `file_stem(image_id)`, <layer> the part after `abscam-init-` in the method id.
+    The images are shown at the maps' size (`size`, when given, must match it). With
+    `max_images=0` the folder is created empty.
     """
-    require(max_images >= 1, f"--max-images must be at least 1, got {max_images}")
+    require(max_images >= 0, f"--max-images must be at least 0, got {max_images}")
     unknown = sorted(set(kinds) - set(SALIENCY_KINDS))
     require(not unknown, f"unknown figure kinds {unknown}; choose from {', '.join(SALIENCY_KINDS)}")
     maps, top1 = _collect_maps(saliency_paths, records, max_images)
@@ -537,6 +566,8 @@ def write_saliency_figures(saliency_paths: Sequence[str | os.PathLike], records:
         for image_id in _progress(chosen, "saliency figures"):
             image_maps = maps[image_id]
             shape = next(iter(image_maps.values())).shape
+            require(size is None or tuple(size) == tuple(shape),
+                    f"saliency maps of {image_id} are {tuple(shape)}, not --size {tuple(size or ())}; pass the size used by explain")
             rgb = unnormalise(load_images([by_id[image_id]], shape, mean, std)[0].numpy(), mean, std)
             target, prob = top1[image_id]
             stem = stems[image_id]
@@ -555,25 +586,30 @@ def write_saliency_figures(saliency_paths: Sequence[str | os.PathLike], records:
 def _collect_maps(paths, records, max_images):
     """{image_id: {method_id: map}} for the first `max_images` images, and {image_id: (target, top1_prob)}.
 
-    Reads one saliency file (one shard) at a time and keeps only the chosen images' maps.
+    Reads only the chosen images' rows, so memory stays bounded however large a saliency file is.
     """
     files = list(paths)
     require(len(files) > 0, "no saliency files given; pass --saliency results/saliency/<method_id>/shard-<k>.h5 ...")
-    available: set[str] = set()
-    for path in files:
-        available.update(_saliency_image_ids(path))
+    ids_by_file = {path: _saliency_image_ids(path) for path in files}
+    available = {image_id for ids in ids_by_file.values() for image_id in ids}
     order = [r.image_id for r in records if r.image_id in available]
     require(bool(order), "no image of the image table appears in the saliency files; pass the matching --images table")
     chosen = order[:max_images]
     wanted = set(chosen)
     maps: dict[str, dict[str, np.ndarray]] = {image_id: {} for image_id in chosen}
     top1: dict[str, tuple[int, float]] = {}
-    for path in files:
-        loaded = read_saliency(path)
-        for row, image_id in enumerate(loaded.image_id):
-            if image_id in wanted:
-                maps[image_id][loaded.method_id] = loaded.saliency[row]
-                top1.setdefault(image_id, (int(loaded.target[row]), float(loaded.top1_prob[row])))
+    for path, ids in ids_by_file.items():
+        rows = [row for row, image_id in enumerate(ids) if image_id in wanted]
+        if not rows:
+            continue
+        try:
+            with h5py.File(path, "r") as handle:
+                method_id = str(handle.attrs["method_id"])
+                for row in rows:
+                    maps[ids[row]][method_id] = handle["saliency"][row]
+                    top1.setdefault(ids[row], (int(handle["target"][row]), float(handle["top1_prob"][row])))
+        except KeyError as error:
+            raise UserError(f"{path} is not a saliency file (missing {error}); rerun `saliency-bench explain`") from None
     return maps, top1
 
 
@@ -607,7 +643,7 @@ def write_curve_figures(curve_paths: Sequence[str | os.PathLike], out_dir: str |
       first appearance across the given files) that the method has;
     - `mean-curves-<method_id>.png`: mean over all its images, with the chance baselines.
     """
-    require(max_images >= 1, f"--max-images must be at least 1, got {max_images}")
+    require(max_images >= 0, f"--max-images must be at least 0, got {max_images}")
     unknown = sorted(set(kinds) - set(CURVE_KINDS))
     require(not unknown, f"unknown figure kinds {unknown}; choose from {', '.join(CURVE_KINDS)}")
     curves = read_curve_files(curve_paths)

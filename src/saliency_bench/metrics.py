@@ -19,7 +19,6 @@ is what keeps the saving exact.
 from __future__ import annotations
 
 import math
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -139,19 +138,26 @@ class SharedScores:
         self.shape = tuple(images.shape)
         self.seed = seed
         self._probs: dict[str, torch.Tensor] = {}
+        self._substrates: dict[str, torch.Tensor] = {}
+
+    def substrate(self, name: str, images: torch.Tensor) -> torch.Tensor:
+        """The substrate image(s) of `images`, made once (blur is not free at 224 x 224)."""
+        if name not in self._substrates:
+            self._substrates[name] = substrate_images(name, images, self.seed)
+        return self._substrates[name]
 
     def probs(self, key: str, runner: ModelRunner, images: torch.Tensor) -> torch.Tensor:
         """(B, K) or (1, K) softmax probabilities of 'image' or of substrate `key`."""
         require(tuple(images.shape) == self.shape,
                 f"shared scores were computed for images {self.shape}, not {tuple(images.shape)}; use one SharedScores per images tensor")
         if key not in self._probs:
-            inputs = images if key == "image" else substrate_images(key, images, self.seed)
+            inputs = images if key == "image" else self.substrate(key, images)
             self._probs[key] = softmax_scores(runner, inputs)
         return self._probs[key]
 
 
 def softmax_scores(runner: ModelRunner, images: torch.Tensor) -> torch.Tensor:
-    return torch.softmax(runner.run(images.to(runner.device)), dim=1)
+    return torch.softmax(runner.run(images), dim=1)
 
 
 # ---- the curves ---------------------------------------------------------------------------------
@@ -175,7 +181,7 @@ def causal_curves(model: nn.Module | ModelRunner, images: torch.Tensor, saliency
     """
     require(mode in MODES, f"unknown mode {mode!r}; use 'deletion' or 'insertion'")
     runner = model if isinstance(model, ModelRunner) else ModelRunner(model, batch_size=batch_size)
-    images = torch.as_tensor(images)
+    images = torch.as_tensor(images).to(runner.device)  # every batch is built where the model runs
     require(images.ndim == 4, f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
     saliency = saliency.detach().cpu().numpy() if isinstance(saliency, torch.Tensor) else np.asarray(saliency)
     check_saliency(saliency, tuple(images.shape))
@@ -198,38 +204,44 @@ def causal_curves(model: nn.Module | ModelRunner, images: torch.Tensor, saliency
     curves[:, 0] = start_probs[rows, target].double().cpu()
     curves[:, steps] = finish_probs[rows, target].double().cpu()
     if steps > 1:
-        inner = interior_scores(runner, images, saliency, mode, substrate, step, target, seed, progress)
+        other = shared.substrate(substrate, images)
+        inner = interior_scores(runner, images, other, saliency, mode, step, target, progress)
         curves[:, 1:steps] = inner.double().cpu().view(batch, steps - 1)
     return curves.numpy()
 
 
-def interior_scores(runner: ModelRunner, images: torch.Tensor, saliency: np.ndarray, mode: str, substrate: str,
-                    step: int, target: torch.Tensor, seed: int, progress: bool) -> torch.Tensor:
-    """Scores of points 1 .. n-1 of every image, image-major: (B * (n - 1),)."""
+def interior_scores(runner: ModelRunner, images: torch.Tensor, other: torch.Tensor, saliency: np.ndarray, mode: str,
+                    step: int, target: torch.Tensor, progress: bool) -> torch.Tensor:
+    """Scores of points 1 .. n-1 of every image, image-major: (B * (n - 1),).
+
+    Pair p is image p // (n - 1) at point p % (n - 1) + 1. Each batch of pairs is written
+    into one reused buffer, image by image, by broadcasting that image's start and finish.
+    """
     device = runner.device
-    images = images.to(device)
-    other = substrate_images(substrate, images, seed)
     start, finish = (images, other) if mode == "deletion" else (other, images)
     ranks = torch.from_numpy(pixel_ranks(saliency)).to(device=device, dtype=torch.int32)
     batch, channels, height, width = images.shape
-    steps = n_steps(height, width, step)
-    pair_image = torch.arange(batch, device=device).repeat_interleave(steps - 1)
-    pair_point = torch.arange(1, steps, device=device).repeat(batch)
+    inner = n_steps(height, width, step) - 1
+    buffer = torch.empty(min(runner.batch_size, batch * inner), channels, height, width, device=device, dtype=images.dtype)
     target = target.to(device)
     scores = []
-    for part in tqdm(list(batches(len(pair_image), runner.batch_size)), desc=mode, unit="batch",
+    for part in tqdm(list(batches(batch * inner, runner.batch_size)), desc=mode, unit="batch",
                      disable=not progress, leave=False):
-        index, point = pair_image[part], pair_point[part]
-        replaced = (ranks[index] <= (point * step).unsqueeze(1)).view(-1, 1, height, width)
-        x = torch.where(replaced, pick(finish, index), pick(start, index))
+        x = buffer[: part.stop - part.start]
+        for b in range(part.start // inner, (part.stop - 1) // inner + 1):
+            first, last = max(part.start, b * inner), min(part.stop, (b + 1) * inner)
+            points = torch.arange(first - b * inner + 1, last - b * inner + 1, device=device)
+            replaced = (ranks[b] < (points * step).unsqueeze(1)).view(-1, 1, height, width)
+            torch.where(replaced, pick(finish, b), pick(start, b), out=x[first - part.start:last - part.start])
+        image_of_pair = torch.arange(part.start, part.stop, device=device) // inner
         probs = torch.softmax(runner(x), dim=1)
-        scores.append(probs.gather(1, target[index].unsqueeze(1)).squeeze(1))
+        scores.append(probs.gather(1, target[image_of_pair].unsqueeze(1)).squeeze(1))
     return torch.cat(scores)
 
 
-def pick(images: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """images[index]; a single shared image (the zeros substrate) broadcasts instead."""
-    return images if images.shape[0] == 1 else images[index]
+def pick(images: torch.Tensor, index: int) -> torch.Tensor:
+    """images[index]; a single shared image (the zeros substrate) serves every index."""
+    return images[0] if images.shape[0] == 1 else images[index]
 
 
 def auc(curves) -> np.ndarray:

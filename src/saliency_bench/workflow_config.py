@@ -9,6 +9,8 @@ gets the suffix `-seed<r>`.
 from __future__ import annotations
 
 import math
+import os
+import sys
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,9 +118,9 @@ def class_names(config: dict) -> list[str]:
     if config["data"].get("class_names"):
         return list(config["data"]["class_names"])
     if uses_demo(config):
-        from .demo import CLASS_NAMES
+        from .demo import CLASSES
 
-        return list(CLASS_NAMES)
+        return list(CLASSES)
     if config["model"].get("weights"):
         return []  # torchvision's 1000 ImageNet classes
     root = config["data"].get("root")
@@ -184,3 +186,16 @@ def validate_config(config: dict, schema_path: str | Path) -> None:
         error = errors[0]
         key = ".".join(str(part) for part in error.absolute_path) or "(top level)"
         raise UserError(f"config key {key}: {error.message}; see config/README.md for the allowed values")
+
+
+def expose_cli(conda: bool, source_dir: str | Path) -> None:
+    """Let rules run the CLI as `python -m saliency_bench` without activating anything.
+
+    Normally `python` must be the interpreter that runs Snakemake (the project's .venv): its
+    folder goes first on PATH. With --sdm conda the rule's conda env supplies `python` and
+    the dependencies, and the package comes from the checkout's src/ via PYTHONPATH.
+    """
+    if conda:
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source_dir), os.environ.get("PYTHONPATH")]))
+    else:
+        os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])

@@ -2,6 +2,8 @@
 
 
 rule aggregate:
+    conda:
+        CONDA_ENV
     input:
         records=per_shard(RECORDS_FILE),
         saliency=per_shard(SALIENCY_FILE),
@@ -25,6 +27,6 @@ rule aggregate:
     benchmark:
         "benchmarks/aggregate.tsv"
     shell:
-        "saliency-bench aggregate --records {input.records} --saliency {input.saliency} --images {input.images}"
+        "python -m saliency_bench aggregate --records {input.records} --saliency {input.saliency} --images {input.images}"
         " {params.evidence} --bootstrap {params.bootstrap} --seed {params.seed} --alpha {params.alpha}"
         " --out-dir {params.out_dir} > {log} 2>&1"

@@ -1,6 +1,8 @@
 # Config loading, validation and helpers. All real logic lives in the saliency_bench package.
-import math
+import os
 import shlex
+import sys
+from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
@@ -11,6 +13,17 @@ from saliency_bench.fingerprint import stage_fingerprint
 min_version("9.0")
 
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
+CONDA_ENV = "../../envs/saliency-bench.yaml"
+
+
+def uses_conda():
+    from snakemake.settings.types import DeploymentMethod
+
+    return DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+
+
+# Rules run the CLI as `python -m saliency_bench`; this makes `python` the right interpreter.
+wc.expose_cli(conda=uses_conda(), source_dir=Path(workflow.basedir) / "src")
 
 
 def fail(message):
@@ -86,6 +99,28 @@ def method_input(wildcards):
 
 def per_shard(pattern):
     return expand(pattern, method_id=list(METHODS), shard=SHARDS)
+
+
+def images_source():
+    if DEMO:
+        return f"--root {DEMO_DIR}/data/images"
+    data = config["data"]
+    if data.get("root"):
+        return f"--root {q(data['root'])}"
+    root = f" --list-root {q(data['list_root'])}" if data.get("list_root") else ""
+    return f"--file-list {q(data['file_list'])}{root}"
+
+
+FIGURES = "results/figures"
+FIGURE_DIRS = ["masks", "overview", "abscam-init-vs-final", "abscam-layers", "curves", "mean-curves"]
+
+
+def figure_targets():
+    return [f"{FIGURES}/{name}" for name in FIGURE_DIRS] + [f"{FIGURES}/summary.png"]
+
+
+def sanity_targets():
+    return ["results/sanity/sanity.csv", "results/figures/sanity.png"]
 
 
 def all_targets():

@@ -3,6 +3,8 @@
 
 
 rule demo_data:
+    conda:
+        CONDA_ENV
     output:
         directory(f"{DEMO_DIR}/data"),
     params:
@@ -20,11 +22,13 @@ rule demo_data:
     benchmark:
         "benchmarks/demo_data.tsv"
     shell:
-        "saliency-bench demo-data --out {output} --per-class {params.per_class} --none {params.none}"
+        "python -m saliency_bench demo-data --out {output} --per-class {params.per_class} --none {params.none}"
         " --size {params.size} --seed {params.seed} --workers {threads} > {log} 2>&1"
 
 
 rule train_demo:
+    conda:
+        CONDA_ENV
     input:
         f"{DEMO_DIR}/data",
     output:
@@ -47,6 +51,6 @@ rule train_demo:
     benchmark:
         "benchmarks/train_demo.tsv"
     shell:
-        "saliency-bench train-demo --data {input} --size {params.size} --epochs {params.epochs} --seed {params.seed}"
-        " --val-fraction {params.val_fraction} --split-seed {params.split_seed} --time-limit {params.time_limit}"
-        " --threads {threads} --out {output.model} --card {output.card} > {log} 2>&1"
+        "python -m saliency_bench train-demo --data {input} --size {params.size} --epochs {params.epochs} --seed {params.seed}"
+        " --val-fraction {params.val_fraction} --split-seed {params.split_seed} --time-limit {params.time_limit} --threads {threads}"
+        " --out {output.model} --card {output.card} > {log} 2>&1"

@@ -2,6 +2,8 @@
 
 
 rule evaluate:
+    conda:
+        CONDA_ENV
     input:
         saliency=SALIENCY_FILE,
         images=IMAGE_TABLE,
@@ -26,6 +28,6 @@ rule evaluate:
     benchmark:
         "benchmarks/evaluate/{method_id}/shard-{shard}.tsv"
     shell:
-        "saliency-bench evaluate --saliency {input.saliency} --images {input.images} --shard {wildcards.shard}"
+        "python -m saliency_bench evaluate --saliency {input.saliency} --images {input.images} --shard {wildcards.shard}"
         " --step-rows {params.step_rows} --deletion-substrate {params.deletion} --insertion-substrate {params.insertion}"
         " {params.preprocess} {params.model} --threads {threads} --out-records {output.records} --out-curves {output.curves} > {log} 2>&1"

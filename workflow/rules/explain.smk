@@ -2,6 +2,8 @@
 
 
 rule explain:
+    conda:
+        CONDA_ENV
     input:
         unpack(method_input),
         images=IMAGE_TABLE,
@@ -24,5 +26,5 @@ rule explain:
     benchmark:
         "benchmarks/explain/{method_id}/shard-{shard}.tsv"
     shell:
-        "saliency-bench explain {params.method} {params.masks} --images {input.images} --shard {wildcards.shard}"
+        "python -m saliency_bench explain {params.method} {params.masks} --images {input.images} --shard {wildcards.shard}"
         " {params.preprocess} {params.model} --threads {threads} --out {output} > {log} 2>&1"

@@ -1,13 +1,8 @@
 # Figures (PNG, matplotlib) for the report; per-image figures for at most figures.max_images images.
 
-FIGURES = "results/figures"
-
-
-def figure_targets():
-    return [f"{FIGURES}/masks", f"{FIGURES}/saliency", f"{FIGURES}/curves", f"{FIGURES}/summary.png"]
-
-
 rule figures_masks:
+    conda:
+        CONDA_ENV
     input:
         masks=expand(MASK_FILE, mask_id=list(MASKS)),
         images=IMAGE_TABLE,
@@ -24,17 +19,25 @@ rule figures_masks:
     benchmark:
         "benchmarks/figures/masks.tsv"
     shell:
-        "saliency-bench figures masks --masks {input.masks} --images {input.images} {params.preprocess}"
+        "python -m saliency_bench figures masks --masks {input.masks} --images {input.images} {params.preprocess}"
         " --out-dir {output} > {log} 2>&1"
 
 
 rule figures_saliency:
+    conda:
+        CONDA_ENV
     input:
         saliency=per_shard(SALIENCY_FILE),
         images=IMAGE_TABLE,
     output:
-        report(directory(f"{FIGURES}/saliency"), patterns=["{name}.png"], category="Saliency", caption="../report/overview.rst"),
+        overview=report(directory(f"{FIGURES}/overview"), patterns=["overview-{name}.png"],
+                        category="Saliency", caption="../report/overview.rst"),
+        init_vs_final=report(directory(f"{FIGURES}/abscam-init-vs-final"), patterns=["abscam-init-vs-final-{name}.png"],
+                             category="Abs-CAM", caption="../report/abscam_init_vs_final.rst"),
+        layers=report(directory(f"{FIGURES}/abscam-layers"), patterns=["abscam-layers-{name}.png"],
+                      category="Abs-CAM", caption="../report/abscam_layers.rst"),
     params:
+        common=lambda wildcards, input: f"--saliency {' '.join(input.saliency)} --images {input.images}",
         preprocess=preprocess_args(),
         max_images=config["figures"]["max_images"],
         code=stage_fingerprint("figures"),
@@ -46,15 +49,24 @@ rule figures_saliency:
     benchmark:
         "benchmarks/figures/saliency.tsv"
     shell:
-        "saliency-bench figures saliency --saliency {input.saliency} --images {input.images} {params.preprocess}"
-        " --max-images {params.max_images} --out-dir {output} > {log} 2>&1"
+        "(python -m saliency_bench figures saliency --kinds overview {params.common} {params.preprocess} --max-images {params.max_images}"
+        " --out-dir {output.overview}"
+        " && python -m saliency_bench figures saliency --kinds abscam-init-vs-final {params.common} {params.preprocess}"
+        " --max-images {params.max_images} --out-dir {output.init_vs_final}"
+        " && python -m saliency_bench figures saliency --kinds abscam-layers {params.common} {params.preprocess}"
+        " --max-images {params.max_images} --out-dir {output.layers}) > {log} 2>&1"
 
 
 rule figures_curves:
+    conda:
+        CONDA_ENV
     input:
         curves=per_shard(CURVES_FILE),
     output:
-        report(directory(f"{FIGURES}/curves"), patterns=["{name}.png"], category="Metrics", caption="../report/curves.rst"),
+        curves=report(directory(f"{FIGURES}/curves"), patterns=["curves-{name}.png"],
+                      category="Metrics", caption="../report/curves.rst"),
+        mean_curves=report(directory(f"{FIGURES}/mean-curves"), patterns=["mean-curves-{name}.png"],
+                           category="Metrics", caption="../report/mean_curves.rst"),
     params:
         max_images=config["figures"]["max_images"],
         code=stage_fingerprint("figures"),
@@ -66,11 +78,14 @@ rule figures_curves:
     benchmark:
         "benchmarks/figures/curves.tsv"
     shell:
-        "saliency-bench figures curves --curves {input.curves} --max-images {params.max_images}"
-        " --out-dir {output} > {log} 2>&1"
+        "(python -m saliency_bench figures curves --kinds curves --curves {input.curves} --max-images {params.max_images}"
+        " --out-dir {output.curves}"
+        " && python -m saliency_bench figures curves --kinds mean-curves --curves {input.curves} --out-dir {output.mean_curves}) > {log} 2>&1"
 
 
 rule figures_summary:
+    conda:
+        CONDA_ENV
     input:
         summary="results/tables/summary.csv",
     output:
@@ -85,4 +100,4 @@ rule figures_summary:
     benchmark:
         "benchmarks/figures/summary.tsv"
     shell:
-        "saliency-bench figures summary --summary {input.summary} --out {output} > {log} 2>&1"
+        "python -m saliency_bench figures summary --summary {input.summary} --out {output} > {log} 2>&1"

@@ -1,17 +1,9 @@
 # Which images to explain: the study's validation split (or all, or a file list), sharded.
 
 
-def images_source():
-    if DEMO:
-        return f"--root {DEMO_DIR}/data/images"
-    data = config["data"]
-    if data.get("root"):
-        return f"--root {q(data['root'])}"
-    root = f" --list-root {q(data['list_root'])}" if data.get("list_root") else ""
-    return f"--file-list {q(data['file_list'])}{root}"
-
-
 rule images:
+    conda:
+        CONDA_ENV
     input:
         [f"{DEMO_DIR}/data"] if DEMO else [],
     output:
@@ -32,6 +24,6 @@ rule images:
     benchmark:
         "benchmarks/images.tsv"
     shell:
-        "saliency-bench images {params.source} --split {params.split} --val-fraction {params.val_fraction}"
+        "python -m saliency_bench images {params.source} --split {params.split} --val-fraction {params.val_fraction}"
         " --split-seed {params.split_seed} {params.limit} --images-per-job {params.images_per_job}"
         " --out {output} > {log} 2>&1"

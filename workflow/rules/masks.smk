@@ -2,6 +2,8 @@
 
 
 rule masks:
+    conda:
+        CONDA_ENV
     output:
         MASK_FILE,
     params:
@@ -19,5 +21,5 @@ rule masks:
     benchmark:
         "benchmarks/masks/{mask_id}.tsv"
     shell:
-        "saliency-bench masks {params.generator} --n {params.n} --s {params.s} --size {params.size}"
+        "python -m saliency_bench masks {params.generator} --n {params.n} --s {params.s} --size {params.size}"
         " --dtype {params.dtype} --out {output} > {log} 2>&1"

@@ -1,11 +1,9 @@
 # Model-parameter randomisation test (Adebayo et al. 2018), when sanity.enabled is set.
 
 
-def sanity_targets():
-    return ["results/sanity/sanity.csv", "results/figures/sanity.png"]
-
-
 rule sanity:
+    conda:
+        CONDA_ENV
     input:
         unpack(lambda wildcards: {"masks": [MASK_FILE.format(mask_id=m) for m in MASKS][:1]}),
         images=IMAGE_TABLE,
@@ -30,6 +28,6 @@ rule sanity:
     benchmark:
         "benchmarks/sanity.tsv"
     shell:
-        "saliency-bench sanity --methods {params.methods} --layers {params.layers} --masks {input.masks}"
+        "python -m saliency_bench sanity --methods {params.methods} --layers {params.layers} --masks {input.masks}"
         " --images {input.images} --n-images {params.n_images} {params.preprocess} {params.model} --threads {threads}"
         " --out {output.table} --figure {output.figure} > {log} 2>&1"

@@ -43,8 +43,8 @@ def register(subparsers) -> None:
                           help="class names by index, or one text file with one name per line (default: the table's class_name)")
     saliency.add_argument("--kinds", nargs="+", default=list(figures.SALIENCY_KINDS), choices=figures.SALIENCY_KINDS,
                           help="which figures (default: all)")
-    saliency.add_argument("--max-images", type=int, default=8, help="figures for at most this many images (default 8)")
-    _add_display_args(saliency, with_size=False)
+    saliency.add_argument("--max-images", type=int, default=8, help="figures for at most this many images (default 8; 0: none)")
+    _add_display_args(saliency, with_size=True)
     saliency.add_argument("--out-dir", required=True, help="output folder")
     saliency.set_defaults(func=run_saliency)
 
@@ -54,7 +54,7 @@ def register(subparsers) -> None:
                         help="which figures (default: all)")
     curves.add_argument("--band", default="se", choices=("se", "percentile"),
                         help="band around the mean curve: 1 standard error (default) or the 2.5-97.5 percentile")
-    curves.add_argument("--max-images", type=int, default=8, help="per-image curves for at most this many images (default 8)")
+    curves.add_argument("--max-images", type=int, default=8, help="per-image curves for at most this many images (default 8; 0: only the means)")
     curves.add_argument("--out-dir", required=True, help="output folder")
     curves.set_defaults(func=run_curves)
 
@@ -68,7 +68,7 @@ def _add_display_args(parser: argparse.ArgumentParser, with_size: bool) -> None:
     group = parser.add_argument_group("preprocessing (to show the images as the model saw them)")
     if with_size:
         group.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
-                           help="input size; must match the masks (default: the masks' size)")
+                           help="input size; must match the masks / maps (default: their size)")
     group.add_argument("--mean", type=float, nargs=3, default=IMAGENET_MEAN, help="normalisation mean (ImageNet)")
     group.add_argument("--std", type=float, nargs=3, default=IMAGENET_STD, help="normalisation std (ImageNet)")
 
@@ -95,7 +95,8 @@ def _class_names(values: list[str] | None) -> list[str] | None:
 def run_saliency(args: argparse.Namespace) -> int:
     records = read_image_table(args.images)
     paths = figures.write_saliency_figures(args.saliency, records, args.out_dir, max_images=args.max_images, kinds=args.kinds,
-                                           mean=args.mean, std=args.std, class_names=_class_names(args.class_names))
+                                           size=args.size, mean=args.mean, std=args.std,
+                                           class_names=_class_names(args.class_names))
     return _report(paths, args.out_dir)
 
 

@@ -17,14 +17,20 @@ def register(subparsers) -> None:
     parser.add_argument("--split-seed", type=int, default=42, help="random_split seed, as in `images` (default 42)")
     parser.add_argument("--time-limit", type=float, default=300.0,
                         help="stop training after this many seconds, keeping the model so far (default 300)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (default: torch's choice); the weights depend on it")
     parser.add_argument("--out", required=True, metavar="CHECKPOINT.pt", help="output state dict")
     parser.add_argument("--card", required=True, metavar="MODEL_CARD.json", help="output model card")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from ..demo.train import train_demo_model
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     train_demo_model(args.data, args.out, args.card, size=args.size, epochs=args.epochs, seed=args.seed,
                      val_fraction=args.val_fraction, split_seed=args.split_seed, time_limit=args.time_limit)
     return 0

@@ -4,6 +4,10 @@ The validation images are exactly the workflow's evaluation split (`select_split
 ...)` over `discover_images(DIR/images)`), so the model card's accuracy is measured on the
 images the benchmark explains. The "none" animals join the training set with a uniform
 target over the classes, so no class can be learned by elimination (DEMO-NOTES).
+
+Reproducible: weights, shuffling and augmentation draw from `seed` (torch.manual_seed and
+one torch.Generator, no loader workers), so a rerun on the same machine and torch build
+gives bit-identical weights. Other CPUs or BLAS builds may differ in the last bits.
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ from scipy.ndimage import binary_dilation
 
 from .. import __version__
 from ..data import IMAGENET_MEAN, IMAGENET_STD, ImageRecord, discover_images, load_images, preprocess, select_split
-from ..errors import atomic_path, require
+from ..errors import UserError, atomic_path, require
 from ..models import build_model
 from .synth import NONE, read_manifest, render_sample, sample_from_name
 
@@ -199,7 +203,7 @@ def _model_card(split: DemoSplit, probabilities: torch.Tensor, val_y: torch.Tens
 def _data_provenance(data: str | os.PathLike) -> dict:
     try:
         return {"path": str(data), "manifest": read_manifest(data)}
-    except Exception:  # a hand-made ImageFolder without demo.json trains fine too
+    except (UserError, ValueError):  # a hand-made ImageFolder without demo.json trains fine too
         return {"path": str(data), "manifest": None}
 
 

@@ -1,0 +1,193 @@
+"""Abs-CAM Init and Final (Zeng et al. 2022), exactly as the study defined them (PROTOCOL.md).
+
+A = output of `layer`, G = d logit_c / dA, w_k = mean_ij |G_k,ij| (abs before the mean).
+- Init:  cam = sum_k w_k A_k (no ReLU), bilinear upsampling (align_corners=False), then
+         per-image min-max: (cam - min) / (max - min + 1e-8).
+- Final: M_k = Up(w_k A_k), min-max normalised per channel (+1e-8); s_k = |logit_c(I * M_k)|;
+         L = ReLU(sum_k s_k M_k), not normalised. score="softmax" gives the Score-CAM variant.
+
+Images are batched and each keeps its own class c. The model is left as it was: the hook is
+removed in a `finally`, gradients come from `torch.autograd.grad` (no `.grad` is written), and
+no `requires_grad` flag is touched (the hook hands the rest of the network a leaf copy of A
+that requires grad, so the gradient exists even for a frozen model).
+
+Abs-CAM Final feeds the B * K masked images through the model in batches of exactly
+`batch_size` (the last one padded), packed across images. On a fixed batch shape each row's
+output does not depend on the other rows, so channels whose mask is all zeros (a constant
+w_k A_k) can share one forward pass of the all-zero image without changing a single bit of
+the result (tests/test_abscam.py checks bit-identity with `skip_constant=False`).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from .errors import UserError, require
+from .forward import ModelRunner, batches, model_device
+
+FINAL_SCORES = ("logits", "softmax")
+EPS = 1e-8
+
+
+def find_layer(model: nn.Module, layer: str) -> nn.Module:
+    modules = dict(model.named_modules())
+    if not layer or layer not in modules:
+        top = ", ".join(name for name, _ in model.named_children())
+        raise UserError(f"unknown layer {layer!r}; use a module name of the model (top-level: {top}; "
+                        "nested names like layer3.1 work too)")
+    return modules[layer]
+
+
+def activations_and_weights(model: nn.Module, images: torch.Tensor, layer: str,
+                            target: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A (B, C, h, w), w = mean |dlogit_c/dA| (B, C) and the classes c (B,), in float32."""
+    module = find_layer(model, layer)
+    device = model_device(model)
+    images = images.to(device)
+    captured: dict[str, torch.Tensor] = {}
+
+    def hook(_module, _inputs, output):
+        if not isinstance(output, torch.Tensor):
+            raise UserError(f"layer {layer!r} returns {type(output).__name__}, not a tensor; choose a layer with a tensor output")
+        captured["A"] = output.detach().requires_grad_(True)
+        return captured["A"]
+
+    handle = module.register_forward_hook(hook)
+    try:
+        with torch.enable_grad():
+            logits = model(images)
+            if target is None:
+                target = logits.argmax(dim=1)
+            target = check_target(target, logits.shape, device)
+            activations = captured["A"]
+            (gradient,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), activations)
+    finally:
+        handle.remove()
+    return activations.detach().float(), gradient.abs().float().mean(dim=(2, 3)), target
+
+
+def check_target(target, logits_shape, device) -> torch.Tensor:
+    target = torch.as_tensor(target, dtype=torch.long, device=device).reshape(-1)
+    n_images, n_classes = logits_shape
+    require(len(target) == n_images, f"target has {len(target)} entries for {n_images} images; give one class per image")
+    require(bool(((target >= 0) & (target < n_classes)).all()), f"target classes must lie in [0, {n_classes}), got {target.tolist()}")
+    return target
+
+
+def min_max(x: torch.Tensor) -> torch.Tensor:
+    """(x - min) / (max - min + 1e-8) over the last two dimensions."""
+    low = x.amin(dim=(-2, -1), keepdim=True)
+    high = x.amax(dim=(-2, -1), keepdim=True)
+    return (x - low) / (high - low + EPS)
+
+
+def upsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear (align_corners=False) upsampling of (..., h, w) maps to (..., H, W)."""
+    lead = x.shape[:-2]
+    flat = x.reshape(-1, 1, *x.shape[-2:])
+    return F.interpolate(flat, size=size, mode="bilinear", align_corners=False).reshape(*lead, *size)
+
+
+def abscam_init(model: nn.Module, images: torch.Tensor, layer: str, target: torch.Tensor | None = None) -> torch.Tensor:
+    """Abs-CAM Init maps (B, H, W) in [0, 1], float32 on the CPU (one forward + backward, fp32)."""
+    activations, weights, _ = activations_and_weights(model, images, layer, target)
+    cam = (weights[:, :, None, None] * activations).sum(dim=1)
+    return min_max(upsample(cam, tuple(images.shape[-2:]))).cpu()
+
+
+def channel_masks(activations: torch.Tensor, weights: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """M_k = min-max(Up(w_k A_k)) of one image: (C, H, W)."""
+    return min_max(upsample(weights[:, None, None] * activations, size))
+
+
+def abscam_final(model: nn.Module, images: torch.Tensor, layer: str, target: torch.Tensor | None = None,
+                 batch_size: int = 64, *, score: str = "logits", precision: str = "fp32", skip_constant: bool = True,
+                 progress: bool = False, runner: ModelRunner | None = None) -> torch.Tensor:
+    """Abs-CAM Final maps (B, H, W), float32 on the CPU, not normalised.
+
+    score "logits": s_k = |logit_c| (the study); "softmax": s_k = softmax_c (Score-CAM).
+    skip_constant: run the all-zero image once for every all-zero channel mask (bit-identical).
+    """
+    require(score in FINAL_SCORES, f"unknown Abs-CAM Final score {score!r}; use {' or '.join(FINAL_SCORES)}")
+    activations, weights, target = activations_and_weights(model, images, layer, target)
+    size = tuple(images.shape[-2:])
+    runner = runner or ModelRunner(model, batch_size, precision)
+    images = images.to(runner.device)
+    n_images, n_channels = weights.shape
+    scores = torch.zeros(n_images, n_channels, device=runner.device)
+    constant = torch.zeros(n_images, n_channels, dtype=torch.bool, device=runner.device)
+    zero_logits: list[torch.Tensor] = []
+
+    def store(image: torch.Tensor, channel: torch.Tensor, logits: torch.Tensor) -> None:
+        real = image >= 0  # image -1 marks the shared all-zero image
+        if not bool(real.all()):
+            zero_logits.append(logits[~real][0])
+        scores[image[real], channel[real]] = score_of(logits[real], target[image[real]], score)
+
+    scorer = FixedShapeScorer(runner, runner.batch_size, store)
+    for image in tqdm(range(n_images), desc=f"Abs-CAM Final {layer}", unit="image", disable=not progress):
+        masks = channel_masks(activations[image], weights[image], size)
+        if skip_constant:
+            constant[image] = masks.flatten(1).amax(dim=1) == 0
+        kept = torch.nonzero(~constant[image]).flatten()
+        for part in batches(len(kept), runner.batch_size):
+            channels = kept[part]
+            scorer.add(images[image] * masks[channels, None], torch.full_like(channels, image), channels)
+    if bool(constant.any()):
+        scorer.add(torch.zeros_like(images[:1]), torch.tensor([-1], device=runner.device),
+                   torch.tensor([-1], device=runner.device))
+    scorer.finish()
+    for image in range(n_images):
+        if zero_logits:
+            scores[image, constant[image]] = score_of(zero_logits[0][None], target[image:image + 1], score)
+    maps = [torch.relu(torch.einsum("k,khw->hw", scores[image], channel_masks(activations[image], weights[image], size)))
+            for image in range(n_images)]
+    return torch.stack(maps).cpu()
+
+
+def score_of(logits: torch.Tensor, target: torch.Tensor, score: str) -> torch.Tensor:
+    """s_k of each row: |logit_target| (the study) or softmax_target (Score-CAM)."""
+    values = logits.softmax(dim=1) if score == "softmax" else logits
+    chosen = values.gather(1, target[:, None])[:, 0]
+    return chosen if score == "softmax" else chosen.abs()
+
+
+class FixedShapeScorer:
+    """Runs rows (images) through the model in batches of exactly `batch_size` (the last one
+    padded with zeros) and hands each batch's real rows to `sink(image, channel, logits)`.
+
+    Why a fixed shape: on the CPU a batch of one may take a different convolution algorithm
+    than a larger batch (different last bits); at a fixed shape each row's output depends on
+    that row only (tests/test_abscam.py). Rows are packed across images, so only the very
+    last batch is padded. At most 2 * batch_size rows are buffered.
+    """
+
+    def __init__(self, runner: ModelRunner, batch_size: int,
+                 sink: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]):
+        self.runner, self.batch_size, self.sink = runner, batch_size, sink
+        self.pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.count = 0
+
+    def add(self, rows: torch.Tensor, image: torch.Tensor, channel: torch.Tensor) -> None:
+        self.pending.append((rows, image, channel))
+        self.count += len(rows)
+        while self.count >= self.batch_size:
+            self.run(self.batch_size)
+
+    def run(self, n: int) -> None:
+        rows, image, channel = (torch.cat(parts) for parts in zip(*self.pending))
+        batch = rows[:n]
+        if n < self.batch_size:
+            batch = torch.cat([batch, batch.new_zeros((self.batch_size - n, *batch.shape[1:]))])
+        logits = self.runner(batch)[:n]
+        self.sink(image[:n], channel[:n], logits)
+        self.pending = [(rows[n:], image[n:], channel[n:])] if len(rows) > n else []
+        self.count -= n
+
+    def finish(self) -> None:
+        if self.count:
+            self.run(self.count)

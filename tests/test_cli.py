@@ -1,0 +1,170 @@
+"""The console script, and bad input through the CLI: one line, non-zero exit, no traceback, no output file."""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from saliency_bench import UserError, __version__, cli
+from saliency_bench.models import build_model
+
+SCRIPT = Path(sys.executable).with_name("saliency-bench")
+
+
+def run_script(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=300)
+
+
+def subcommand_names() -> list[str]:
+    parser = cli.build_parser()
+    (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return sorted(action.choices)
+
+
+# ---- the console script -------------------------------------------------------------------
+def test_console_script_help_and_version():
+    assert SCRIPT.is_file(), f"{SCRIPT} missing: reinstall with pip install -e ."
+    shown = run_script("--help")
+    assert shown.returncode == 0 and "usage: saliency-bench" in shown.stdout
+    for name in ("images", "models", "check-model"):
+        assert name in shown.stdout
+    version = run_script("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"saliency-bench {__version__}"
+
+
+def test_every_subcommand_has_help(capsys):
+    names = subcommand_names()
+    assert {"images", "models", "check-model"} <= set(names)
+    for name in names:
+        with pytest.raises(SystemExit) as exited:
+            cli.main([name, "--help"])
+        assert exited.value.code == 0, name
+        assert f"usage: saliency-bench {name}" in capsys.readouterr().out
+
+
+def test_models_lists_classifiers(capsys):
+    assert cli.main(["models"]) == 0
+    names = capsys.readouterr().out.split()
+    assert {"resnet18", "mobilenet_v3_small", "vgg16"} <= set(names) and "fasterrcnn_resnet50_fpn" not in names
+
+
+# ---- check-model ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "resnet18-4.pt"
+    torch.save(build_model("resnet18", 4).state_dict(), path)
+    return path
+
+
+def test_check_model_reports_shape_and_parameters(checkpoint, capsys):
+    assert cli.main(["check-model", "--arch", "resnet18", "--num-classes", "4", "--checkpoint", str(checkpoint),
+                     "--device", "cpu"]) == 0
+    parameters = sum(p.numel() for p in build_model("resnet18", 4).parameters())
+    out = capsys.readouterr().out
+    assert "output shape (1, 4)" in out and f"{parameters} parameters" in out and "on cpu" in out
+    assert cli.main(["check-model", "--arch", "mobilenet_v3_small", "--num-classes", "3", "--size", "64", "96"]) == 0
+    assert "output shape (1, 3)" in capsys.readouterr().out
+
+
+# ---- errors: one line, exit 2, no traceback, no output ----------------------------------
+def one_line_error(argv: list[str], capsys, *fragments: str) -> str:
+    """Run the CLI, expect a one-line UserError naming all `fragments`; with --debug it propagates."""
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"saliency-bench {argv[0]}: error: "), captured.err
+    assert "Traceback" not in captured.err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    with pytest.raises(UserError):
+        cli.main(["--debug", *argv])
+    capsys.readouterr()
+    return lines[0]
+
+
+def image(path: Path, size=(8, 6)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, (90, 60, 30)).save(path)
+    return path
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    for name in ("cat", "dog"):
+        for index in range(5):
+            image(tmp_path / "data" / name / f"{index}.png")
+    return tmp_path / "data"
+
+
+def test_image_errors(tmp_path: Path, tree: Path, capsys):
+    out = tmp_path / "out" / "images.csv"
+
+    def fails(source: list[str], *fragments: str, split=("--split", "all")) -> None:
+        one_line_error(["images", *source, *split, "--out", str(out)], capsys, *fragments)
+        assert not out.parent.exists() or not any(out.parent.iterdir()), "a failed run wrote output"
+
+    fails(["--root", str(tmp_path / "nowhere")], "data folder not found", "nowhere")
+    (tree / "empty_class").mkdir()
+    fails(["--root", str(tree)], "empty_class", "holds no images")
+    (tree / "empty_class").rmdir()
+
+    corrupt = tree / "dog" / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 definitely not a JPEG")
+    fails(["--root", str(tree)], "cannot read image", str(corrupt), "replace or remove")
+    corrupt.unlink()
+
+    unreadable = tree / "cat" / "link.png"
+    unreadable.symlink_to(tree / "cat" / "gone.png")
+    fails(["--root", str(tree)], "cannot read image", str(unreadable))
+    unreadable.unlink()
+
+    fails(["--file-list", str(tmp_path / "list.txt")], "file list not found", "list.txt")
+    fails(["--root", str(tree)], "validation split of 10 images is empty", split=("--val-fraction", "0.05"))
+    fails(["--root", str(tree)], "--images-per-job must be at least 1", split=("--images-per-job", "0"))
+
+    assert cli.main(["images", "--root", str(tree), "--split", "all", "--out", str(out)]) == 0  # the tree is fine again
+    assert out.is_file()
+
+
+def test_a_failed_run_leaves_the_previous_output_untouched(tmp_path: Path, tree: Path, capsys):
+    out = tmp_path / "images.csv"
+    out.write_text("previous\n")
+    (tree / "cat" / "bad.png").write_bytes(b"broken")
+    one_line_error(["images", "--root", str(tree), "--split", "all", "--out", str(out)], capsys, "bad.png")
+    assert out.read_text() == "previous\n" and sorted(p.name for p in tmp_path.iterdir()) == ["data", "images.csv"]
+
+
+def test_model_errors(tmp_path: Path, checkpoint: Path, capsys):
+    base = ["check-model", "--device", "cpu"]
+    one_line_error([*base, "--num-classes", "4", "--checkpoint", str(tmp_path / "missing.pt")], capsys,
+                   "checkpoint not found", "missing.pt")
+    one_line_error([*base, "--num-classes", "10", "--checkpoint", str(checkpoint)], capsys,
+                   "does not fit the model", "fc.weight (4, 512) vs model (10, 512)")
+    one_line_error([*base, "--arch", "resnet34", "--num-classes", "4", "--checkpoint", str(checkpoint)], capsys,
+                   "does not fit the model", "missing", "layer1.2.conv1.weight")
+    one_line_error([*base, "--arch", "resnet1O", "--num-classes", "4"], capsys, "unknown architecture 'resnet1O'")
+    one_line_error([*base, "--num-classes", "10", "--weights", "DEFAULT"], capsys, "1000 ImageNet classes", "num_classes")
+    unsafe = tmp_path / "whole_model.pt"
+    torch.save(nn.Sequential(nn.Linear(2, 2)), unsafe)
+    one_line_error([*base, "--num-classes", "4", "--checkpoint", str(unsafe)], capsys,
+                   "weights_only", "torch.save(model.state_dict(), path)")
+    if not torch.cuda.is_available():
+        one_line_error(["check-model", "--num-classes", "4", "--device", "cuda"], capsys, "CUDA is not available")
+
+
+def test_console_script_errors_without_and_with_debug(tmp_path: Path, tree: Path):
+    (tree / "dog" / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "images.csv"
+    plain = run_script("images", "--root", str(tree), "--split", "all", "--out", str(out))
+    assert plain.returncode == 2 and "Traceback" not in plain.stderr
+    assert plain.stderr.strip().splitlines() == [plain.stderr.strip()] and "broken.png" in plain.stderr
+    debug = run_script("--debug", "images", "--root", str(tree), "--split", "all", "--out", str(out))
+    assert debug.returncode != 0 and "Traceback" in debug.stderr and "UserError" in debug.stderr
+    assert not out.exists()

@@ -1,0 +1,120 @@
+"""`saliency-bench masks` and `saliency-bench explain` end to end on a tiny ImageFolder and checkpoint."""
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+
+from saliency_bench.cli import main
+from saliency_bench.data import discover_images, load_images, write_image_table
+from saliency_bench.explain import compute_maps
+from saliency_bench.masks import MaskSet
+from saliency_bench.models import load_model
+from saliency_bench.saliency_io import read_saliency
+
+SIZE = ["32", "32"]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("explain")
+    rng = np.random.default_rng(0)
+    for name in ("ants", "bees"):
+        (root / "data" / name).mkdir(parents=True)
+        for index in range(2):
+            pixels = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / "data" / name / f"{index}.png")
+    records, _ = discover_images(root / "data")
+    write_image_table(root / "images.csv", records, images_per_job=2)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18(num_classes=2).state_dict(), root / "model.pt")
+    assert main(["masks", "--kind", "binary", "--p", "0.5", "--n", "16", "--size", *SIZE, "--out", str(root / "m.h5")]) == 0
+    return root
+
+
+def common(project, shard=None):
+    args = ["--images", str(project / "images.csv"), "--size", *SIZE, "--num-classes", "2",
+            "--checkpoint", str(project / "model.pt"), "--device", "cpu", "--batch-size", "8"]
+    return args + (["--shard", str(shard)] if shard is not None else [])
+
+
+def explain(project, out, *method_args, shard=None):
+    return main(["explain", *method_args, "--out", str(out), *common(project, shard)])
+
+
+def test_masks_command_writes_the_mask_file(project):
+    masks = MaskSet(project / "m.h5")
+    assert len(masks) == 16 and masks.size == (32, 32) and masks.attrs["kind"] == "binary" and masks.attrs["p"] == 0.5
+    with h5py.File(project / "m.h5") as handle:
+        assert handle["masks"].dtype == np.float16
+
+
+def test_rise_end_to_end_matches_the_library(project, tmp_path):
+    out = tmp_path / "rise.h5"
+    assert explain(project, out, "--method", "rise", "--method-id", "rise-binary-p0.5", "--masks", str(project / "m.h5"),
+                   shard=1) == 0
+    saved = read_saliency(out)
+    assert saved.image_id == ["bees/0.png", "bees/1.png"]
+    assert saved.method_id == "rise-binary-p0.5" and saved.method == "rise" and saved.variant == "p=0.5"
+    assert saved.params["p"] == 0.5 and saved.params["n_masks"] == 16 and saved.params["score"] == "logits"
+    model = load_model("resnet18", 2, str(project / "model.pt"))
+    images = load_images([str(project / "data" / i) for i in saved.image_id], (32, 32))
+    maps, target, top1_prob = compute_maps(model, images, "rise", masks=MaskSet(project / "m.h5"))
+    assert saved.saliency.shape == (2, 32, 32)
+    assert np.allclose(saved.saliency, maps, rtol=1e-5, atol=1e-6)
+    assert np.array_equal(saved.target, target) and np.allclose(saved.top1_prob, top1_prob)
+
+
+@pytest.mark.parametrize("method_args, variant", [
+    (["--method", "abscam-init", "--layer", "layer2"], "layer2"),
+    (["--method", "abscam-final", "--layer", "layer2"], "layer2"),
+    (["--method", "centre"], "sigma=0.25"),
+])
+def test_other_methods_end_to_end(project, tmp_path, method_args, variant):
+    out = tmp_path / "maps.h5"
+    assert explain(project, out, *method_args, "--method-id", "some-id", shard=0) == 0
+    saved = read_saliency(out)
+    assert saved.saliency.shape == (2, 32, 32) and saved.variant == variant
+    assert np.isfinite(saved.saliency).all() and saved.saliency.std() > 0
+
+
+def test_random_maps_do_not_depend_on_sharding(project, tmp_path):
+    assert explain(project, tmp_path / "all.h5", "--method", "random", "--method-id", "random", "--seed", "3") == 0
+    assert explain(project, tmp_path / "s1.h5", "--method", "random", "--method-id", "random", "--seed", "3", shard=1) == 0
+    everything, shard = read_saliency(tmp_path / "all.h5"), read_saliency(tmp_path / "s1.h5")
+    assert np.array_equal(everything.saliency[2:], shard.saliency)
+    assert not np.array_equal(everything.saliency[0], everything.saliency[1])
+    assert explain(project, tmp_path / "other.h5", "--method", "random", "--method-id", "random", "--seed", "4") == 0
+    assert not np.array_equal(read_saliency(tmp_path / "other.h5").saliency, everything.saliency)
+
+
+@pytest.mark.parametrize("method_args, message", [
+    (["--method", "rise"], "needs --masks"),
+    (["--method", "abscam-init"], "needs --layer"),
+    (["--method", "abscam-final", "--layer", "layer7"], "unknown layer 'layer7'"),
+])
+def test_bad_configurations_fail_with_one_line_and_no_output(project, tmp_path, capsys, method_args, message):
+    out = tmp_path / "x.h5"
+    assert explain(project, out, *method_args, "--method-id", "x", shard=0) == 2
+    error = capsys.readouterr().err.strip()
+    assert message in error and len(error.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_masks_of_another_size_fail(project, tmp_path, capsys):
+    masks = tmp_path / "small.h5"
+    assert main(["masks", "--kind", "gaussian", "--n", "4", "--size", "16", "16", "--out", str(masks)]) == 0
+    capsys.readouterr()
+    out = tmp_path / "x.h5"
+    assert explain(project, out, "--method", "rise", "--method-id", "x", "--masks", str(masks), shard=0) == 2
+    assert "masks are 16x16 but the images are 32x32" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_masks_command_rejects_bad_p(tmp_path, capsys):
+    assert main(["masks", "--kind", "binary", "--p", "0", "--n", "4", "--size", "8", "8", "--out", str(tmp_path / "m.h5")]) == 2
+    assert "(0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "m.h5").exists()
