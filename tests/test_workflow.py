@@ -161,5 +161,9 @@ def test_report_names_the_figures(tiny_run):
 
     with zipfile.ZipFile(tiny_run / "report.zip") as archive:
         names = "\n".join(archive.namelist())
-    assert "summary.png" in names
-    assert "masks" in names and "saliency" in names and "curves" in names
+    expected = ["report.html", "summary.png", "summary.csv", "per_image.csv", "masks-binary-p0.5.png", "overview-",
+                "abscam-init-vs-final-", "abscam-layers-", "curves-", "mean-curves-centre.png", "mean-curves-random.png"]
+    assert [name for name in expected if name not in names] == []
+    with zipfile.ZipFile(tiny_run / "report.zip") as archive:
+        html = archive.read("report/report.html").decode()
+    assert all(category in html for category in ("Masks", "Saliency", "Abs-CAM", "Metrics", "Summary"))

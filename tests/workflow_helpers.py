@@ -58,6 +58,7 @@ def planned_jobs(workdir: Path, configfile: str | Path = "tiny.yaml", env: dict 
     stats = output.split("Job stats:", 1)[1]
     jobs = {name: int(count) for name, count in re.findall(r"^(\w+)\s+(\d+)\s*$", stats, flags=re.M)}
     jobs.pop("total", None)
+    jobs.pop("all", None)
     return jobs
 
 

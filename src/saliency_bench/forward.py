@@ -37,6 +37,24 @@ def batches(n: int, batch_size: int) -> Iterator[slice]:
         yield slice(start, min(start + batch_size, n))
 
 
+def uses_channels_last(model: nn.Module) -> bool:
+    """Whether the model's first 4-d weight (its stem convolution) is stored channels-last."""
+    weight = next((p for p in model.parameters() if p.dim() == 4), None)
+    return weight is not None and not weight.is_contiguous() and weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def set_memory_format(model: nn.Module, memory_format: str) -> nn.Module:
+    """Store the model contiguous or channels-last; every ModelRunner then feeds inputs alike.
+
+    Channels-last is faster on many CPUs and GPUs, not all (measure it with
+    benchmarks/efficiency.py); results agree to float32 round-off.
+    """
+    require(memory_format in ("contiguous", "channels_last"),
+            f"unknown memory format {memory_format!r}; use contiguous or channels_last")
+    fmt = torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
+    return model.to(memory_format=fmt)
+
+
 class ModelRunner:
     """Runs `model` on batches without gradients; returns float32 outputs on the model's device.
 
@@ -44,16 +62,17 @@ class ModelRunner:
     `forward_passes` counts images fed to the model, for the efficiency benchmark.
     """
 
-    def __init__(self, model: nn.Module, batch_size: int = 64, precision: str = "fp32", channels_last: bool = False):
+    def __init__(self, model: nn.Module, batch_size: int = 64, precision: str = "fp32", channels_last: bool | None = None):
         require(batch_size >= 1, f"batch_size must be at least 1, got {batch_size}")
         self.model = model
         self.device = model_device(model)
         self.batch_size = batch_size
         self.precision = precision
-        self.channels_last = channels_last
         autocast_context(self.device, precision)  # validate early
         if channels_last:
             model.to(memory_format=torch.channels_last)
+        # None: follow the model (see `set_memory_format`), so every runner of a process agrees.
+        self.channels_last = uses_channels_last(model) if channels_last is None else channels_last
         self.forward_passes = 0
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:

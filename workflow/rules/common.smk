@@ -84,7 +84,8 @@ def preprocess_args():
 def model_args():
     model = config["model"]
     args = ["--arch", model["arch"], "--num-classes", str(wc.num_classes(config)), "--device", config["device"],
-            "--batch-size", str(config["batch_size"]), "--precision", config["precision"]]
+            "--batch-size", str(config["batch_size"]), "--precision", config["precision"],
+            "--memory-format", config["memory_format"]]
     if checkpoint_path():
         args += ["--checkpoint", checkpoint_path()]
     if model.get("weights"):
@@ -124,7 +125,11 @@ def sanity_targets():
 
 
 def all_targets():
-    targets = TABLES + figure_targets()
+    # Intermediate results are targets too, so that deleting one rebuilds it and what depends
+    # on it (Snakemake does not otherwise regenerate a missing intermediate file).
+    intermediates = [IMAGE_TABLE, *expand(MASK_FILE, mask_id=list(MASKS))]
+    intermediates += per_shard(SALIENCY_FILE) + per_shard(RECORDS_FILE) + per_shard(CURVES_FILE)
+    targets = intermediates + TABLES + figure_targets()
     if DEMO:
         targets.append(f"{DEMO_DIR}/model_card.json")
     if config["sanity"]["enabled"]:

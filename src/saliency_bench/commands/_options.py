@@ -33,6 +33,8 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     group.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
     group.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="autocast precision (default fp32)")
+    group.add_argument("--memory-format", default="contiguous", choices=("contiguous", "channels_last"),
+                       help="how the model and its inputs are stored (channels_last is faster on many machines)")
     group.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
 
 
@@ -40,7 +42,10 @@ def model_from_args(args: argparse.Namespace) -> torch.nn.Module:
     require(args.batch_size >= 1, f"--batch-size must be at least 1, got {args.batch_size}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    return load_model(args.arch, args.num_classes, args.checkpoint, args.weights, resolve_device(args.device))
+    from ..forward import set_memory_format
+
+    model = load_model(args.arch, args.num_classes, args.checkpoint, args.weights, resolve_device(args.device))
+    return set_memory_format(model, args.memory_format)
 
 
 def images_from_args(args: argparse.Namespace):
