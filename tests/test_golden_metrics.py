@@ -1,19 +1,11 @@
 """Deletion/insertion metrics reproduce the original RISE CausalMetric outputs (tests/data/golden)."""
 from __future__ import annotations
 
-import hashlib
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 from saliency_bench import auc, causal_curves, gkern
-
-GOLDEN = Path(__file__).parent / "data" / "golden"
-GOLDEN_SHA256 = "13f57e68696c1414e8ddfa941825ba58eaf20a70de4eb2df6a0b50fbb0664e8c"
-
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
@@ -22,45 +14,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-# Local copies of the shared fixtures (tests/conftest.py will provide `golden` and
-# `golden_model`; these module-level ones can then be deleted).
-def state_dict_sha256(model: torch.nn.Module) -> str:
-    digest = hashlib.sha256()
-    for key, tensor in model.state_dict().items():
-        digest.update(key.encode("utf-8"))
-        stored = tensor.half() if tensor.is_floating_point() else tensor
-        digest.update(stored.cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def build_golden_model(case: dict) -> torch.nn.Module:
-    """The recipe of tests/data/golden/README.md."""
-    import torchvision
-
-    torch.manual_seed(case["seed"])
-    model = torchvision.models.resnet18(weights=None, num_classes=case["classes"])
-    with torch.no_grad():
-        model.fc.weight.mul_(case["fc_scale"])
-    rounded = {k: v.half().float() if v.is_floating_point() else v for k, v in model.state_dict().items()}
-    model.load_state_dict(rounded)
-    model.eval()
-    digest = state_dict_sha256(model)
-    if digest != GOLDEN_SHA256:
-        pytest.fail(f"golden model sha256 {digest} != {GOLDEN_SHA256}: the recipe or torch version differs")
-    return model
-
-
-@pytest.fixture(scope="module")
-def golden():
-    reference = np.load(GOLDEN / "reference.npz")
-    return {"case": json.loads((GOLDEN / "case.json").read_text()), **{k: reference[k] for k in reference.files}}
-
-
-@pytest.fixture(scope="module")
-def golden_model(golden):
-    return build_golden_model(golden["case"])
 
 
 def test_gkern_equals_golden(golden):

@@ -26,6 +26,14 @@ def autocast_context(device: torch.device, precision: str = "fp32") -> contextli
     return torch.autocast(device_type=device.type, dtype=PRECISIONS[precision])
 
 
+def pinned(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`x` in page-locked memory when it is a CPU tensor bound for a CUDA device, so that the
+    copy can run asynchronously (non_blocking); otherwise `x` itself."""
+    if device.type == "cuda" and x.device.type == "cpu" and not x.is_pinned():
+        return x.pin_memory()
+    return x
+
+
 def model_device(model: nn.Module) -> torch.device:
     parameter = next(model.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
@@ -76,7 +84,7 @@ class ModelRunner:
         self.forward_passes = 0
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.device, non_blocking=True)
+        x = pinned(x, self.device).to(self.device, non_blocking=True)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     @torch.no_grad()

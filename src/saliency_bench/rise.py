@@ -10,24 +10,30 @@ for every image before the next chunk is read, so memory holds one chunk, not N 
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Iterator
 
 import torch
 from tqdm import tqdm
 
 from .errors import require
-from .forward import ModelRunner, batches
-from .masks import MaskSet
+from .forward import ModelRunner, batches, pinned
+from .masks import MaskSet, prefetched
 
 SCORES = ("logits", "softmax")
 
 
-def mask_chunks(masks: torch.Tensor | MaskSet, chunk_size: int) -> Iterator[torch.Tensor]:
+def mask_chunks(masks: torch.Tensor | MaskSet, chunk_size: int, *, prefetch: int = 0,
+                device: torch.device = torch.device("cpu")) -> Iterator[torch.Tensor]:
+    """The masks, chunk_size at a time, as float32. prefetch > 0: read that many chunks ahead in a
+    background thread. Chunks bound for a CUDA device are pinned (in that thread) for async copies."""
     if isinstance(masks, MaskSet):
-        yield from masks.iter_chunks(chunk_size)
+        chunks = masks.iter_chunks(chunk_size)
     else:
-        for start in range(0, len(masks), chunk_size):
-            yield masks[start:start + chunk_size].float()
+        chunks = (masks[start:start + chunk_size].float() for start in range(0, len(masks), chunk_size))
+    if device.type == "cuda":
+        chunks = (pinned(chunk, device) for chunk in chunks)
+    return prefetched(chunks, prefetch) if prefetch else chunks
 
 
 def check_rise_args(images: torch.Tensor, masks, p: float | None, score: str) -> tuple[int, int]:
@@ -49,7 +55,7 @@ def check_rise_args(images: torch.Tensor, masks, p: float | None, score: str) ->
 def rise_saliency(model: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor | MaskSet, *, p: float | None = None,
                   score: str = "logits", batch_size: int = 64, target: torch.Tensor | None = None,
                   precision: str = "fp32", chunk_size: int | None = None, progress: bool = False,
-                  runner: ModelRunner | None = None) -> torch.Tensor:
+                  runner: ModelRunner | None = None, prefetch: int | None = None) -> torch.Tensor:
     """RISE saliency of every class: (B, K, H, W) float32 on the CPU.
 
     masks: (N, H, W) tensor or MaskSet. Divided by N * p when p is given, else by N * mean(masks)
@@ -57,6 +63,8 @@ def rise_saliency(model: torch.nn.Module, images: torch.Tensor, masks: torch.Ten
     then only those maps are computed and the result is (B, H, W) (K = 1000 classes at 224 x 224
     would otherwise need 200 MB per image). Forward passes run through `ModelRunner` in batches
     of at most batch_size; pass `runner` to share one (and its forward-pass count).
+    prefetch: mask chunks read ahead in a background thread (None: 1 on CUDA, 0 on the CPU,
+    where the read is cheap next to the forward passes); the maps are bit-identical either way.
     """
     height, width = check_rise_args(images, masks, p, score)
     runner = runner or ModelRunner(model, batch_size, precision)
@@ -71,20 +79,23 @@ def rise_saliency(model: torch.nn.Module, images: torch.Tensor, masks: torch.Ten
     total = None
     mask_sum = torch.zeros((), dtype=torch.float64, device=device)
     n_masks = 0
-    chunks = tqdm(mask_chunks(masks, chunk_size), total=-(-len(masks) // chunk_size), desc="RISE", unit="chunk",
-                  disable=not progress)
-    for chunk in chunks:
-        chunk = chunk.to(device, non_blocking=True)
-        scores = torch.stack([chunk_scores(runner, image, chunk, score) for image in images])  # (B, n, K)
-        if target is not None:
-            scores = scores.gather(2, target[:, None, None].expand(-1, len(chunk), 1))  # (B, n, 1)
-        classes = scores.shape[2]
-        # One matmul per chunk for all images and classes: (B*K, n) @ (n, HW).
-        update = scores.transpose(1, 2).reshape(n_images * classes, len(chunk)) @ chunk.reshape(len(chunk), -1)
-        total = update if total is None else total.add_(update)
-        if p is None:
-            mask_sum += chunk.sum(dtype=torch.float64)
-        n_masks += len(chunk)
+    prefetch = (1 if device.type == "cuda" else 0) if prefetch is None else prefetch
+    require(isinstance(prefetch, int) and prefetch >= 0, f"prefetch must be a whole number of chunks >= 0, got {prefetch}")
+    source = mask_chunks(masks, chunk_size, prefetch=prefetch, device=device)
+    with contextlib.closing(source):  # stops a prefetching reader even if a forward pass fails
+        chunks = tqdm(source, total=-(-len(masks) // chunk_size), desc="RISE", unit="chunk", disable=not progress)
+        for chunk in chunks:
+            chunk = chunk.to(device, non_blocking=True)
+            scores = torch.stack([chunk_scores(runner, image, chunk, score) for image in images])  # (B, n, K)
+            if target is not None:
+                scores = scores.gather(2, target[:, None, None].expand(-1, len(chunk), 1))  # (B, n, 1)
+            classes = scores.shape[2]
+            # One matmul per chunk for all images and classes: (B*K, n) @ (n, HW).
+            update = scores.transpose(1, 2).reshape(n_images * classes, len(chunk)) @ chunk.reshape(len(chunk), -1)
+            total = update if total is None else total.add_(update)
+            if p is None:
+                mask_sum += chunk.sum(dtype=torch.float64)
+            n_masks += len(chunk)
     norm = p if p is not None else (mask_sum / (n_masks * height * width)).item()
     require(norm > 0, "the masks are all zero, so RISE saliency is undefined; regenerate the masks")
     saliency = (total / (n_masks * norm)).reshape(n_images, classes, height, width).cpu()

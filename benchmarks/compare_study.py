@@ -1,0 +1,429 @@
+"""Our pipeline against a transcription of the study's code: same model, images, masks and N.
+
+The study side follows the original algorithms step by step (written here from the
+protocol, /work/shared/PROTOCOL.md, and the issue's description of the code):
+- masks: one mask at a time, scikit-image `resize(order=1, mode='reflect',
+  anti_aliasing=False)`, all N masks held as float64, saved with np.save, then copied to
+  a float32 tensor (as the RISE authors' generator does);
+- RISE: per image, all N masks in memory and the full (N, 3, H, W) masked stack built
+  at once, the model run on slices of `--study-batch` (the RISE code's gpu_batch, 100),
+  then one matmul for every class;
+- Abs-CAM Init: per image, forward + backward with hooks;
+- Abs-CAM Final: per image, all K masked images in ONE forward batch (unchunked);
+- deletion/insertion: the original CausalMetric step loop, one image and one point per
+  forward pass, editing the image in place through its numpy view, pixel order
+  np.flip(np.argsort(map)); the blur substrate rebuilt on every call.
+Our side calls the package: write_masks, compute_maps (RISE streamed from HDF5, Abs-CAM),
+SharedScores + causal_curves, with --precision and --memory-format.
+
+Both sides explain the same images with the same masks: by default the study's RISE reads
+our mask set (exported to the study's .npy format outside the timing), so that the AUC
+difference measures the implementations, not two random mask draws (--own-masks: each
+side uses the masks it generated; the mask-generation stage is timed either way).
+
+Every (side, stage) runs in a fresh process (multiprocessing spawn), so its peak RSS
+(resource.getrusage ru_maxrss: interpreter, torch, model included) is its own. Printed:
+per stage and overall, speed-up = study wall time / ours, memory = our peak / study peak,
+the largest difference of any AUC, and whether both sides rank the methods alike.
+
+    python benchmarks/compare_study.py --size 224 224 --n-masks 1000 --images 2 --layers layer3 layer4
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SIDES = ("study", "ours")
+STAGES = ("masks", "rise", "abscam-init", "abscam-final", "causal")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, nargs=2, default=(224, 224), metavar=("H", "W"))
+    parser.add_argument("--n-masks", type=int, default=1000, help="RISE masks N (default 1000; the study: 6000)")
+    parser.add_argument("--images", type=int, default=2, help="demo images explained (default 2)")
+    parser.add_argument("--layers", nargs="+", default=["layer3", "layer4"], help="Abs-CAM layers (default layer3 layer4)")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="our side (the study: fp32)")
+    parser.add_argument("--memory-format", default="contiguous", choices=("contiguous", "channels_last"),
+                        help="our side (the study: contiguous)")
+    parser.add_argument("--batch-size", type=int, default=64, help="our forward batch (default 64)")
+    parser.add_argument("--study-batch", type=int, default=100, help="the study's RISE forward batch (gpu_batch, default 100)")
+    parser.add_argument("--p", type=float, default=0.5, help="keep probability of the binary masks (default 0.5)")
+    parser.add_argument("--s", type=int, default=8, help="mask grid size (default 8)")
+    parser.add_argument("--arch", default="resnet18")
+    parser.add_argument("--num-classes", type=int, default=1000)
+    parser.add_argument("--checkpoint", default=None, help="state dict to load (default: random weights from --seed)")
+    parser.add_argument("--fc-scale", type=float, default=20.0,
+                        help="without a checkpoint: multiply the random fc weights (non-uniform predictions, "
+                             "as in the golden recipe; default 20)")
+    parser.add_argument("--seed", type=int, default=0, help="model weights and masks (default 0)")
+    parser.add_argument("--own-masks", action="store_true", help="the study's RISE uses the study's own masks")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write every number to this JSON file")
+    return parser.parse_args(argv)
+
+
+# ---- shared setup: the same model and images in every process --------------------------------
+def setup(args, side: str):
+    import torch
+
+    from saliency_bench.data import preprocess
+    from saliency_bench.demo.synth import CLASSES, render_sample
+    from saliency_bench.forward import set_memory_format
+    from saliency_bench.models import build_model, load_checkpoint
+    from PIL import Image
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    model = build_model(args.arch, args.num_classes)
+    if args.checkpoint:
+        load_checkpoint(model, args.checkpoint)
+    elif hasattr(model, "fc"):
+        with torch.no_grad():
+            model.fc.weight.mul_(args.fc_scale)
+    model.eval()
+    if side == "ours":
+        set_memory_format(model, args.memory_format)
+    render = max(args.size)
+    images = torch.stack([preprocess(Image.fromarray(render_sample(0, i % len(CLASSES), i // len(CLASSES), render).image),
+                                     tuple(args.size)) for i in range(args.images)])
+    return model, images
+
+
+def method_names(args) -> list[str]:
+    return ["rise"] + [f"abscam-init-{layer}" for layer in args.layers] + [f"abscam-final-{layer}" for layer in args.layers]
+
+
+# ---- the study's algorithms, transcribed ---------------------------------------------------------
+def study_generate_masks(n: int, s: int, p: float, size, seed: int, path: str):
+    """The RISE generator: a per-mask loop with scikit-image's reflecting bilinear resize."""
+    import torch
+    from skimage.transform import resize
+
+    height, width = size
+    rng = np.random.RandomState(seed)
+    cell = np.ceil(np.array(size) / s).astype(int)
+    upsampled = tuple((s + 1) * cell)
+    grid = (rng.rand(n, s, s) < p).astype("float32")
+    masks = np.empty((n, height, width))  # float64, as in the original
+    for i in range(n):
+        x, y = rng.randint(0, cell[0]), rng.randint(0, cell[1])
+        masks[i] = resize(grid[i], upsampled, order=1, mode="reflect", anti_aliasing=False)[x:x + height, y:y + width]
+    masks = masks.reshape(-1, 1, height, width)
+    np.save(path, masks)
+    return torch.from_numpy(masks).float()
+
+
+def study_load_masks(path: str):
+    import torch
+
+    masks = np.load(path)
+    return torch.from_numpy(masks).float()
+
+
+def study_rise(model, image, masks, p: float, batch: int):
+    """RISE for one (1, 3, H, W) image: the whole masked stack at once, maps of every class."""
+    import torch
+
+    n = len(masks)
+    _, _, height, width = image.shape
+    stack = torch.mul(masks, image)  # (N, 3, H, W)
+    outputs = [model(stack[i:min(i + batch, n)]) for i in range(0, n, batch)]
+    scores = torch.cat(outputs)  # logits: the study's choice
+    classes = scores.shape[1]
+    saliency = torch.matmul(scores.transpose(0, 1), masks.view(n, height * width))
+    return saliency.view(classes, height, width) / n / p
+
+
+def study_activations(model, image, layer: str):
+    """Forward + backward of one image with hooks: activations, |grad| channel weights, class."""
+    import torch
+
+    module = dict(model.named_modules())[layer]
+    saved = {}
+
+    def keep(_module, _inputs, output):
+        saved["A"] = output
+        output.register_hook(lambda grad: saved.__setitem__("G", grad))
+
+    handle = module.register_forward_hook(keep)
+    try:
+        model.zero_grad()
+        with torch.enable_grad():
+            logits = model(image)
+            c = int(logits.argmax(dim=1))
+            logits[0, c].backward()
+    finally:
+        handle.remove()
+    activations = saved["A"].detach()[0]
+    weights = saved["G"].abs().mean(dim=(2, 3))[0]
+    return activations, weights, c
+
+
+def study_abscam_init(model, image, layer: str):
+    import torch.nn.functional as F
+
+    activations, weights, _ = study_activations(model, image, layer)
+    cam = (weights[:, None, None] * activations).sum(dim=0)
+    cam = F.interpolate(cam[None, None], size=image.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+    return (cam - cam.min()) / (cam.max() - cam.min() + 1e-8)
+
+
+def study_abscam_final(model, image, layer: str):
+    """Abs-CAM Final of one image, all K masked images in ONE forward batch."""
+    import torch
+    import torch.nn.functional as F
+
+    activations, weights, c = study_activations(model, image, layer)
+    maps = F.interpolate((weights[:, None, None] * activations)[None], size=image.shape[-2:], mode="bilinear",
+                         align_corners=False)[0]  # (K, H, W)
+    low = maps.amin(dim=(1, 2), keepdim=True)
+    high = maps.amax(dim=(1, 2), keepdim=True)
+    maps = (maps - low) / (high - low + 1e-8)
+    with torch.no_grad():
+        logits = model(image * maps[:, None])  # (K, 3, H, W) in one batch
+        scores = logits[:, c].abs()
+    return torch.relu((scores[:, None, None] * maps).sum(dim=0))
+
+
+def study_gkern(klen: int = 11, sigma: float = 5.0) -> np.ndarray:
+    """The blur kernel as a (3, 3, klen, klen) conv2d weight, the kernel on the channel diagonal."""
+    from scipy.ndimage import gaussian_filter
+
+    impulse = np.zeros((klen, klen))
+    impulse[klen // 2, klen // 2] = 1
+    kernel = gaussian_filter(impulse, sigma)
+    weight = np.zeros((3, 3, klen, klen))
+    for channel in range(3):
+        weight[channel, channel] = kernel
+    return weight.astype("float32")
+
+
+class StudyCausalMetric:
+    """The original step loop: one forward pass per point, the image edited in place."""
+
+    def __init__(self, model, mode: str, step: int, substrate):
+        import torch
+
+        self.model = torch.nn.Sequential(model, torch.nn.Softmax(dim=1)).eval()
+        self.mode, self.step, self.substrate = mode, step, substrate
+
+    def single_run(self, image, explanation: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            _, _, height, width = image.shape
+            pixels = height * width
+            c = int(self.model(image).argmax(dim=1)[0])
+            n_steps = (pixels + self.step - 1) // self.step
+            if self.mode == "del":
+                start, finish = image.clone(), self.substrate(image)
+            else:
+                start, finish = self.substrate(image), image.clone()
+            scores = np.empty(n_steps + 1)
+            order = np.flip(np.argsort(explanation.reshape(-1, pixels), axis=1), axis=-1)
+            for i in range(n_steps + 1):
+                scores[i] = float(self.model(start)[0, c])
+                if i < n_steps:
+                    coords = order[:, self.step * i:self.step * (i + 1)]
+                    # numpy views share the CPU tensors' memory: this edits `start` in place
+                    start.numpy().reshape(1, 3, pixels)[0, :, coords] = finish.numpy().reshape(1, 3, pixels)[0, :, coords]
+        return scores
+
+
+def study_auc(curve: np.ndarray) -> float:
+    return float((curve.sum() - curve[0] / 2 - curve[-1] / 2) / (len(curve) - 1))
+
+
+def run_study_stage(stage: str, args, model, images, folder: Path) -> None:
+    import torch
+    import torch.nn.functional as F
+
+    out = folder / "study"
+    if stage == "masks":
+        study_generate_masks(args.n_masks, args.s, args.p, tuple(args.size), args.seed, str(out / "masks.npy"))
+    elif stage == "rise":
+        masks = study_load_masks(str(out / "masks.npy") if args.own_masks else str(folder / "shared_masks.npy"))
+        maps = []
+        with torch.no_grad():
+            for image in images:
+                image = image[None]
+                c = int(model(image).argmax(dim=1))
+                maps.append(study_rise(model, image, masks, args.p, args.study_batch)[c])
+        np.save(out / "rise.npy", torch.stack(maps).numpy())
+    elif stage in ("abscam-init", "abscam-final"):
+        explain = study_abscam_init if stage == "abscam-init" else study_abscam_final
+        for layer in args.layers:
+            maps = [explain(model, image[None], layer).detach() for image in images]
+            np.save(out / f"{stage}-{layer}.npy", torch.stack(maps).numpy())
+    elif stage == "causal":
+        weight = torch.from_numpy(study_gkern())
+        blur = lambda x: F.conv2d(x, weight, padding=weight.shape[-1] // 2)  # noqa: E731 - as in the original
+        step = 8 * args.size[1]
+        deletion = StudyCausalMetric(model, "del", step, torch.zeros_like)
+        insertion = StudyCausalMetric(model, "ins", step, blur)
+        result = {}
+        for method in method_names(args):
+            maps = np.load(out / f"{method}.npy")
+            result[method] = {
+                "deletion": [study_auc(deletion.single_run(image[None], m)) for image, m in zip(images, maps)],
+                "insertion": [study_auc(insertion.single_run(image[None], m)) for image, m in zip(images, maps)]}
+        (out / "auc.json").write_text(json.dumps(result))
+
+
+# ---- our side: the package's API ---------------------------------------------------------------------------
+def run_our_stage(stage: str, args, model, images, folder: Path) -> None:
+    from saliency_bench.explain import compute_maps
+    from saliency_bench.forward import ModelRunner
+    from saliency_bench.masks import write_masks
+    from saliency_bench.metrics import SharedScores, auc, causal_curves
+
+    out = folder / "ours"
+    common = dict(batch_size=args.batch_size, precision=args.precision)
+    if stage == "masks":
+        write_masks(out / "masks.h5", "binary", args.n_masks, tuple(args.size), s=args.s, p=args.p, seed=args.seed)
+    elif stage == "rise":
+        maps, _, _ = compute_maps(model, images, "rise", masks=out / "masks.h5", p=args.p, **common)
+        np.save(out / "rise.npy", maps)
+    elif stage == "abscam-init":
+        for layer in args.layers:
+            np.save(out / f"abscam-init-{layer}.npy", compute_maps(model, images, "abscam-init", layer=layer, **common)[0])
+    elif stage == "abscam-final":
+        for layer in args.layers:
+            np.save(out / f"abscam-final-{layer}.npy", compute_maps(model, images, "abscam-final", layer=layer, **common)[0])
+    elif stage == "causal":
+        runner = ModelRunner(model, args.batch_size, args.precision)
+        shared = SharedScores(images)
+        result = {}
+        for method in method_names(args):
+            maps = np.load(out / f"{method}.npy")
+            result[method] = {mode: auc(causal_curves(runner, images, maps, mode=mode, shared_scores=shared)).tolist()
+                              for mode in ("deletion", "insertion")}
+        (out / "auc.json").write_text(json.dumps(result))
+
+
+def run_stage(side: str, stage: str, args, folder: str) -> dict:
+    """In a fresh process: the stage's wall time (setup excluded) and the process's peak RSS."""
+    model, images = setup(args, side)
+    start = time.perf_counter()
+    (run_study_stage if side == "study" else run_our_stage)(stage, args, model, images, Path(folder))
+    wall = time.perf_counter() - start
+    return {"wall_s": wall, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def export_masks(h5_path: str, npy_path: str) -> None:
+    """Our mask set in the study's format ((N, 1, H, W) float64 .npy), streamed (untimed)."""
+    from saliency_bench.masks import MaskSet
+
+    mask_set = MaskSet(h5_path)
+    out = np.lib.format.open_memmap(npy_path, mode="w+", dtype=np.float64, shape=(len(mask_set), 1, *mask_set.size))
+    start = 0
+    for chunk in mask_set.iter_chunks():
+        out[start:start + len(chunk), 0] = chunk.numpy()
+        start += len(chunk)
+    out.flush()
+
+
+def in_fresh_process(function, *args):
+    pool = multiprocessing.get_context("spawn").Pool(1)
+    try:
+        return pool.apply(function, args)
+    finally:
+        pool.close()
+        pool.join()
+
+
+# ---- the comparison ----------------------------------------------------------------------------------------
+def compare_outputs(args, folder: Path) -> dict:
+    aucs = {side: json.loads((folder / side / "auc.json").read_text()) for side in SIDES}
+    largest = {"difference": -1.0}
+    per_method = {}
+    for method in method_names(args):
+        worst = 0.0
+        for mode in ("deletion", "insertion"):
+            study, ours = (np.array(aucs[side][method][mode]) for side in SIDES)
+            differences = np.abs(ours - study)
+            worst = max(worst, float(differences.max()))
+            if differences.max() > largest["difference"]:
+                image = int(differences.argmax())
+                largest = {"difference": float(differences.max()), "method": method, "mode": mode, "image": image}
+        study_map, our_map = (np.load(folder / side / f"{method}.npy") for side in SIDES)
+        relative = float(np.abs(our_map - study_map).max() / (np.abs(study_map).max() + 1e-12))
+        per_method[method] = {"largest_auc_difference": worst, "map_relative_difference": relative,
+                              "tied_pixels": tied_fraction(study_map),
+                              **{f"{side}_score": float(np.mean(np.array(aucs[side][method]["insertion"])
+                                                                - np.array(aucs[side][method]["deletion"])))
+                                 for side in SIDES}}
+    rankings = {side: sorted(per_method, key=lambda m: -per_method[m][f"{side}_score"]) for side in SIDES}
+    return {"largest_auc_difference": largest, "methods": per_method, "rankings": rankings,
+            "rankings_identical": rankings["study"] == rankings["ours"], "aucs": aucs}
+
+
+def tied_fraction(maps: np.ndarray) -> float:
+    """Mean fraction of a map's pixels whose value another pixel shares: their order differs
+    between np.flip(np.argsort) (the study) and our stable order, which moves AUCs by more than
+    round-off (e.g. the clamped border bands of an upsampled Abs-CAM map)."""
+    flat = maps.reshape(len(maps), -1)
+    return float(np.mean([1 - len(np.unique(row)) / len(row) for row in flat]))
+
+
+def report(args, timings: dict, comparison: dict) -> None:
+    print(f"# {args.arch} ({args.num_classes} classes), {args.size[0]}x{args.size[1]}, {args.images} demo images, "
+          f"N={args.n_masks} binary masks p={args.p}, layers {' '.join(args.layers)}; ours: {args.precision} "
+          f"{args.memory_format} batch {args.batch_size}; study: fp32 contiguous, RISE batch {args.study_batch}, "
+          f"Abs-CAM Final batch K, metrics batch 1")
+    print(f"{'stage':<14}{'study_s':>10}{'ours_s':>10}{'speedup':>9}{'study_mb':>10}{'ours_mb':>9}{'memory':>8}")
+    rows = [(stage, timings["study"][stage], timings["ours"][stage]) for stage in STAGES]
+    overall = {side: {"wall_s": sum(timings[side][stage]["wall_s"] for stage in STAGES),
+                      "peak_rss_mb": max(timings[side][stage]["peak_rss_mb"] for stage in STAGES)} for side in SIDES}
+    rows.append(("overall", overall["study"], overall["ours"]))
+    for name, study, ours in rows:
+        print(f"{name:<14}{study['wall_s']:>10.2f}{ours['wall_s']:>10.2f}{study['wall_s'] / ours['wall_s']:>8.2f}x"
+              f"{study['peak_rss_mb']:>10.0f}{ours['peak_rss_mb']:>9.0f}{ours['peak_rss_mb'] / study['peak_rss_mb']:>8.2f}")
+    largest = comparison["largest_auc_difference"]
+    print(f"largest |AUC difference|: {largest['difference']:.2e} ({largest['method']}, {largest['mode']}, "
+          f"image {largest['image']})")
+    for method, row in comparison["methods"].items():
+        print(f"  {method:<20} AUC diff {row['largest_auc_difference']:.2e}  map rel. diff "
+              f"{row['map_relative_difference']:.2e}  tied px {row['tied_pixels']:.1%}  ins-del study {row['study_score']:+.4f} ours {row['ours_score']:+.4f}")
+    same = "identical" if comparison["rankings_identical"] else "DIFFERENT"
+    print(f"rankings by insertion - deletion: {same}; study {comparison['rankings']['study']}; "
+          f"ours {comparison['rankings']['ours']}")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    timings = {side: {} for side in SIDES}
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        for side in SIDES:
+            (folder / side).mkdir()
+        for stage in STAGES:
+            if stage == "rise" and not args.own_masks:
+                in_fresh_process(export_masks, str(folder / "ours" / "masks.h5"), str(folder / "shared_masks.npy"))
+            for side in SIDES:  # interleaved, so a drift of the machine's speed hits both sides alike
+                timings[side][stage] = in_fresh_process(run_stage, side, stage, args, str(folder))
+                print(f"#   {stage} {side}: {timings[side][stage]['wall_s']:.2f} s, "
+                      f"{timings[side][stage]['peak_rss_mb']:.0f} MB", file=sys.stderr, flush=True)
+            if stage == "masks" and not args.own_masks:
+                os.remove(folder / "study" / "masks.npy")  # timed and measured; the RISE stages read our masks
+        comparison = compare_outputs(args, folder)
+    report(args, timings, comparison)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"args": vars(args), "timings": timings, **comparison}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
