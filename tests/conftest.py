@@ -70,3 +70,13 @@ def golden_model(_golden_model_checked) -> torch.nn.Module:
     """A fresh copy of the golden model (eval mode), checked against the README's sha256.
     Built once per session and copied per test, so a test may change it freely."""
     return copy.deepcopy(_golden_model_checked)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of many tiny forward passes: on 2 shared cores, 2 threads
+    ran such tests about 20x slower than 1 (thread start-up and oversubscription)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

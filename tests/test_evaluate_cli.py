@@ -19,13 +19,7 @@ from saliency_bench.saliency_io import write_saliency
 H, W = 24, 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The 2 shared cores are oversubscribed; 2 torch threads then run ~20x slower than 1."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,7 @@ import torch
 
 from saliency_bench import auc, causal_curves, gkern
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The 2 shared cores are oversubscribed; 2 torch threads then run ~20x slower than 1."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_gkern_equals_golden(golden):

@@ -15,13 +15,7 @@ from saliency_bench.metrics import SharedScores, blur, pixel_ranks, substrate_im
 H, W = 12, 16
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The 2 shared cores are oversubscribed; 2 torch threads then run ~20x slower than 1."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_model(seed: int = 0, classes: int = 5) -> nn.Module:

@@ -36,7 +36,7 @@ STAGES = ("images", "masks", "demo_data", "train_demo", "sanity", "explain", "ev
 
 START_TIMEOUT_S = 600      # includes apt-get install on a fresh machine
 STOP_TIMEOUT_S = 120
-WORKFLOW_TIMEOUT_S = 300   # one snakemake run
+WORKFLOW_TIMEOUT_S = 600   # one snakemake run (a busy 2-core machine needs the margin)
 NOT_ROOT_EXIT = 3          # scripts/slurm-cluster.sh exit codes
 INSTALL_FAILED_EXIT = 4
 

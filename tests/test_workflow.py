@@ -167,3 +167,13 @@ def test_report_names_the_figures(tiny_run):
     with zipfile.ZipFile(tiny_run / "report.zip") as archive:
         html = archive.read("report/report.html").decode()
     assert all(category in html for category in ("Masks", "Saliency", "Abs-CAM", "Metrics", "Summary"))
+
+
+def test_localisation_places_the_best_method_above_random(tiny_run):
+    """The demo's evidence masks are ground truth: the best method by Score must put more of its
+    saliency on the class feature than the uniform-noise chance maps do."""
+    summary = pd.read_csv(tiny_run / "results/tables/summary.csv").set_index("method_id")
+    ranked = summary.drop(index=["random", "centre"])
+    best = ranked["score"].idxmax()
+    assert summary.loc[best, "energy_pointing_game"] > summary.loc["random", "energy_pointing_game"]
+    assert summary.loc[best, "pointing_game"] >= summary.loc["random", "pointing_game"]

@@ -19,6 +19,7 @@ rule aggregate:
         alpha=config["stats"]["alpha"],
         out_dir=lambda wildcards, output: os.path.dirname(output.summary),
         code=stage_fingerprint("aggregate"),
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=20,

@@ -11,6 +11,7 @@ rule figures_masks:
     params:
         preprocess=preprocess_args(),
         code=stage_fingerprint("figures"),
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
@@ -41,6 +42,7 @@ rule figures_saliency:
         preprocess=preprocess_args(),
         max_images=config["figures"]["max_images"],
         code=stage_fingerprint("figures"),
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=20,
@@ -70,6 +72,7 @@ rule figures_curves:
     params:
         max_images=config["figures"]["max_images"],
         code=stage_fingerprint("figures"),
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=20,
@@ -92,6 +95,7 @@ rule figures_summary:
         report(f"{FIGURES}/summary.png", category="Summary", caption="../report/summary_chart.rst"),
     params:
         code=stage_fingerprint("figures"),
+    threads: 1
     resources:
         mem_mb=1000,
         runtime=5,

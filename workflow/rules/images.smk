@@ -16,6 +16,7 @@ rule images:
         limit=f"--limit {config['data']['limit']}" if config["data"].get("limit") else "",
         images_per_job=config["images_per_job"],
         code=stage_fingerprint("images"),
+    threads: 1
     resources:
         mem_mb=1000,
         runtime=10,

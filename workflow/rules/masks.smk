@@ -13,6 +13,7 @@ rule masks:
         size=" ".join(map(str, config["preprocess"]["size"])),
         dtype=config["rise"]["mask_dtype"],
         code=stage_fingerprint("masks"),
+    threads: 1
     resources:
         mem_mb=1500,
         runtime=30,
