@@ -20,7 +20,7 @@ FIGURE_RULES = {"figures_masks", "figures_saliency", "figures_curves", "figures_
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
     workdir = make_workdir(tmp_path_factory.mktemp("workflow"))
-    result = snakemake(workdir, "--cores", "2")
+    result = snakemake(workdir, "--cores", "2", timeout=1500)
     assert result.returncode == 0, result.stderr[-4000:]
     return workdir
 
