@@ -14,7 +14,7 @@ protocol, /work/shared/PROTOCOL.md, and the issue's description of the code):
   forward pass, editing the image in place through its numpy view, pixel order
   np.flip(np.argsort(map)); the blur substrate rebuilt on every call.
 Our side calls the package: write_masks, compute_maps (RISE streamed from HDF5, Abs-CAM),
-SharedScores + causal_curves, with --precision and --memory-format.
+causal_curve_sets (all methods and modes in one stream), with --precision and --memory-format.
 
 Both sides explain the same images with the same masks: by default the study's RISE reads
 our mask set (exported to the study's .npy format outside the timing), so that the AUC
@@ -32,15 +32,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
-import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from saliency_bench.throughput import in_fresh_process, peak_rss_mb
 
 SIDES = ("study", "ours")
 STAGES = ("masks", "rise", "abscam-init", "abscam-final", "causal")
@@ -53,9 +53,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=2, help="demo images explained (default 2)")
     parser.add_argument("--layers", nargs="+", default=["layer3", "layer4"], help="Abs-CAM layers (default layer3 layer4)")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="our side (the study: fp32)")
-    parser.add_argument("--memory-format", default="contiguous", choices=("contiguous", "channels_last"),
+    parser.add_argument("--memory-format", default="auto", choices=("auto", "contiguous", "channels_last"),
                         help="our side (the study: contiguous)")
-    parser.add_argument("--batch-size", type=int, default=64, help="our forward batch (default 64)")
+    parser.add_argument("--batch-size", default="auto",
+                        help="our forward batch, or auto (default): the fastest of 8/16/32/64 on a CPU, as the workflow")
     parser.add_argument("--study-batch", type=int, default=100, help="the study's RISE forward batch (gpu_batch, default 100)")
     parser.add_argument("--p", type=float, default=0.5, help="keep probability of the binary masks (default 0.5)")
     parser.add_argument("--s", type=int, default=8, help="mask grid size (default 8)")
@@ -98,6 +99,15 @@ def setup(args, side: str):
     images = torch.stack([preprocess(Image.fromarray(render_sample(0, i % len(CLASSES), i // len(CLASSES), render).image),
                                      tuple(args.size)) for i in range(args.images)])
     return model, images
+
+
+def tune(args) -> tuple[str, int, str]:
+    """Our side's memory format and batch size where they are auto, as the workflow's tune_forward decides."""
+    from saliency_bench.throughput import tune_forward
+
+    model, _ = setup(args, "study")  # contiguous
+    settings = tune_forward(model, tuple(args.size), args.precision, args.batch_size, args.memory_format)
+    return settings.memory_format, settings.batch_size, settings.describe()
 
 
 def method_names(args) -> list[str]:
@@ -286,7 +296,7 @@ def run_our_stage(stage: str, args, model, images, folder: Path) -> None:
     from saliency_bench.explain import compute_maps
     from saliency_bench.forward import ModelRunner
     from saliency_bench.masks import write_masks
-    from saliency_bench.metrics import SharedScores, auc, causal_curves
+    from saliency_bench.metrics import CurveRequest, auc, causal_curve_sets
 
     out = folder / "ours"
     common = dict(batch_size=args.batch_size, precision=args.precision)
@@ -302,13 +312,13 @@ def run_our_stage(stage: str, args, model, images, folder: Path) -> None:
         for layer in args.layers:
             np.save(out / f"abscam-final-{layer}.npy", compute_maps(model, images, "abscam-final", layer=layer, **common)[0])
     elif stage == "causal":
+        # Every method and both modes in one call: shared first and last points, full batches.
         runner = ModelRunner(model, args.batch_size, args.precision)
-        shared = SharedScores(images)
-        result = {}
-        for method in method_names(args):
-            maps = np.load(out / f"{method}.npy")
-            result[method] = {mode: auc(causal_curves(runner, images, maps, mode=mode, shared_scores=shared)).tolist()
-                              for mode in ("deletion", "insertion")}
+        keys = [(method, mode) for method in method_names(args) for mode in ("deletion", "insertion")]
+        requests = [CurveRequest(np.load(out / f"{method}.npy"), mode) for method, mode in keys]
+        result = {method: {} for method in method_names(args)}
+        for (method, mode), curves in zip(keys, causal_curve_sets(runner, images, requests)):
+            result[method][mode] = auc(curves).tolist()
         (out / "auc.json").write_text(json.dumps(result))
 
 
@@ -318,7 +328,7 @@ def run_stage(side: str, stage: str, args, folder: str) -> dict:
     start = time.perf_counter()
     (run_study_stage if side == "study" else run_our_stage)(stage, args, model, images, Path(folder))
     wall = time.perf_counter() - start
-    return {"wall_s": wall, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {"wall_s": wall, "peak_rss_mb": peak_rss_mb()}
 
 
 def export_masks(h5_path: str, npy_path: str) -> None:
@@ -332,15 +342,6 @@ def export_masks(h5_path: str, npy_path: str) -> None:
         out[start:start + len(chunk), 0] = chunk.numpy()
         start += len(chunk)
     out.flush()
-
-
-def in_fresh_process(function, *args):
-    pool = multiprocessing.get_context("spawn").Pool(1)
-    try:
-        return pool.apply(function, args)
-    finally:
-        pool.close()
-        pool.join()
 
 
 # ---- the comparison ----------------------------------------------------------------------------------------
@@ -403,6 +404,10 @@ def report(args, timings: dict, comparison: dict) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    args.batch_size = args.batch_size if args.batch_size == "auto" else int(args.batch_size)
+    if "auto" in (args.batch_size, args.memory_format):
+        args.memory_format, args.batch_size, measured = in_fresh_process(tune, args)
+        print(f"# our forward settings (auto): {measured}", file=sys.stderr)
     timings = {side: {} for side in SIDES}
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)

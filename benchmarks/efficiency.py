@@ -5,22 +5,26 @@ For every stage prints one line
     STAGE forward_share=X.XX peak_rss_mb=M
 
 forward_share = (forward passes the stage ran / the model's throughput) / the stage's wall time,
-with the throughput measured in this run, at the same batch size and precision. 1.00 means the
+with the throughput measured in the stage's own process right before and right after it (their
+mean), at the same batch size, precision and memory format (a shared machine's speed drifts over
+minutes; the time spent inside forward passes is printed too, which drift does not disturb). 1.00 means the
 stage costs no more than its forward passes; the rest is overhead (mask I/O, masking, matmuls,
-gradients, Python). Each stage runs in a fresh process (multiprocessing spawn), so peak_rss_mb
-(resource.getrusage ru_maxrss, including the interpreter, torch and the model) is that stage's own.
+gradients, Python). Each stage runs in a fresh process (multiprocessing spawn), and its peak
+resident memory is reset (Linux /proc/self/clear_refs) right before it starts, so peak_rss_mb
+(VmHWM: the interpreter, torch and the model included) is that stage's own.
 
-    python benchmarks/efficiency.py --size 224 224 --n-masks 1000 --images 2 --batch-size 64
+    python benchmarks/efficiency.py --size 224 224 --n-masks 1000 --images 2   # this CPU
+    python benchmarks/efficiency.py --device cuda --n-masks 6000 --precision fp16  # a GPU
 """
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
-import resource
 import sys
 import tempfile
 import time
+
+from saliency_bench.throughput import in_fresh_process, peak_rss_mb, reset_peak_rss, synchronise
 
 STAGES = ("masks", "rise", "abscam-init", "abscam-final", "causal")
 
@@ -32,20 +36,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=2, help="images explained per stage (default 2)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", default="auto",
+                        help="images per forward pass, or auto (default): the fastest of 8/16/32/64 on a CPU, 256 on CUDA")
     parser.add_argument("--arch", default="resnet18", help="torchvision classifier, random weights (default resnet18)")
     parser.add_argument("--num-classes", type=int, default=1000)
     parser.add_argument("--layer", default="layer3", help="Abs-CAM layer (default layer3)")
+    parser.add_argument("--maps", type=int, default=14,
+                        help="saliency maps per image scored by deletion and insertion (default 14, the study's)")
     parser.add_argument("--mask-kind", default="binary", choices=("binary", "gaussian", "perlin"))
     parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
+    parser.add_argument("--memory-format", default="auto", choices=("auto", "contiguous", "channels_last"),
+                        help="auto (default): time both and use the faster, as the workflow does")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     return parser.parse_args(argv)
 
 
 def setup(args):
-    """Model and images, identical in every process (seeded)."""
+    """Model and images, identical in every process (seeded), in the chosen memory format."""
     import torch
 
+    from saliency_bench.forward import set_memory_format
     from saliency_bench.models import build_model, resolve_device
 
     if args.threads:
@@ -53,46 +63,63 @@ def setup(args):
     torch.manual_seed(0)
     device = resolve_device(args.device)
     model = build_model(args.arch, args.num_classes).to(device).eval()
+    if args.memory_format != "auto":
+        set_memory_format(model, args.memory_format)
     images = torch.randn(args.images, 3, *args.size, generator=torch.Generator().manual_seed(1)).to(device)
     return model, images, device
 
 
-def synchronise(device) -> None:
-    import torch
+def tune(args) -> tuple[str, int, str]:
+    """Memory format and batch size where they are auto, decided as the workflow's tune_forward does."""
+    from saliency_bench.throughput import tune_forward
 
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    model, _, _ = setup(args)
+    settings = tune_forward(model, tuple(args.size), args.precision, args.batch_size, args.memory_format)
+    return settings.memory_format, settings.batch_size, settings.describe()
 
 
 def measure_throughput(args) -> float:
-    """Images per second of plain forward passes at the benchmark's batch size and precision."""
-    import torch
+    """Images per second of plain forward passes at the benchmark's batch size, precision and memory format."""
+    from saliency_bench.forward import ModelRunner
+    from saliency_bench.throughput import images_per_second, probe_batch
 
+    model, _, device = setup(args)
+    runner = ModelRunner(model, args.batch_size, args.precision)
+    return images_per_second(runner, probe_batch(args.batch_size, tuple(args.size), device))
+
+
+def timed_runner(model, args):
+    """A ModelRunner that also adds up the seconds spent in forward passes: the share of the
+    stage's wall time that the model took, which a drifting machine speed does not disturb."""
     from saliency_bench.forward import ModelRunner
 
-    model, images, device = setup(args)
-    runner = ModelRunner(model, args.batch_size, args.precision)
-    batch = images[:1].expand(args.batch_size, -1, -1, -1).contiguous() * torch.rand(args.batch_size, 1, 1, 1, device=device)
-    for _ in range(2):  # warm-up: allocator, algorithm selection
-        runner(batch)
-    synchronise(device)
-    start, repeats = time.perf_counter(), 0
-    while repeats < 3 or time.perf_counter() - start < 3.0:
-        runner(batch)
-        repeats += 1
-    synchronise(device)
-    return repeats * args.batch_size / (time.perf_counter() - start)
+    class TimedRunner(ModelRunner):
+        forward_seconds = 0.0
+
+        def __call__(self, x):
+            synchronise(self.device)
+            start = time.perf_counter()
+            out = super().__call__(x)
+            synchronise(self.device)
+            self.forward_seconds += time.perf_counter() - start
+            return out
+
+    return TimedRunner(model, args.batch_size, args.precision)
 
 
 def run_stage(stage: str, args, mask_path: str) -> dict:
-    """Runs in a fresh process: (wall seconds of the stage, forward passes it ran, peak RSS in MB)."""
-    from saliency_bench.forward import ModelRunner
+    """Runs in a fresh process: wall seconds of the stage, forward passes it ran (and their
+    seconds), peak RSS in MB, and the model's throughput measured before and after the stage."""
     from saliency_bench.masks import MaskSet, write_masks
+    from saliency_bench.throughput import images_per_second, probe_batch
 
     model, images, device = setup(args)
-    runner = ModelRunner(model, args.batch_size, args.precision)
+    runner = timed_runner(model, args)
     target = runner.run(images).argmax(1)
-    runner.forward_passes = 0
+    probe = probe_batch(args.batch_size, tuple(args.size), device)
+    before = images_per_second(runner, probe) if stage not in ("masks", "abscam-init") else None
+    runner.forward_passes, runner.forward_seconds = 0, 0.0
+    reset_peak_rss()  # the stage's own peak, not that of the throughput probe before it
     p = 0.5 if args.mask_kind == "binary" else None
     synchronise(device)
     start = time.perf_counter()
@@ -112,35 +139,35 @@ def run_stage(stage: str, args, mask_path: str) -> dict:
 
         abscam_final(model, images, args.layer, target, runner=runner, precision=args.precision)
     elif stage == "causal":
-        try:
-            from saliency_bench.metrics import causal_curves
-        except ImportError:
-            return {"skipped": "saliency_bench.metrics.causal_curves is not available yet"}
         import torch
 
-        saliency = torch.rand(len(images), *args.size, generator=torch.Generator().manual_seed(2)).numpy()
-        for mode in ("deletion", "insertion"):
-            causal_curves(runner, images, saliency, mode=mode, target=target)
+        from saliency_bench.metrics import CurveRequest, causal_curve_sets
+
+        # All maps and both modes of the images in one call: shared first and last points, full batches.
+        maps = [torch.rand(len(images), *args.size, generator=torch.Generator().manual_seed(2 + index)).numpy()
+                for index in range(args.maps)]
+        causal_curve_sets(runner, images, [CurveRequest(saliency, mode, target=target)
+                                           for saliency in maps for mode in ("deletion", "insertion")])
     synchronise(device)
     wall = time.perf_counter() - start
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
-    return {"wall": wall, "forward_passes": runner.forward_passes, "peak_rss_mb": peak_kb / 1024}
-
-
-def in_fresh_process(function, *args):
-    pool = multiprocessing.get_context("spawn").Pool(1)
-    try:
-        return pool.apply(function, args)
-    finally:
-        pool.close()
-        pool.join()
+    result = {"wall": wall, "forward_passes": runner.forward_passes, "forward_seconds": runner.forward_seconds,
+              "peak_rss_mb": peak_rss_mb()}
+    if before is not None:
+        # The yardstick: the mean of the throughput right before and right after the stage, in
+        # the same warm process, so that a machine whose speed drifts (shared host) disturbs it least.
+        result["throughput"] = (before + images_per_second(runner, probe)) / 2
+    return result
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    args.batch_size = args.batch_size if args.batch_size == "auto" else int(args.batch_size)
+    if "auto" in (args.batch_size, args.memory_format):
+        args.memory_format, args.batch_size, measured = in_fresh_process(tune, args)
+        print(f"# forward settings (auto): {measured}", file=sys.stderr)
     throughput = in_fresh_process(measure_throughput, args)
     print(f"# {args.arch} {args.size[0]}x{args.size[1]} batch {args.batch_size} {args.precision} on {args.device}: "
-          f"{throughput:.1f} images/s; {args.images} images, {args.n_masks} {args.mask_kind} masks", file=sys.stderr)
+          f"{args.memory_format}: {throughput:.1f} images/s; {args.images} images, {args.n_masks} {args.mask_kind} masks", file=sys.stderr)
     with tempfile.TemporaryDirectory() as folder:
         mask_path = os.path.join(folder, "masks.h5")
         if "rise" in args.stages and "masks" not in args.stages:
@@ -149,12 +176,13 @@ def main(argv=None) -> int:
             if stage not in args.stages:
                 continue
             result = in_fresh_process(run_stage, stage, args, mask_path)
-            if "skipped" in result:
-                print(f"# {stage}: skipped ({result['skipped']})", file=sys.stderr)
-                continue
-            share = result["forward_passes"] / throughput / result["wall"]
+            yardstick = result.get("throughput", throughput)
+            share = result["forward_passes"] / yardstick / result["wall"]
             print(f"{stage} forward_share={share:.2f} peak_rss_mb={result['peak_rss_mb']:.0f}")
-            print(f"#   {stage}: {result['wall']:.2f} s, {result['forward_passes']} forward passes", file=sys.stderr)
+            print(f"#   {stage}: {result['wall']:.2f} s, {result['forward_passes']} forward passes "
+                  f"({result['forward_passes'] / result['wall']:.1f}/s; the model alone: {yardstick:.1f}/s)"
+                  + (f", {result['forward_seconds'] / result['wall']:.0%} of the wall time inside forward passes"
+                     if result["forward_seconds"] else ""), file=sys.stderr)
             sys.stdout.flush()
     after = in_fresh_process(measure_throughput, args)
     print(f"# throughput after the stages: {after:.1f} images/s ({after / throughput - 1:+.0%}); a large drift means "

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import platform
 import sys
 import tempfile
@@ -26,6 +25,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from saliency_bench.throughput import in_fresh_process
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -44,6 +45,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=None, metavar="STEM", help="write STEM.json and STEM.md")
+    parser.add_argument("--note", default=None, help="a line for the report, e.g. how the checkpoint was made")
     return parser.parse_args(argv)
 
 
@@ -105,15 +107,6 @@ def run_precision(precision: str, args, mask_path: str) -> dict:
     return result
 
 
-def in_fresh_process(function, *args):
-    pool = multiprocessing.get_context("spawn").Pool(1)
-    try:
-        return pool.apply(function, args)
-    finally:
-        pool.close()
-        pool.join()
-
-
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     from scipy.stats import spearmanr
 
@@ -157,23 +150,25 @@ def cpu_description() -> str:
 
 def markdown(args, result: dict, command: str) -> str:
     lines = [
-        "# bf16 against fp32 (demo-like case)", "",
+        f"# bf16 against fp32 ({'the demo model' if args.checkpoint else 'a demo-like case'})", "",
         f"Command: `{command}`", "",
+        *([args.note, ""] if args.note else []),
         f"Machine: {result['machine']}.", "",
-        f"Case: {args.images} demo images at {args.size} px, resnet18 (4 classes, seeded random weights, fc x{args.fc_scale:g})"
-        f"{'' if not args.checkpoint else ' from ' + args.checkpoint}, {args.memory_format}, batch {args.batch_size}; "
+        f"Case: {args.images} demo images at {args.size} px, resnet18 (4 classes, "
+        f"{'checkpoint ' + args.checkpoint if args.checkpoint else f'seeded random weights, fc x{args.fc_scale:g}'}), "
+        f"{args.memory_format}, batch {args.batch_size}; "
         f"RISE N={args.n_masks} binary p={args.p:g}; Abs-CAM Init/Final at {', '.join(args.layers)}; deletion + insertion.", "",
         f"- **speed-up of bf16 over fp32: {result['speedup_total']:.2f}x** (all stages: "
         f"{result['wall_total_s']['fp32']:.1f} s fp32, {result['wall_total_s']['bf16']:.1f} s bf16)",
         f"- **largest change of any AUC: {result['largest_auc_change']:.4f}**",
-        f"- **Spearman correlation of the maps: min {result['spearman_min']:.4f}** over all images and methods",
+        f"- **Spearman correlation of the maps: min {result['spearman_min']:.6f}** over all images and methods",
         f"- explained classes changed by bf16: {result['targets_changed']} of {args.images}; ranking of the methods by "
         f"insertion - deletion {'identical' if result['rankings_identical'] else 'DIFFERENT'}", "",
         "| stage | fp32 s | bf16 s | speed-up |", "|---|---:|---:|---:|",
         *[f"| {stage} | {row['fp32_s']:.2f} | {row['bf16_s']:.2f} | {row['speedup']:.2f}x |" for stage, row in result["stages"].items()],
         "", "| method | largest AUC change | Spearman min | Spearman mean | ins-del fp32 | ins-del bf16 |",
         "|---|---:|---:|---:|---:|---:|",
-        *[f"| {m} | {row['largest_auc_change']:.4f} | {row['spearman_min']:.4f} | {row['spearman_mean']:.4f} | "
+        *[f"| {m} | {row['largest_auc_change']:.4f} | {row['spearman_min']:.6f} | {row['spearman_mean']:.6f} | "
           f"{row['score_fp32']:+.4f} | {row['score_bf16']:+.4f} |" for m, row in result["methods"].items()],
         "", "Abs-CAM Init runs in fp32 whatever the precision (one forward + backward), so its maps are identical;",
         "its AUCs change only through the bf16 deletion/insertion passes.", ""]

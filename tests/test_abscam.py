@@ -149,9 +149,9 @@ def test_fixed_shape_scorer_rows_do_not_depend_on_their_batch_mates(golden_model
         def sink(image, channel, logits):
             found.update({int(i): row for i, row in zip(image, logits)})
 
-        scorer = FixedShapeScorer(ModelRunner(golden_model, 4), 4, sink)
+        scorer = FixedShapeScorer(ModelRunner(golden_model, 4), sink)
         for index in order:
-            scorer.add(rows[index:index + 1], torch.tensor([index]), torch.tensor([0]))
+            scorer.add(rows[index], torch.ones(1, 96, 96), index, torch.tensor([0]))
         scorer.finish()
         return found
 

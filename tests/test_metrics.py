@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 from saliency_bench import UserError, auc, causal_curves, gkern
 from saliency_bench.forward import ModelRunner
-from saliency_bench.metrics import SharedScores, blur, pixel_ranks, substrate_images
+from saliency_bench.metrics import CurveRequest, SharedScores, blur, causal_curve_sets, pixel_ranks, substrate_images
 
 H, W = 12, 16
 
@@ -123,6 +123,25 @@ def test_forward_batches_never_exceed_batch_size(images, saliency):
     runner = ModelRunner(tiny_model(), batch_size=4)
     causal_curves(runner, images, saliency, mode="deletion", step=W)
     assert runner.forward_passes == 3 * (steps - 1) + 3 + 1  # one zeros image serves all
+
+
+def test_curve_sets_match_separate_calls_and_fill_every_batch(images, saliency):
+    """Several maps and both modes in one stream: each request gets its own curves (to round-off:
+    the batches hold other neighbours), and only the very last interior batch is partial."""
+    other_map = np.random.default_rng(7).random((3, H, W)).astype(np.float32)
+    requests = [CurveRequest(saliency, "deletion"), CurveRequest(saliency, "insertion", "mean"),
+                CurveRequest(other_map, "deletion", target=np.array([4, 0, 2])), CurveRequest(other_map, "insertion")]
+    recorder = Recorder(tiny_model())
+    step = W
+    together = causal_curve_sets(recorder, images, requests, step=step, batch_size=5)
+    for request, curves in zip(requests, together):
+        alone = causal_curves(tiny_model(), images, request.saliency, mode=request.mode, substrate=request.substrate,
+                              target=request.target, step=step, batch_size=5)
+        np.testing.assert_allclose(curves, alone, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(together[0], together[2])  # another map and class: other curves
+    pairs = len(requests) * len(images) * (-(-H * W // step) - 1)
+    interior = [len(x) for x in recorder.inputs if len(x) == 5 or x is recorder.inputs[-1]]
+    assert sum(interior) == pairs and interior.count(5) == pairs // 5
 
 
 def test_shared_scores_saving_is_bit_identical():

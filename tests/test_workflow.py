@@ -1,6 +1,7 @@
 """Integration: the real workflow on a tiny config, its tables, its rerun rules and its report."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -76,6 +77,20 @@ def test_best_values_are_marked(tiny_run):
         assert f"{value:.4f}" in " ".join(marks[column]), (column, value, marks[column])
     best_id = ranked.loc[ranked["score"].idxmax(), "method_id"]
     assert best_id in markdown.split("\n\n", 2)[-1] or best_id in markdown
+
+
+def test_forward_settings_are_measured_once_and_every_model_job_uses_them(tiny_run):
+    record = json.loads((tiny_run / "results/model/forward_settings.json").read_text())
+    config = effective_config(tiny_run)
+    assert record["memory_format"] in ("contiguous", "channels_last") and record["batch_size"] == config["batch_size"]
+    assert record["size"] == config["preprocess"]["size"]
+    assert {key.split()[0] for key in record["images_per_second"]} == {"contiguous", "channels_last"}
+    commands = snakemake(tiny_run, "--dry-run", "--forceall", "--printshellcmds").stdout
+    model_jobs = [line for line in commands.splitlines() if "saliency_bench explain" in line
+                  or "saliency_bench evaluate" in line]
+    assert model_jobs and all("--forward-settings results/model/forward_settings.json" in line for line in model_jobs)
+    pinned = write_config(tiny_run, "pinned.yaml", {"memory_format": "contiguous"})
+    assert "tune_forward" not in planned_jobs(tiny_run, pinned)  # named settings need no measurement
 
 
 def test_second_run_does_nothing(tiny_run):

@@ -88,7 +88,8 @@ def make_user_project(root: Path, *, classes: int = 2, per_class: int = 3, size:
         "data": {"root": str(root / "images"), "split": "all", "limit": 2, "evidence_root": str(root / "evidence")},
         "model": {"checkpoint": str(root / "model.pt")},
         "preprocess": {"size": [size, size]},
-        "images_per_job": 2, "batch_size": 16, "threads": 1,
+        # both forward settings named: no timing job, so every run writes identical bytes
+        "images_per_job": 2, "batch_size": 16, "memory_format": "contiguous", "threads": 1,
         "rise": {"n_masks": 8, "binary": {"p": [0.5]}, "gaussian": {"enabled": False}, "perlin": {"enabled": False}},
         "abscam": {"layers": ["layer4"], "variants": ["init"]},
         "stats": {"bootstrap": 200},

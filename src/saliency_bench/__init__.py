@@ -4,7 +4,7 @@ Public API (stable; external checks import these names from here):
 
 - masks:   `generate_masks`, `write_masks`, `MaskSet`
 - methods: `rise_saliency`, `abscam_init`, `abscam_final`
-- metrics: `causal_curves`, `auc`, `gkern`
+- metrics: `causal_curves`, `causal_curve_sets` (+ `CurveRequest`), `SharedScores`, `auc`, `gkern`
 - inputs:  `load_images`, `discover_images`, `select_split`, `preprocess`, `build_model`,
   `load_checkpoint`, `load_model`, `resolve_device`
 - statistics: `bootstrap_means`, `holm`, `pointing_game`, `energy_pointing_game`
@@ -27,7 +27,8 @@ _EXPORTS = {
     "generate_masks": "masks", "write_masks": "masks", "MaskSet": "masks",
     "rise_saliency": "rise",
     "abscam_init": "abscam", "abscam_final": "abscam",
-    "causal_curves": "metrics", "auc": "metrics", "gkern": "metrics",
+    "causal_curves": "metrics", "causal_curve_sets": "metrics", "CurveRequest": "metrics", "SharedScores": "metrics",
+    "auc": "metrics", "gkern": "metrics",
     "bootstrap_means": "stats", "holm": "stats",
     "pointing_game": "localisation", "energy_pointing_game": "localisation",
 }

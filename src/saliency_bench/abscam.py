@@ -19,7 +19,7 @@ the result (tests/test_abscam.py checks bit-identity with `skip_constant=False`)
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -104,6 +104,18 @@ def channel_masks(activations: torch.Tensor, weights: torch.Tensor, size: tuple[
     return min_max(upsample(weights[:, None, None] * activations, size))
 
 
+def channel_mask_chunks(activations: torch.Tensor, weights: torch.Tensor, size: tuple[int, int],
+                        chunk: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(channel indices, their masks M_k) of one image, `chunk` channels at a time.
+
+    Every M_k depends on its own channel only, so the chunks hold exactly the rows of
+    `channel_masks`; memory stays at `chunk` masks (all 512 of layer4 at 224 px are 100 MB,
+    and min-max needs two more such arrays while it runs).
+    """
+    for part in batches(len(weights), chunk):
+        yield torch.arange(part.start, part.stop, device=weights.device), channel_masks(activations[part], weights[part], size)
+
+
 def abscam_final(model: nn.Module, images: torch.Tensor, layer: str, target: torch.Tensor | None = None,
                  batch_size: int = 64, *, score: str = "logits", precision: str = "fp32", skip_constant: bool = True,
                  progress: bool = False, runner: ModelRunner | None = None) -> torch.Tensor:
@@ -111,6 +123,8 @@ def abscam_final(model: nn.Module, images: torch.Tensor, layer: str, target: tor
 
     score "logits": s_k = |logit_c| (the study); "softmax": s_k = softmax_c (Score-CAM).
     skip_constant: run the all-zero image once for every all-zero channel mask (bit-identical).
+    The channel masks are made `batch_size` channels at a time, once for the masked forward
+    passes and once more for the weighted sum (upsampling is cheap next to a forward pass).
     """
     require(score in FINAL_SCORES, f"unknown Abs-CAM Final score {score!r}; use {' or '.join(FINAL_SCORES)}")
     activations, weights, target = activations_and_weights(model, images, layer, target)
@@ -128,25 +142,28 @@ def abscam_final(model: nn.Module, images: torch.Tensor, layer: str, target: tor
             zero_logits.append(logits[~real][0])
         scores[image[real], channel[real]] = score_of(logits[real], target[image[real]], score)
 
-    scorer = FixedShapeScorer(runner, runner.batch_size, store)
+    def chunks(image: int):
+        return channel_mask_chunks(activations[image], weights[image], size, runner.batch_size)
+
+    scorer = FixedShapeScorer(runner, store)
     for image in tqdm(range(n_images), desc=f"Abs-CAM Final {layer}", unit="image", disable=not progress):
-        masks = channel_masks(activations[image], weights[image], size)
-        if skip_constant:
-            constant[image] = masks.flatten(1).amax(dim=1) == 0
-        kept = torch.nonzero(~constant[image]).flatten()
-        for part in batches(len(kept), runner.batch_size):
-            channels = kept[part]
-            scorer.add(images[image] * masks[channels, None], torch.full_like(channels, image), channels)
+        for channels, masks in chunks(image):
+            if skip_constant:
+                constant[image, channels] = masks.flatten(1).amax(dim=1) == 0
+                kept = ~constant[image, channels]
+                channels, masks = channels[kept], masks[kept]
+            scorer.add(images[image], masks, image, channels)
     if bool(constant.any()):
-        scorer.add(torch.zeros_like(images[:1]), torch.tensor([-1], device=runner.device),
+        scorer.add(torch.zeros_like(images[0]), torch.zeros_like(images[0, :1]), -1,
                    torch.tensor([-1], device=runner.device))
     scorer.finish()
+    maps = torch.zeros(n_images, *size, device=runner.device)
     for image in range(n_images):
         if zero_logits:
             scores[image, constant[image]] = score_of(zero_logits[0][None], target[image:image + 1], score)
-    maps = [torch.relu(torch.einsum("k,khw->hw", scores[image], channel_masks(activations[image], weights[image], size)))
-            for image in range(n_images)]
-    return torch.stack(maps).cpu()
+        for channels, masks in chunks(image):
+            maps[image] += torch.einsum("k,khw->hw", scores[image, channels], masks)
+    return torch.relu(maps).cpu()
 
 
 def score_of(logits: torch.Tensor, target: torch.Tensor, score: str) -> torch.Tensor:
@@ -157,37 +174,44 @@ def score_of(logits: torch.Tensor, target: torch.Tensor, score: str) -> torch.Te
 
 
 class FixedShapeScorer:
-    """Runs rows (images) through the model in batches of exactly `batch_size` (the last one
+    """Runs masked images through the model in batches of exactly the runner's batch size (the last one
     padded with zeros) and hands each batch's real rows to `sink(image, channel, logits)`.
 
     Why a fixed shape: on the CPU a batch of one may take a different convolution algorithm
     than a larger batch (different last bits); at a fixed shape each row's output depends on
     that row only (tests/test_abscam.py). Rows are packed across images, so only the very
-    last batch is padded. At most 2 * batch_size rows are buffered.
+    last batch is padded. They are multiplied straight into the runner's batch buffer (in the
+    model's memory format), so no other copy of a batch is ever made.
     """
 
-    def __init__(self, runner: ModelRunner, batch_size: int,
-                 sink: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]):
-        self.runner, self.batch_size, self.sink = runner, batch_size, sink
-        self.pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    def __init__(self, runner: ModelRunner, sink: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]):
+        self.runner, self.batch_size, self.sink = runner, runner.batch_size, sink
+        self.image = torch.empty(self.batch_size, dtype=torch.long, device=runner.device)
+        self.channel = torch.empty(self.batch_size, dtype=torch.long, device=runner.device)
         self.count = 0
 
-    def add(self, rows: torch.Tensor, image: torch.Tensor, channel: torch.Tensor) -> None:
-        self.pending.append((rows, image, channel))
-        self.count += len(rows)
-        while self.count >= self.batch_size:
-            self.run(self.batch_size)
+    def add(self, image: torch.Tensor, masks: torch.Tensor, image_index: int, channels: torch.Tensor) -> None:
+        """Rows image * masks[i] (image (C, H, W), masks (k, H, W)), labelled (image_index, channels[i])."""
+        self.buffer = self.runner.batch_buffer(tuple(image.shape), image.dtype)
+        done = 0
+        while done < len(channels):
+            take = min(self.batch_size - self.count, len(channels) - done)
+            rows = slice(self.count, self.count + take)
+            torch.mul(image, masks[done:done + take, None], out=self.buffer[rows])
+            self.image[rows] = image_index
+            self.channel[rows] = channels[done:done + take]
+            self.count += take
+            done += take
+            if self.count == self.batch_size:
+                self.run()
 
-    def run(self, n: int) -> None:
-        rows, image, channel = (torch.cat(parts) for parts in zip(*self.pending))
-        batch = rows[:n]
-        if n < self.batch_size:
-            batch = torch.cat([batch, batch.new_zeros((self.batch_size - n, *batch.shape[1:]))])
-        logits = self.runner(batch)[:n]
-        self.sink(image[:n], channel[:n], logits)
-        self.pending = [(rows[n:], image[n:], channel[n:])] if len(rows) > n else []
-        self.count -= n
+    def run(self) -> None:
+        n = self.count
+        self.buffer[n:].zero_()
+        logits = self.runner(self.buffer)[:n]
+        self.sink(self.image[:n], self.channel[:n], logits)
+        self.count = 0
 
     def finish(self) -> None:
         if self.count:
-            self.run(self.count)
+            self.run()

@@ -22,7 +22,8 @@ import torch
 from . import __version__
 from .errors import atomic_path, require
 from .forward import ModelRunner
-from .metrics import DEFAULT_SUBSTRATE, SharedScores, auc, canonical_substrate, causal_curves, check_saliency
+from .metrics import (DEFAULT_SUBSTRATE, CurveRequest, SharedScores, auc, canonical_substrate, causal_curve_sets,
+                      check_saliency)
 from .saliency_io import STRING, SaliencyFile
 
 RECORD_FIELDS = ("image_id", "method_id", "method", "variant", "target", "top1_prob", "deletion_auc",
@@ -68,12 +69,13 @@ def evaluate_saliency(model: torch.nn.Module | ModelRunner, images: torch.Tensor
     runner = model if isinstance(model, ModelRunner) else ModelRunner(model, batch_size=batch_size)
     shared = shared_scores if shared_scores is not None else SharedScores(images, seed)
     step = 8 * images.shape[3] if step is None else step
-    curves = {}
-    for mode, substrate in (("deletion", deletion_substrate), ("insertion", insertion_substrate)):
-        if progress:
-            print(f"evaluate {saliency.method_id}: {mode} ({substrate}) on {len(image_ids)} images", file=sys.stderr)
-        curves[mode] = causal_curves(runner, images, saliency.saliency, mode=mode, step=step, substrate=substrate,
-                                     target=saliency.target, shared_scores=shared, seed=seed, progress=progress)
+    substrates = {"deletion": deletion_substrate, "insertion": insertion_substrate}
+    if progress:
+        print(f"evaluate {saliency.method_id}: deletion ({deletion_substrate}) and insertion ({insertion_substrate}) "
+              f"on {len(image_ids)} images", file=sys.stderr)
+    requests = [CurveRequest(saliency.saliency, mode, substrate, saliency.target) for mode, substrate in substrates.items()]
+    curves = dict(zip(substrates, causal_curve_sets(runner, images, requests, step=step, shared_scores=shared, seed=seed,
+                                                    progress=progress)))
     return Evaluation(list(image_ids), saliency.method_id, int(step), curves["deletion"], curves["insertion"],
                       make_records(saliency, curves["deletion"], curves["insertion"]), deletion_substrate, insertion_substrate)
 

@@ -12,18 +12,21 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
 COMMON = ("errors.py", "data.py", "models.py", "forward.py")
+# What every stage that runs the model through the shared CLI options imports as well.
+RUNS_MODEL = COMMON + ("throughput.py", "commands/_options.py")
 
 STAGE_MODULES: dict[str, tuple[str, ...]] = {
     "images": ("errors.py", "data.py", "commands/images.py"),
     "masks": ("errors.py", "masks.py", "commands/masks.py"),
     "demo_data": ("errors.py", "demo/__init__.py", "demo/synth.py", "commands/demo_data.py"),
     "train_demo": COMMON + ("demo/__init__.py", "demo/train.py", "commands/train_demo.py"),
-    "explain": COMMON + ("masks.py", "rise.py", "abscam.py", "baselines.py", "explain.py", "saliency_io.py",
-                         "commands/explain.py", "commands/_options.py"),
-    "evaluate": COMMON + ("metrics.py", "evaluate.py", "saliency_io.py", "commands/evaluate.py", "commands/_options.py"),
+    "tune_forward": RUNS_MODEL + ("commands/tune_forward.py",),
+    "explain": RUNS_MODEL + ("masks.py", "rise.py", "abscam.py", "baselines.py", "explain.py", "saliency_io.py",
+                            "commands/explain.py"),
+    "evaluate": RUNS_MODEL + ("metrics.py", "evaluate.py", "saliency_io.py", "commands/evaluate.py"),
     "aggregate": ("errors.py", "stats.py", "localisation.py", "aggregate.py", "saliency_io.py", "commands/aggregate.py"),
     "figures": ("errors.py", "data.py", "saliency_io.py", "figures.py", "commands/figures.py"),
-    "sanity": COMMON + ("rise.py", "abscam.py", "masks.py", "explain.py", "sanity.py", "commands/sanity.py"),
+    "sanity": RUNS_MODEL + ("rise.py", "abscam.py", "masks.py", "explain.py", "sanity.py", "commands/sanity.py"),
 }
 
 

@@ -15,6 +15,7 @@ from torch import nn
 from .errors import require
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+MEMORY_FORMATS = ("contiguous", "channels_last")
 
 
 def autocast_context(device: torch.device, precision: str = "fp32") -> contextlib.AbstractContextManager:
@@ -54,10 +55,10 @@ def uses_channels_last(model: nn.Module) -> bool:
 def set_memory_format(model: nn.Module, memory_format: str) -> nn.Module:
     """Store the model contiguous or channels-last; every ModelRunner then feeds inputs alike.
 
-    Channels-last is faster on many CPUs and GPUs, not all (measure it with
-    benchmarks/efficiency.py); results agree to float32 round-off.
+    Channels-last is faster on many CPUs and GPUs, not all: `throughput.tune_forward` measures
+    it (memory_format: auto). Results agree to float32 round-off.
     """
-    require(memory_format in ("contiguous", "channels_last"),
+    require(memory_format in MEMORY_FORMATS,
             f"unknown memory format {memory_format!r}; use contiguous or channels_last")
     fmt = torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
     return model.to(memory_format=fmt)
@@ -82,6 +83,25 @@ class ModelRunner:
         # None: follow the model (see `set_memory_format`), so every runner of a process agrees.
         self.channels_last = uses_channels_last(model) if channels_last is None else channels_last
         self.forward_passes = 0
+        self._batch_buffer: torch.Tensor | None = None
+
+    def batch_buffer(self, row_shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        """A reused (batch_size, *row_shape) tensor on the model's device, in its memory format:
+        batches built in it go to the model without another copy. Its contents are overwritten
+        by the next user, so build a batch in it only right before running it."""
+        memory_format = torch.channels_last if self.channels_last and len(row_shape) == 3 else torch.contiguous_format
+        buffer = self._batch_buffer
+        if buffer is None or buffer.shape[1:] != row_shape or buffer.dtype != dtype or \
+                not buffer.is_contiguous(memory_format=memory_format):
+            buffer = torch.empty(self.batch_size, *row_shape, dtype=dtype, device=self.device, memory_format=memory_format)
+            self._batch_buffer = buffer
+        return buffer
+
+    def masked(self, image: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """The batch image * masks[i] ((C, H, W) times (k, H, W), k <= batch_size), built in the batch buffer."""
+        require(len(masks) <= self.batch_size, f"{len(masks)} masks do not fit a batch of {self.batch_size}")
+        out = self.batch_buffer(tuple(image.shape), image.dtype)[:len(masks)]
+        return torch.mul(image, masks[:, None], out=out)
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         x = pinned(x, self.device).to(self.device, non_blocking=True)

@@ -104,6 +104,6 @@ def rise_saliency(model: torch.nn.Module, images: torch.Tensor, masks: torch.Ten
 
 def chunk_scores(runner: ModelRunner, image: torch.Tensor, chunk: torch.Tensor, score: str) -> torch.Tensor:
     """Scores (n, K) of one image under each mask of the chunk, batch_size images per forward pass."""
-    outputs = [runner(image * chunk[part, None]) for part in batches(len(chunk), runner.batch_size)]
+    outputs = [runner(runner.masked(image, chunk[part])) for part in batches(len(chunk), runner.batch_size)]
     logits = torch.cat(outputs)
     return logits.softmax(dim=1) if score == "softmax" else logits

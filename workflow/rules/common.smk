@@ -49,6 +49,7 @@ GPU = 1 if config["device"].startswith("cuda") else 0
 EVIDENCE_ROOT = f"{DEMO_DIR}/data/evidence" if DEMO else config["data"].get("evidence_root")
 
 IMAGE_TABLE = "results/images.csv"
+FORWARD_SETTINGS = "results/model/forward_settings.json"
 MASK_FILE = "results/masks/{mask_id}.h5"
 SALIENCY_FILE = "results/saliency/{method_id}/shard-{shard}.h5"
 RECORDS_FILE = "results/metrics/{method_id}/shard-{shard}.csv"
@@ -72,6 +73,32 @@ def checkpoint_input():
     return [path] if path else []
 
 
+def tunes_forward():
+    """Whether memory format or batch size is left to measurement (auto) on the machine that runs."""
+    return "auto" in (config["memory_format"], config["batch_size"])
+
+
+def forward_settings_input():
+    return [FORWARD_SETTINGS] if tunes_forward() else []
+
+
+def forward_args():
+    if tunes_forward():
+        return f"--forward-settings {FORWARD_SETTINGS}"
+    return f"--batch-size {config['batch_size']} --memory-format {config['memory_format']}"
+
+
+def model_source_args():
+    """Which model: architecture, classes, device and where its weights come from."""
+    model = config["model"]
+    args = ["--arch", model["arch"], "--num-classes", str(wc.num_classes(config)), "--device", config["device"]]
+    if checkpoint_path():
+        args += ["--checkpoint", checkpoint_path()]
+    if model.get("weights"):
+        args += ["--weights", model["weights"]]
+    return " ".join(args)
+
+
 def q(value):
     return shlex.quote(str(value))
 
@@ -82,15 +109,8 @@ def preprocess_args():
 
 
 def model_args():
-    model = config["model"]
-    args = ["--arch", model["arch"], "--num-classes", str(wc.num_classes(config)), "--device", config["device"],
-            "--batch-size", str(config["batch_size"]), "--precision", config["precision"],
-            "--memory-format", config["memory_format"]]
-    if checkpoint_path():
-        args += ["--checkpoint", checkpoint_path()]
-    if model.get("weights"):
-        args += ["--weights", model["weights"]]
-    return " ".join(args)
+    """The model as the methods and metrics run it: source, batch size, precision, memory format."""
+    return f"{model_source_args()} --precision {config['precision']} {forward_args()}"
 
 
 def method_input(wildcards):
@@ -127,7 +147,7 @@ def sanity_targets():
 def all_targets():
     # Intermediate results are targets too, so that deleting one rebuilds it and what depends
     # on it (Snakemake does not otherwise regenerate a missing intermediate file).
-    intermediates = [IMAGE_TABLE, *expand(MASK_FILE, mask_id=list(MASKS))]
+    intermediates = [IMAGE_TABLE, *forward_settings_input(), *expand(MASK_FILE, mask_id=list(MASKS))]
     intermediates += per_shard(SALIENCY_FILE) + per_shard(RECORDS_FILE) + per_shard(CURVES_FILE)
     targets = intermediates + TABLES + figure_targets()
     if DEMO:

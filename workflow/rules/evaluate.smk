@@ -8,6 +8,7 @@ rule evaluate:
         saliency=SALIENCY_FILE,
         images=IMAGE_TABLE,
         checkpoint=checkpoint_input(),
+        forward_settings=forward_settings_input(),
     output:
         records=RECORDS_FILE,
         curves=CURVES_FILE,

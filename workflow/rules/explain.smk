@@ -8,6 +8,7 @@ rule explain:
         unpack(method_input),
         images=IMAGE_TABLE,
         checkpoint=checkpoint_input(),
+        forward_settings=forward_settings_input(),
     output:
         SALIENCY_FILE,
     params:

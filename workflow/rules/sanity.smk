@@ -8,6 +8,7 @@ rule sanity:
         unpack(lambda wildcards: {"masks": [MASK_FILE.format(mask_id=m) for m in MASKS][:1]}),
         images=IMAGE_TABLE,
         checkpoint=checkpoint_input(),
+        forward_settings=forward_settings_input(),
     output:
         table=report("results/sanity/sanity.csv", category="Sanity", caption="../report/sanity.rst"),
         figure=report("results/figures/sanity.png", category="Sanity", caption="../report/sanity.rst"),

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 
 from ..data import IMAGENET_MEAN, IMAGENET_STD, load_images, read_image_table
 from ..errors import require
 from ..models import load_model, resolve_device
+from ..throughput import CPU_BATCH_CANDIDATES, CUDA_BATCH_SIZE
 
 
 def add_preprocess_args(parser: argparse.ArgumentParser) -> None:
@@ -24,27 +26,67 @@ def add_image_table_args(parser: argparse.ArgumentParser) -> None:
     add_preprocess_args(parser)
 
 
-def add_model_args(parser: argparse.ArgumentParser) -> None:
+def add_model_source_args(parser: argparse.ArgumentParser):
+    """Which model: architecture, class count, weights, device. Returns the argument group."""
     group = parser.add_argument_group("model")
-    group.add_argument("--arch", default="resnet18", help="torchvision classifier name (default resnet18)")
+    group.add_argument("--arch", default="resnet18", help="torchvision classifier name (default resnet18; all: saliency-bench models)")
     group.add_argument("--num-classes", type=int, required=True, help="number of classes of the checkpoint")
     group.add_argument("--checkpoint", default=None, help="state dict saved with torch.save (loaded with weights_only=True)")
     group.add_argument("--weights", default=None, help="torchvision weights name, e.g. DEFAULT (ImageNet; needs a download)")
     group.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
-    group.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
+    return group
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    """The model as the methods and metrics run it: its source, precision, threads, batch size and
+    memory format (given, tuned now with auto, or read from a `tune-forward` file)."""
+    group = add_model_source_args(parser)
     group.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="autocast precision (default fp32)")
-    group.add_argument("--memory-format", default="contiguous", choices=("contiguous", "channels_last"),
-                       help="how the model and its inputs are stored (channels_last is faster on many machines)")
     group.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    add_forward_args(group, batch_size=64, memory_format="contiguous")
+    group.add_argument("--forward-settings", default=None, metavar="JSON",
+                       help="memory format and batch size recorded by `saliency-bench tune-forward` (so that every "
+                            "job runs alike); they replace --batch-size and --memory-format")
+
+
+def add_forward_args(group, *, batch_size: int | str, memory_format: str) -> None:
+    group.add_argument("--batch-size", type=batch_size_arg, default=batch_size,
+                       help=f"images per forward pass (default {batch_size}); auto: the fastest of "
+                            f"{'/'.join(map(str, CPU_BATCH_CANDIDATES))} on a CPU, measured now; {CUDA_BATCH_SIZE} on CUDA")
+    group.add_argument("--memory-format", default=memory_format, choices=("contiguous", "channels_last", "auto"),
+                       help=f"how the model and its inputs are stored (default {memory_format}); auto: the faster, measured now")
+
+
+def batch_size_arg(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a whole number nor auto") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def model_from_args(args: argparse.Namespace) -> torch.nn.Module:
-    require(args.batch_size >= 1, f"--batch-size must be at least 1, got {args.batch_size}")
+    """The model on its device in its memory format; sets args.batch_size and args.memory_format
+    to what the model runs with (read from --forward-settings, or tuned now where auto)."""
+    from ..forward import set_memory_format
+    from ..throughput import read_forward_settings, tune_forward
+
     if args.threads:
         torch.set_num_threads(args.threads)
-    from ..forward import set_memory_format
-
-    model = load_model(args.arch, args.num_classes, args.checkpoint, args.weights, resolve_device(args.device))
+    device = resolve_device(args.device)
+    model = load_model(args.arch, args.num_classes, args.checkpoint, args.weights, device)
+    if getattr(args, "forward_settings", None):
+        args.memory_format, args.batch_size = read_forward_settings(args.forward_settings)
+    else:
+        size = tuple(getattr(args, "size", (224, 224)))
+        settings = tune_forward(model, size, args.precision, args.batch_size, args.memory_format)
+        if settings.measured:
+            print(f"forward settings (auto): {settings.describe()}", file=sys.stderr)
+        args.memory_format, args.batch_size = settings.memory_format, settings.batch_size
     return set_memory_format(model, args.memory_format)
 
 

@@ -7,6 +7,7 @@ import torch
 
 from ..errors import require
 from ..models import load_model
+from ._options import add_model_source_args
 
 
 def register(subparsers) -> None:
@@ -15,11 +16,7 @@ def register(subparsers) -> None:
         description="Check that an architecture, class count and checkpoint fit together: builds the model, "
                     "loads the checkpoint (weights_only=True), runs one zero image through it and prints the "
                     "output shape and parameter count.")
-    parser.add_argument("--arch", default="resnet18", help="torchvision classifier name (default resnet18; all: saliency-bench models)")
-    parser.add_argument("--num-classes", type=int, required=True, help="number of classes of the checkpoint")
-    parser.add_argument("--checkpoint", default=None, help="state dict saved with torch.save (loaded with weights_only=True)")
-    parser.add_argument("--weights", default=None, help="torchvision weights name, e.g. DEFAULT (ImageNet; needs a download)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    add_model_source_args(parser)
     parser.add_argument("--size", type=int, nargs=2, default=(224, 224), metavar=("H", "W"), help="input size (default 224 224)")
     parser.set_defaults(func=run)
 

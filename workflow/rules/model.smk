@@ -1,0 +1,31 @@
+# memory_format / batch_size auto: time the model once on this machine, at the run's input
+# size and precision; every model job then runs with the recorded settings (same bits everywhere).
+
+
+rule tune_forward:
+    conda:
+        CONDA_ENV
+    input:
+        checkpoint=checkpoint_input(),
+    output:
+        FORWARD_SETTINGS,
+    params:
+        model=model_source_args(),
+        size=" ".join(map(str, config["preprocess"]["size"])),
+        precision=config["precision"],
+        batch_size=config["batch_size"],
+        memory_format=config["memory_format"],
+        code=stage_fingerprint("tune_forward"),
+    threads: config["threads"]
+    resources:
+        mem_mb=3000,
+        runtime=10,
+        gpu=GPU,
+    log:
+        "logs/tune_forward.log",
+    benchmark:
+        "benchmarks/tune_forward.tsv"
+    shell:
+        "python -m saliency_bench tune-forward {params.model} --size {params.size} --precision {params.precision}"
+        " --batch-size {params.batch_size} --memory-format {params.memory_format} --threads {threads}"
+        " --out {output} > {log} 2>&1"
