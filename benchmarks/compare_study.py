@@ -40,7 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from saliency_bench.throughput import in_fresh_process, peak_rss_mb
+from saliency_bench.commands._options import batch_size_arg
+from saliency_bench.throughput import in_fresh_process, peak_rss_mb, settle_forward_args
 
 SIDES = ("study", "ours")
 STAGES = ("masks", "rise", "abscam-init", "abscam-final", "causal")
@@ -55,7 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="our side (the study: fp32)")
     parser.add_argument("--memory-format", default="auto", choices=("auto", "contiguous", "channels_last"),
                         help="our side (the study: contiguous)")
-    parser.add_argument("--batch-size", default="auto",
+    parser.add_argument("--batch-size", type=batch_size_arg, default="auto",
                         help="our forward batch, or auto (default): the fastest of 8/16/32/64 on a CPU, as the workflow")
     parser.add_argument("--study-batch", type=int, default=100, help="the study's RISE forward batch (gpu_batch, default 100)")
     parser.add_argument("--p", type=float, default=0.5, help="keep probability of the binary masks (default 0.5)")
@@ -101,13 +102,8 @@ def setup(args, side: str):
     return model, images
 
 
-def tune(args) -> tuple[str, int, str]:
-    """Our side's memory format and batch size where they are auto, as the workflow's tune_forward decides."""
-    from saliency_bench.throughput import tune_forward
-
-    model, _ = setup(args, "study")  # contiguous
-    settings = tune_forward(model, tuple(args.size), args.precision, args.batch_size, args.memory_format)
-    return settings.memory_format, settings.batch_size, settings.describe()
+def tuning_model(args):
+    return setup(args, "study")[0]  # contiguous
 
 
 def method_names(args) -> list[str]:
@@ -404,10 +400,7 @@ def report(args, timings: dict, comparison: dict) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    args.batch_size = args.batch_size if args.batch_size == "auto" else int(args.batch_size)
-    if "auto" in (args.batch_size, args.memory_format):
-        args.memory_format, args.batch_size, measured = in_fresh_process(tune, args)
-        print(f"# our forward settings (auto): {measured}", file=sys.stderr)
+    settle_forward_args(tuning_model, args)
     timings = {side: {} for side in SIDES}
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)

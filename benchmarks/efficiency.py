@@ -24,7 +24,8 @@ import sys
 import tempfile
 import time
 
-from saliency_bench.throughput import in_fresh_process, peak_rss_mb, reset_peak_rss, synchronise
+from saliency_bench.commands._options import batch_size_arg
+from saliency_bench.throughput import in_fresh_process, peak_rss_mb, reset_peak_rss, settle_forward_args, synchronise
 
 STAGES = ("masks", "rise", "abscam-init", "abscam-final", "causal")
 
@@ -36,7 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=2, help="images explained per stage (default 2)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
-    parser.add_argument("--batch-size", default="auto",
+    parser.add_argument("--batch-size", type=batch_size_arg, default="auto",
                         help="images per forward pass, or auto (default): the fastest of 8/16/32/64 on a CPU, 256 on CUDA")
     parser.add_argument("--arch", default="resnet18", help="torchvision classifier, random weights (default resnet18)")
     parser.add_argument("--num-classes", type=int, default=1000)
@@ -69,13 +70,8 @@ def setup(args):
     return model, images, device
 
 
-def tune(args) -> tuple[str, int, str]:
-    """Memory format and batch size where they are auto, decided as the workflow's tune_forward does."""
-    from saliency_bench.throughput import tune_forward
-
-    model, _, _ = setup(args)
-    settings = tune_forward(model, tuple(args.size), args.precision, args.batch_size, args.memory_format)
-    return settings.memory_format, settings.batch_size, settings.describe()
+def tuning_model(args):
+    return setup(args)[0]
 
 
 def measure_throughput(args) -> float:
@@ -161,10 +157,7 @@ def run_stage(stage: str, args, mask_path: str) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    args.batch_size = args.batch_size if args.batch_size == "auto" else int(args.batch_size)
-    if "auto" in (args.batch_size, args.memory_format):
-        args.memory_format, args.batch_size, measured = in_fresh_process(tune, args)
-        print(f"# forward settings (auto): {measured}", file=sys.stderr)
+    settle_forward_args(tuning_model, args)
     throughput = in_fresh_process(measure_throughput, args)
     print(f"# {args.arch} {args.size[0]}x{args.size[1]} batch {args.batch_size} {args.precision} on {args.device}: "
           f"{args.memory_format}: {throughput:.1f} images/s; {args.images} images, {args.n_masks} {args.mask_kind} masks", file=sys.stderr)

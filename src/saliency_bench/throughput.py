@@ -14,6 +14,7 @@ import json
 import multiprocessing
 import re
 import resource
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,3 +194,17 @@ def in_fresh_process(function, *args):
     finally:
         pool.close()
         pool.join()
+
+
+def settle_forward_args(make_model, args) -> None:
+    """Set args.memory_format and args.batch_size where they are "auto", as the workflow's
+    tune_forward would, timing `make_model(args)` (a module-level function) in a fresh process."""
+    if "auto" not in (args.memory_format, args.batch_size):
+        return
+    args.memory_format, args.batch_size, described = in_fresh_process(_tune_for_args, make_model, args)
+    print(f"# forward settings (auto): {described}", file=sys.stderr)
+
+
+def _tune_for_args(make_model, args) -> tuple[str, int, str]:
+    settings = tune_forward(make_model(args), tuple(args.size), args.precision, args.batch_size, args.memory_format)
+    return settings.memory_format, settings.batch_size, settings.describe()

@@ -82,8 +82,7 @@ def model_from_args(args: argparse.Namespace) -> torch.nn.Module:
     if getattr(args, "forward_settings", None):
         args.memory_format, args.batch_size = read_forward_settings(args.forward_settings)
     else:
-        size = tuple(getattr(args, "size", (224, 224)))
-        settings = tune_forward(model, size, args.precision, args.batch_size, args.memory_format)
+        settings = tune_forward(model, tuple(args.size), args.precision, args.batch_size, args.memory_format)
         if settings.measured:
             print(f"forward settings (auto): {settings.describe()}", file=sys.stderr)
         args.memory_format, args.batch_size = settings.memory_format, settings.batch_size
