@@ -2,12 +2,14 @@
 # Run: snakemake --cores all   (config/config.yaml: the offline demo)
 #      snakemake --cores all --configfile config/paper.yaml   (the study's protocol on your data)
 configfile: "config/config.yaml"
+report: "workflow/report/workflow.rst"  # the first page; it includes results/report/introduction.html
 
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/images.smk"
 include: "workflow/rules/model.smk"
+include: "workflow/rules/plan.smk"
 include: "workflow/rules/masks.smk"
 include: "workflow/rules/explain.smk"
 include: "workflow/rules/evaluate.smk"
@@ -19,4 +21,5 @@ include: "workflow/rules/sanity.smk"
 rule all:
     input:
         all_targets(),
+        TIMING,
     default_target: True

@@ -1,7 +1,7 @@
 """Our pipeline against a transcription of the study's code: same model, images, masks and N.
 
 The study side follows the original algorithms step by step (written here from the
-protocol, /work/shared/PROTOCOL.md, and the issue's description of the code):
+protocol, docs/protocol.md, and the issue's description of the code):
 - masks: one mask at a time, scikit-image `resize(order=1, mode='reflect',
   anti_aliasing=False)`, all N masks held as float64, saved with np.save, then copied to
   a float32 tensor (as the RISE authors' generator does);
@@ -14,7 +14,17 @@ protocol, /work/shared/PROTOCOL.md, and the issue's description of the code):
   forward pass, editing the image in place through its numpy view, pixel order
   np.flip(np.argsort(map)); the blur substrate rebuilt on every call.
 Our side calls the package: write_masks, compute_maps (RISE streamed from HDF5, Abs-CAM),
-causal_curve_sets (all methods and modes in one stream), with --precision and --memory-format.
+causal_curve_sets (all methods and modes in one stream), with --precision and --memory-format,
+and the BatchNorms folded into the convolutions for every forward-only pass (--no-fold-bn: not).
+
+The bf16 line: where bf16 is native (CUDA, or a CPU with AVX-512 BF16 / AMX), our side runs every
+stage again in bf16 and is compared with the same study run; elsewhere torch emulates bf16 about
+8x slower than fp32, so only one bf16 batch runs (to show that it runs) and the line says
+"no native bf16 on this CPU; measure elsewhere".
+
+--device cuda runs both sides on the GPU; the study's in-place edit through `.numpy()` cannot
+work on CUDA tensors (PROTOCOL.md's known trap), so there its step loop edits a CPU copy and
+sends each point to the GPU. Peak GPU memory is reported beside the peak RSS.
 
 Both sides explain the same images with the same masks: by default the study's RISE reads
 our mask set (exported to the study's .npy format outside the timing), so that the AUC
@@ -41,7 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from saliency_bench.commands._options import batch_size_arg
-from saliency_bench.throughput import in_fresh_process, peak_rss_mb, settle_forward_args
+from saliency_bench.throughput import in_fresh_process, native_bf16, peak_rss_mb, settle_forward_args
 
 SIDES = ("study", "ours")
 STAGES = ("masks", "rise", "abscam-init", "abscam-final", "causal")
@@ -70,6 +80,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="model weights and masks (default 0)")
     parser.add_argument("--own-masks", action="store_true", help="the study's RISE uses the study's own masks")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda: both sides run there")
+    parser.add_argument("--no-bf16-line", dest="bf16_line", action="store_false", help="skip the bf16 line")
+    parser.add_argument("--no-fold-bn", dest="fold_bn", action="store_false",
+                        help="our side runs the BatchNorms as they are (default: folded, as the workflow)")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write every number to this JSON file")
     return parser.parse_args(argv)
 
@@ -80,8 +94,8 @@ def setup(args, side: str):
 
     from saliency_bench.data import preprocess
     from saliency_bench.demo.synth import CLASSES, render_sample
-    from saliency_bench.forward import set_memory_format
-    from saliency_bench.models import build_model, load_checkpoint
+    from saliency_bench.forward import set_fold_bn, set_memory_format
+    from saliency_bench.models import build_model, load_checkpoint, resolve_device
     from PIL import Image
 
     if args.threads:
@@ -93,17 +107,18 @@ def setup(args, side: str):
     elif hasattr(model, "fc"):
         with torch.no_grad():
             model.fc.weight.mul_(args.fc_scale)
-    model.eval()
-    if side == "ours":
+    device = resolve_device(args.device)
+    model = set_fold_bn(model.to(device).eval(), args.fold_bn and side != "study")
+    if side != "study" and args.memory_format != "auto":
         set_memory_format(model, args.memory_format)
     render = max(args.size)
     images = torch.stack([preprocess(Image.fromarray(render_sample(0, i % len(CLASSES), i // len(CLASSES), render).image),
                                      tuple(args.size)) for i in range(args.images)])
-    return model, images
+    return model, images.to(device)
 
 
 def tuning_model(args):
-    return setup(args, "study")[0]  # contiguous
+    return setup(args, "ours")[0]  # contiguous until tuned
 
 
 def method_names(args) -> list[str]:
@@ -130,11 +145,11 @@ def study_generate_masks(n: int, s: int, p: float, size, seed: int, path: str):
     return torch.from_numpy(masks).float()
 
 
-def study_load_masks(path: str):
+def study_load_masks(path: str, device):
     import torch
 
     masks = np.load(path)
-    return torch.from_numpy(masks).float()
+    return torch.from_numpy(masks).float().to(device)
 
 
 def study_rise(model, image, masks, p: float, batch: int):
@@ -223,6 +238,7 @@ class StudyCausalMetric:
 
         self.model = torch.nn.Sequential(model, torch.nn.Softmax(dim=1)).eval()
         self.mode, self.step, self.substrate = mode, step, substrate
+        self.device = next(model.parameters()).device
 
     def single_run(self, image, explanation: np.ndarray) -> np.ndarray:
         import torch
@@ -236,10 +252,11 @@ class StudyCausalMetric:
                 start, finish = image.clone(), self.substrate(image)
             else:
                 start, finish = self.substrate(image), image.clone()
+            start, finish = start.cpu(), finish.cpu()  # no-ops on the CPU, the original's case
             scores = np.empty(n_steps + 1)
             order = np.flip(np.argsort(explanation.reshape(-1, pixels), axis=1), axis=-1)
             for i in range(n_steps + 1):
-                scores[i] = float(self.model(start)[0, c])
+                scores[i] = float(self.model(start.to(self.device))[0, c])
                 if i < n_steps:
                     coords = order[:, self.step * i:self.step * (i + 1)]
                     # numpy views share the CPU tensors' memory: this edits `start` in place
@@ -259,21 +276,22 @@ def run_study_stage(stage: str, args, model, images, folder: Path) -> None:
     if stage == "masks":
         study_generate_masks(args.n_masks, args.s, args.p, tuple(args.size), args.seed, str(out / "masks.npy"))
     elif stage == "rise":
-        masks = study_load_masks(str(out / "masks.npy") if args.own_masks else str(folder / "shared_masks.npy"))
+        masks = study_load_masks(str(out / "masks.npy") if args.own_masks else str(folder / "shared_masks.npy"),
+                                 images.device)
         maps = []
         with torch.no_grad():
             for image in images:
                 image = image[None]
                 c = int(model(image).argmax(dim=1))
                 maps.append(study_rise(model, image, masks, args.p, args.study_batch)[c])
-        np.save(out / "rise.npy", torch.stack(maps).numpy())
+        np.save(out / "rise.npy", torch.stack(maps).cpu().numpy())
     elif stage in ("abscam-init", "abscam-final"):
         explain = study_abscam_init if stage == "abscam-init" else study_abscam_final
         for layer in args.layers:
             maps = [explain(model, image[None], layer).detach() for image in images]
-            np.save(out / f"{stage}-{layer}.npy", torch.stack(maps).numpy())
+            np.save(out / f"{stage}-{layer}.npy", torch.stack(maps).cpu().numpy())
     elif stage == "causal":
-        weight = torch.from_numpy(study_gkern())
+        weight = torch.from_numpy(study_gkern()).to(images.device)
         blur = lambda x: F.conv2d(x, weight, padding=weight.shape[-1] // 2)  # noqa: E731 - as in the original
         step = 8 * args.size[1]
         deletion = StudyCausalMetric(model, "del", step, torch.zeros_like)
@@ -288,18 +306,20 @@ def run_study_stage(stage: str, args, model, images, folder: Path) -> None:
 
 
 # ---- our side: the package's API ---------------------------------------------------------------------------
-def run_our_stage(stage: str, args, model, images, folder: Path) -> None:
+def run_our_stage(stage: str, args, model, images, folder: Path, side: str = "ours") -> None:
+    """Our stage; side "ours-bf16" runs it in bf16 on the masks of side "ours"."""
     from saliency_bench.explain import compute_maps
     from saliency_bench.forward import ModelRunner
     from saliency_bench.masks import write_masks
     from saliency_bench.metrics import CurveRequest, auc, causal_curve_sets
 
-    out = folder / "ours"
-    common = dict(batch_size=args.batch_size, precision=args.precision)
+    out = folder / side
+    precision = "bf16" if side == "ours-bf16" else args.precision
+    common = dict(batch_size=args.batch_size, precision=precision)
     if stage == "masks":
         write_masks(out / "masks.h5", "binary", args.n_masks, tuple(args.size), s=args.s, p=args.p, seed=args.seed)
     elif stage == "rise":
-        maps, _, _ = compute_maps(model, images, "rise", masks=out / "masks.h5", p=args.p, **common)
+        maps, _, _ = compute_maps(model, images, "rise", masks=folder / "ours" / "masks.h5", p=args.p, **common)
         np.save(out / "rise.npy", maps)
     elif stage == "abscam-init":
         for layer in args.layers:
@@ -309,7 +329,7 @@ def run_our_stage(stage: str, args, model, images, folder: Path) -> None:
             np.save(out / f"abscam-final-{layer}.npy", compute_maps(model, images, "abscam-final", layer=layer, **common)[0])
     elif stage == "causal":
         # Every method and both modes in one call: shared first and last points, full batches.
-        runner = ModelRunner(model, args.batch_size, args.precision)
+        runner = ModelRunner(model, args.batch_size, precision)
         keys = [(method, mode) for method in method_names(args) for mode in ("deletion", "insertion")]
         requests = [CurveRequest(np.load(out / f"{method}.npy"), mode) for method, mode in keys]
         result = {method: {} for method in method_names(args)}
@@ -319,12 +339,41 @@ def run_our_stage(stage: str, args, model, images, folder: Path) -> None:
 
 
 def run_stage(side: str, stage: str, args, folder: str) -> dict:
-    """In a fresh process: the stage's wall time (setup excluded) and the process's peak RSS."""
+    """In a fresh process: the stage's wall time (setup excluded), the process's peak RSS and on CUDA
+    the peak GPU memory allocated by torch."""
+    import torch
+
+    from saliency_bench.throughput import synchronise
+
     model, images = setup(args, side)
+    synchronise(images.device)
     start = time.perf_counter()
-    (run_study_stage if side == "study" else run_our_stage)(stage, args, model, images, Path(folder))
+    if side == "study":
+        run_study_stage(stage, args, model, images, Path(folder))
+    else:
+        run_our_stage(stage, args, model, images, Path(folder), side)
+    synchronise(images.device)
     wall = time.perf_counter() - start
-    return {"wall_s": wall, "peak_rss_mb": peak_rss_mb()}
+    result = {"wall_s": wall, "peak_rss_mb": peak_rss_mb()}
+    if images.device.type == "cuda":
+        result["gpu_peak_mb"] = torch.cuda.max_memory_allocated(images.device) / 2**20
+    return result
+
+
+def bf16_batch(args) -> dict:
+    """One forward batch in bf16 and in fp32 on our side (images/s of each, top-1 agreement): shows that
+    bf16 runs where it is emulated, without the minutes a full emulated run would take."""
+    from saliency_bench.forward import ModelRunner
+    from saliency_bench.throughput import capped_images_per_second
+
+    model, images = setup(args, "ours")
+    batch = images[:1].expand(args.batch_size, -1, -1, -1).contiguous()
+    rates, top1 = {}, {}
+    for precision in ("fp32", "bf16"):
+        runner = ModelRunner(model, args.batch_size, precision)
+        rates[precision] = capped_images_per_second(runner, batch, 2.0)
+        top1[precision] = runner(images[:1]).argmax(dim=1).tolist()
+    return {"images_per_second": rates, "top1_agrees": top1["fp32"] == top1["bf16"]}
 
 
 def export_masks(h5_path: str, npy_path: str) -> None:
@@ -341,29 +390,30 @@ def export_masks(h5_path: str, npy_path: str) -> None:
 
 
 # ---- the comparison ----------------------------------------------------------------------------------------
-def compare_outputs(args, folder: Path) -> dict:
-    aucs = {side: json.loads((folder / side / "auc.json").read_text()) for side in SIDES}
+def compare_outputs(args, folder: Path, ours: str = "ours") -> dict:
+    sides = ("study", ours)
+    aucs = {side: json.loads((folder / side / "auc.json").read_text()) for side in sides}
     largest = {"difference": -1.0}
     per_method = {}
     for method in method_names(args):
         worst = 0.0
         for mode in ("deletion", "insertion"):
-            study, ours = (np.array(aucs[side][method][mode]) for side in SIDES)
-            differences = np.abs(ours - study)
+            study, our = (np.array(aucs[side][method][mode]) for side in sides)
+            differences = np.abs(our - study)
             worst = max(worst, float(differences.max()))
             if differences.max() > largest["difference"]:
                 image = int(differences.argmax())
                 largest = {"difference": float(differences.max()), "method": method, "mode": mode, "image": image}
-        study_map, our_map = (np.load(folder / side / f"{method}.npy") for side in SIDES)
+        study_map, our_map = (np.load(folder / side / f"{method}.npy") for side in sides)
         relative = float(np.abs(our_map - study_map).max() / (np.abs(study_map).max() + 1e-12))
         per_method[method] = {"largest_auc_difference": worst, "map_relative_difference": relative,
                               "tied_pixels": tied_fraction(study_map),
                               **{f"{side}_score": float(np.mean(np.array(aucs[side][method]["insertion"])
                                                                 - np.array(aucs[side][method]["deletion"])))
-                                 for side in SIDES}}
-    rankings = {side: sorted(per_method, key=lambda m: -per_method[m][f"{side}_score"]) for side in SIDES}
+                                 for side in sides}}
+    rankings = {side: sorted(per_method, key=lambda m: -per_method[m][f"{side}_score"]) for side in sides}
     return {"largest_auc_difference": largest, "methods": per_method, "rankings": rankings,
-            "rankings_identical": rankings["study"] == rankings["ours"], "aucs": aucs}
+            "rankings_identical": rankings["study"] == rankings[ours], "aucs": aucs}
 
 
 def tied_fraction(maps: np.ndarray) -> float:
@@ -377,8 +427,8 @@ def tied_fraction(maps: np.ndarray) -> float:
 def report(args, timings: dict, comparison: dict) -> None:
     print(f"# {args.arch} ({args.num_classes} classes), {args.size[0]}x{args.size[1]}, {args.images} demo images, "
           f"N={args.n_masks} binary masks p={args.p}, layers {' '.join(args.layers)}; ours: {args.precision} "
-          f"{args.memory_format} batch {args.batch_size}; study: fp32 contiguous, RISE batch {args.study_batch}, "
-          f"Abs-CAM Final batch K, metrics batch 1")
+          f"{args.memory_format} batch {args.batch_size}, BatchNorms {'folded' if args.fold_bn else 'not folded'}; "
+          f"study: fp32 contiguous, RISE batch {args.study_batch}, Abs-CAM Final batch K, metrics batch 1; on {args.device}")
     print(f"{'stage':<14}{'study_s':>10}{'ours_s':>10}{'speedup':>9}{'study_mb':>10}{'ours_mb':>9}{'memory':>8}")
     rows = [(stage, timings["study"][stage], timings["ours"][stage]) for stage in STAGES]
     overall = {side: {"wall_s": sum(timings[side][stage]["wall_s"] for stage in STAGES),
@@ -396,6 +446,35 @@ def report(args, timings: dict, comparison: dict) -> None:
     same = "identical" if comparison["rankings_identical"] else "DIFFERENT"
     print(f"rankings by insertion - deletion: {same}; study {comparison['rankings']['study']}; "
           f"ours {comparison['rankings']['ours']}")
+    if any("gpu_peak_mb" in row for row in timings["ours"].values()):
+        gpu = {side: max(timings[side][stage].get("gpu_peak_mb", 0.0) for stage in STAGES) for side in SIDES}
+        print(f"peak GPU memory: study {gpu['study']:.0f} MB, ours {gpu['ours']:.0f} MB ({gpu['ours'] / max(gpu['study'], 1e-9):.2f})")
+
+
+def bf16_line(args, folder: Path, timings: dict) -> dict:
+    """Where bf16 is native: every stage of ours again in bf16, against the same study run. Elsewhere one
+    bf16 batch (it runs) and the line says to measure elsewhere."""
+    import torch
+
+    device = torch.device(args.device)
+    if not native_bf16(device):
+        batch = in_fresh_process(bf16_batch, args)
+        rates = batch["images_per_second"]
+        print(f"bf16: no native bf16 on this CPU; measure elsewhere (one emulated batch ran: {rates['bf16']:.1f} images/s "
+              f"against fp32 {rates['fp32']:.1f}; top-1 {'agrees' if batch['top1_agrees'] else 'DIFFERS'})")
+        return {"native": False, **batch}
+    (folder / "ours-bf16").mkdir(exist_ok=True)
+    walls = {"masks": timings["ours"]["masks"]["wall_s"]}  # the masks do not depend on the precision
+    for stage in STAGES[1:]:
+        walls[stage] = in_fresh_process(run_stage, "ours-bf16", stage, args, str(folder))["wall_s"]
+    comparison = compare_outputs(args, folder, "ours-bf16")
+    study = sum(timings["study"][stage]["wall_s"] for stage in STAGES)
+    largest = comparison["largest_auc_difference"]
+    print(f"bf16 (ours): overall {sum(walls.values()):.2f} s, {study / sum(walls.values()):.2f}x the study; largest "
+          f"|AUC difference| {largest['difference']:.2e} ({largest['method']}, {largest['mode']}); rankings "
+          f"{'identical' if comparison['rankings_identical'] else 'DIFFERENT'}")
+    return {"native": True, "wall_s": walls, "largest_auc_difference": largest,
+            "rankings_identical": comparison["rankings_identical"]}
 
 
 def main(argv=None) -> int:
@@ -416,10 +495,13 @@ def main(argv=None) -> int:
             if stage == "masks" and not args.own_masks:
                 os.remove(folder / "study" / "masks.npy")  # timed and measured; the RISE stages read our masks
         comparison = compare_outputs(args, folder)
-    report(args, timings, comparison)
+        report(args, timings, comparison)
+        sys.stdout.flush()
+        bf16 = bf16_line(args, folder, timings) if args.bf16_line else None
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"args": vars(args), "timings": timings, **comparison}, indent=1))
+        Path(args.json).write_text(json.dumps({"args": vars(args), "timings": timings, **comparison, "bf16": bf16},
+                                              indent=1))
     return 0
 
 

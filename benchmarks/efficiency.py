@@ -5,7 +5,8 @@ For every stage prints one line
     STAGE forward_share=X.XX peak_rss_mb=M
 
 forward_share = (forward passes the stage ran / the model's throughput) / the stage's wall time,
-with the throughput measured in the stage's own process right before and right after it (their
+with the throughput of the fastest model (BatchNorms folded, as every forward-only pass runs it,
+unless --no-fold-bn) measured in the stage's own process right before and right after it (their
 mean), at the same batch size, precision and memory format (a shared machine's speed drifts over
 minutes; the time spent inside forward passes is printed too, which drift does not disturb). 1.00 means the
 stage costs no more than its forward passes; the rest is overhead (mask I/O, masking, matmuls,
@@ -49,6 +50,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--memory-format", default="auto", choices=("auto", "contiguous", "channels_last"),
                         help="auto (default): time both and use the faster, as the workflow does")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--no-fold-bn", dest="fold_bn", action="store_false",
+                        help="run the BatchNorms as they are (default: folded, as the workflow)")
     return parser.parse_args(argv)
 
 
@@ -56,14 +59,14 @@ def setup(args):
     """Model and images, identical in every process (seeded), in the chosen memory format."""
     import torch
 
-    from saliency_bench.forward import set_memory_format
+    from saliency_bench.forward import set_fold_bn, set_memory_format
     from saliency_bench.models import build_model, resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = resolve_device(args.device)
-    model = build_model(args.arch, args.num_classes).to(device).eval()
+    model = set_fold_bn(build_model(args.arch, args.num_classes).to(device).eval(), args.fold_bn)
     if args.memory_format != "auto":
         set_memory_format(model, args.memory_format)
     images = torch.randn(args.images, 3, *args.size, generator=torch.Generator().manual_seed(1)).to(device)
@@ -160,7 +163,8 @@ def main(argv=None) -> int:
     settle_forward_args(tuning_model, args)
     throughput = in_fresh_process(measure_throughput, args)
     print(f"# {args.arch} {args.size[0]}x{args.size[1]} batch {args.batch_size} {args.precision} on {args.device}: "
-          f"{args.memory_format}: {throughput:.1f} images/s; {args.images} images, {args.n_masks} {args.mask_kind} masks", file=sys.stderr)
+          f"{args.memory_format}, BatchNorms {'folded' if args.fold_bn else 'not folded'}: {throughput:.1f} images/s; "
+          f"{args.images} images, {args.n_masks} {args.mask_kind} masks", file=sys.stderr)
     with tempfile.TemporaryDirectory() as folder:
         mask_path = os.path.join(folder, "masks.h5")
         if "rise" in args.stages and "masks" not in args.stages:

@@ -8,6 +8,7 @@ import torch
 from saliency_bench import UserError
 from saliency_bench.abscam import FixedShapeScorer, abscam_final, abscam_init, activations_and_weights, channel_masks
 from saliency_bench.forward import ModelRunner
+from tolerances import assert_same_maps
 
 SIZE = (32, 32)  # layer2 of a ResNet is 4x4 here: cheap, and some channels are constant
 
@@ -23,7 +24,7 @@ def model_state(model):
 
 def assert_state_equal(before, after):
     assert [(n, r) for n, r, _ in before] == [(n, r) for n, r, _ in after]
-    for (_, _, grad_before), (_, _, grad_after) in zip(before, after):
+    for (_, _, grad_before), (_, _, grad_after) in zip(before, after):  # left alone, not recomputed: exact
         assert (grad_before is None and grad_after is None) or torch.equal(grad_before, grad_after)
 
 
@@ -53,7 +54,7 @@ def test_works_on_a_frozen_model_inside_no_grad(golden_model, images):
     golden_model.requires_grad_(False)
     with torch.no_grad():
         frozen = abscam_init(golden_model, images, "layer2")
-    assert torch.equal(frozen, reference)
+    assert torch.equal(frozen, reference)  # same inputs, batch and kernels; only autograd flags differ
     assert not any(p.requires_grad for p in golden_model.parameters())
 
 
@@ -62,7 +63,7 @@ def test_init_is_min_max_normalised_and_defaults_to_top1(golden_model, images):
     assert maps.shape == (3, *SIZE)
     assert torch.allclose(maps.amin((1, 2)), torch.zeros(3)) and torch.allclose(maps.amax((1, 2)), torch.ones(3), atol=1e-6)
     top1 = golden_model(images).argmax(1)
-    assert torch.equal(maps, abscam_init(golden_model, images, "layer3", top1))
+    assert torch.equal(maps, abscam_init(golden_model, images, "layer3", top1))  # the same call, target spelled out
 
 
 @pytest.mark.parametrize("method", ["init", "final"])
@@ -76,7 +77,7 @@ def test_each_image_keeps_its_own_class_and_ignores_its_batch(golden_model, imag
     together = run(images, targets)
     for index in range(3):
         alone = run(images[index:index + 1], targets[index:index + 1])
-        assert torch.allclose(together[index], alone[0], rtol=1e-5, atol=1e-5 * together[index].abs().max())
+        assert_same_maps(alone[0], together[index])
     other = run(images[:1], torch.tensor([2]))
     assert not torch.allclose(other[0], together[0], rtol=1e-3)
 
@@ -90,10 +91,13 @@ def test_final_matches_the_definition(golden_model, images):
         scores = torch.stack([golden_model(image * mask)[0, 2].abs() for mask in masks])
     expected = torch.relu((scores[:, None, None] * masks).sum(0))
     result = abscam_final(golden_model, image, "layer1", target, batch_size=32)
-    assert torch.allclose(result[0], expected, rtol=1e-5, atol=1e-5 * expected.max())
+    assert_same_maps(result[0], expected)
 
 
-def test_skipping_constant_channels_is_bit_identical(golden_model, images):
+def test_skipping_constant_channels_changes_only_round_off(golden_model, images):
+    """Skipping shifts the other rows to other places in their fixed-shape batches. That is bit-identical
+    on AVX2 kernels, but a row's result not depending on its place is a property of the kernels, not of
+    our code (tests/README.md), so it is compared to round-off."""
     images = images[:2]
     activations, weights, _ = activations_and_weights(golden_model, images, "layer2")
     constant = sum(int((channel_masks(a, w, SIZE).flatten(1).amax(1) == 0).sum()) for a, w in zip(activations, weights))
@@ -104,7 +108,7 @@ def test_skipping_constant_channels_is_bit_identical(golden_model, images):
         saved = abscam_final(golden_model, images, "layer2", runner=runner)
         full_runner = ModelRunner(golden_model, batch_size)
         full = abscam_final(golden_model, images, "layer2", runner=full_runner, skip_constant=False)
-        assert torch.equal(saved, full)
+        assert_same_maps(saved, full)
         # Constant channels share one zero image; batches are padded to the fixed shape.
         assert runner.forward_passes == batch_size * -(-(rows - constant + 1) // batch_size)
         assert full_runner.forward_passes == batch_size * -(-rows // batch_size)
@@ -140,7 +144,9 @@ def test_unknown_layer_lists_the_top_level_names(golden_model, images):
 
 
 def test_fixed_shape_scorer_rows_do_not_depend_on_their_batch_mates(golden_model):
-    """Why Abs-CAM Final pads: on the CPU a batch of one may take another convolution algorithm."""
+    """Every row reaches its (image, channel) whatever its batch mates and place. Abs-CAM Final pads because
+    on the CPU a batch of one may take another convolution algorithm; rows at other places of one fixed
+    shape were bit-identical on AVX2, but that is the kernels' property, so round-off is allowed."""
     rows = torch.randn(9, 3, 96, 96, generator=torch.Generator().manual_seed(3))
 
     def logits_of(order):
@@ -157,4 +163,5 @@ def test_fixed_shape_scorer_rows_do_not_depend_on_their_batch_mates(golden_model
 
     first = logits_of([0, 1, 2, 3, 4])  # the last batch holds row 4 alone (padded to 4)
     second = logits_of([8, 7, 6, 5, 4, 3, 2, 1, 0])
-    assert all(torch.equal(first[key], second[key]) for key in first)
+    for key in first:
+        assert_same_maps(first[key], second[key], err_msg=f"row {key}")

@@ -211,6 +211,7 @@ def test_rerun_is_identical_and_without_power_is_said(run_aggregate, tmp_path):
     assert main(["aggregate", "--records", *run_aggregate["records"], "--saliency", *run_aggregate["saliency"],
                  "--evidence-root", str(run_aggregate["folder"] / "evidence"), "--images",
                  str(run_aggregate["folder"] / "images.csv"), "--bootstrap", "2000", "--seed", "3", "--out-dir", str(again)]) == 0
+    # the same inputs, seed and code in the same process: byte-identical by construction
     assert (again / "summary.csv").read_bytes() == (run_aggregate["out"] / "summary.csv").read_bytes()
     assert "has no power" not in run_aggregate["markdown"]
     few = [frame.head(4) for frame in run_aggregate["frames"]]

@@ -117,12 +117,12 @@ def test_image_errors(tmp_path: Path, tree: Path, capsys):
 
     corrupt = tree / "dog" / "corrupt.jpg"
     corrupt.write_bytes(b"\xff\xd8\xff\xe0 definitely not a JPEG")
-    fails(["--root", str(tree)], "cannot read image", str(corrupt), "replace or remove")
+    fails(["--root", str(tree)], "cannot be read", str(corrupt), "replace or remove")
     corrupt.unlink()
 
     unreadable = tree / "cat" / "link.png"
     unreadable.symlink_to(tree / "cat" / "gone.png")
-    fails(["--root", str(tree)], "cannot read image", str(unreadable))
+    fails(["--root", str(tree)], "cannot be read", str(unreadable))
     unreadable.unlink()
 
     fails(["--file-list", str(tmp_path / "list.txt")], "file list not found", "list.txt")

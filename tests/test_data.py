@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from saliency_bench.data import (
     preprocess,
     read_image_table,
     records_from_list,
+    select_images,
     select_split,
     write_image_table,
 )
@@ -242,6 +244,89 @@ def test_corrupt_truncated_and_missing_images_name_their_path(tmp_path: Path):
         assert str(path) in str(caught.value) and "\n" not in str(caught.value)
 
 
+def corrupt_files(folder: Path) -> list[Path]:
+    """Real bad files: a truncated PNG, a truncated JPEG, a text file named .png, an empty file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(0).integers(0, 255, (48, 48, 3), dtype=np.uint8)
+    png, jpeg = folder / "cut.png", folder / "cut.jpg"
+    Image.fromarray(pixels).save(png)
+    png.write_bytes(png.read_bytes()[:300])
+    Image.fromarray(pixels).save(jpeg)
+    jpeg.write_bytes(jpeg.read_bytes()[:300])
+    text, empty = folder / "notes.png", folder / "empty.png"
+    text.write_text("this is not an image\n")
+    empty.write_bytes(b"")
+    return [png, jpeg, text, empty]
+
+
+def test_images_command_names_every_bad_image_at_once(image_tree: Path, tmp_path: Path, capsys):
+    bad = corrupt_files(image_tree / "c")
+    out = tmp_path / "images.csv"
+    assert cli.main(["images", "--root", str(image_tree), "--split", "all", "--out", str(out)]) != 0
+    message = capsys.readouterr().err.strip()
+    assert "\n" not in message and "replace or remove" in message
+    assert [path for path in bad if str(path) not in message] == []
+    assert f"{len(bad)} of " in message
+    assert not out.exists()  # no table: no later step can start
+    for path in bad:
+        path.unlink()
+    assert cli.main(["images", "--root", str(image_tree), "--split", "all", "--out", str(out)]) == 0
+
+
+def test_only_the_selected_images_are_decoded(image_tree: Path, tmp_path: Path):
+    """A bad file outside the split or the limit does not stop a run that never reads it."""
+    corrupt_files(image_tree / "zz")
+    out = tmp_path / "images.csv"
+    assert cli.main(["images", "--root", str(image_tree), "--split", "all", "--limit", "3", "--out", str(out)]) == 0
+
+
+def test_per_class_limit_takes_the_first_of_each_class_in_split_order(image_tree: Path, tmp_path: Path):
+    records, _ = discover_images(image_tree)
+    labels = [r.label for r in records]
+    split = select_split(len(records), "val", 0.5, 1)
+    expected, seen = [], {}
+    for index in split:
+        seen[labels[index]] = seen.get(labels[index], 0) + 1
+        if seen[labels[index]] <= 2:
+            expected.append(index)
+    assert select_images(labels, "val", 0.5, 1, per_class_limit=2) == expected
+    assert select_images(labels, "val", 0.5, 1, limit=3, per_class_limit=2) == expected[:3]
+    assert max(Counter(labels[i] for i in expected).values()) == 2
+    out = tmp_path / "images.csv"
+    assert cli.main(["images", "--root", str(image_tree), "--val-fraction", "0.5", "--split-seed", "1",
+                     "--per-class-limit", "2", "--out", str(out)]) == 0
+    assert [row["path"] for row in read_table(out)] == [records[i].path for i in expected]
+    with pytest.raises(UserError, match="per-class limit needs"):
+        select_images([-1, -1, -1], "all", per_class_limit=1)
+
+
+def test_the_workflow_counts_the_images_the_images_step_writes(image_tree: Path, tmp_path: Path):
+    """Shards are fixed when the workflow is parsed; the count must match the table, per-class limit included."""
+    from saliency_bench import workflow_config as wc
+
+    out = tmp_path / "images.csv"
+    for limit, per_class in ((None, None), (None, 1), (2, 1), (None, 3)):
+        data = {"root": str(image_tree), "split": "val", "val_fraction": 0.5, "split_seed": 7,
+                "limit": limit, "per_class_limit": per_class}
+        config = {"data": data, "model": {"checkpoint": "m.pt"}, "images_per_job": 2}
+        args = ["--limit", str(limit)] * bool(limit) + ["--per-class-limit", str(per_class)] * bool(per_class)
+        assert cli.main(["images", "--root", str(image_tree), "--val-fraction", "0.5", "--split-seed", "7",
+                         *args, "--out", str(out)]) == 0
+        assert wc.selected_image_count(config) == len(read_table(out))
+
+
+def test_the_demo_image_count_follows_its_tree(tmp_path: Path):
+    """The demo's labels are known before its images exist; they must be those of the generated tree."""
+    from saliency_bench import workflow_config as wc
+    from saliency_bench.demo import write_demo_data
+
+    write_demo_data(tmp_path / "demo", per_class=6, none=1, size=32, seed=0, workers=1)
+    records, _ = discover_images(tmp_path / "demo" / "images")
+    config = {"data": {"per_class_limit": 1, "val_fraction": 0.5}, "model": {}, "demo": {"per_class": 6}}
+    assert wc.image_labels(config) == [r.label for r in records]
+    assert wc.selected_image_count(config) == 4
+
+
 # ---- preprocessing -------------------------------------------------------------------------
 def test_resize_keeps_all_content_of_a_non_square_image():
     image = Image.new("RGB", (80, 20), (0, 255, 0))
@@ -292,3 +377,21 @@ def test_each_image_is_opened_once(image_tree: Path, tmp_path: Path, count_opens
     count_opens.clear()
     load_images(records[:7], size=(8, 8))
     assert sorted(count_opens) == sorted(Path(r.path).name for r in records[:7])
+
+
+@pytest.mark.workflow
+def test_a_corrupt_image_stops_the_workflow_before_masks_tuning_or_any_model_job(tmp_path: Path):
+    from workflow_helpers import make_user_project, make_workdir, snakemake
+
+    config = make_user_project(tmp_path / "user")
+    config.update({"memory_format": "auto"})  # so that a tune_forward job exists and could run early
+    config["data"]["limit"] = None
+    bad = corrupt_files(tmp_path / "user" / "images" / "class1")[:2]
+    workdir = make_workdir(tmp_path / "run", config)
+    result = snakemake(workdir, "--cores", "2", timeout=300)
+    assert result.returncode != 0
+    log = (workdir / "logs" / "images.log").read_text()
+    assert all(str(path) in log for path in bad) and "replace or remove" in log
+    assert not (workdir / "results" / "images.csv").exists()
+    ran = {path.stem if path.parent.name == "logs" else path.parent.name for path in (workdir / "logs").rglob("*.log")}
+    assert ran == {"images"}  # no masks, tune_forward, plan, explain or evaluate job started

@@ -14,6 +14,7 @@ from saliency_bench.explain import compute_maps
 from saliency_bench.masks import MaskSet
 from saliency_bench.models import load_model
 from saliency_bench.saliency_io import read_saliency
+from tolerances import assert_same_maps, assert_same_probs
 
 SIZE = ["32", "32"]
 
@@ -64,8 +65,9 @@ def test_rise_end_to_end_matches_the_library(project, tmp_path):
     images = load_images([str(project / "data" / i) for i in saved.image_id], (32, 32))
     maps, target, top1_prob = compute_maps(model, images, "rise", masks=MaskSet(project / "m.h5"))
     assert saved.saliency.shape == (2, 32, 32)
-    assert np.allclose(saved.saliency, maps, rtol=1e-5, atol=1e-6)
-    assert np.array_equal(saved.target, target) and np.allclose(saved.top1_prob, top1_prob)
+    assert_same_maps(saved.saliency, maps)  # the CLI's batches of 8 vs the library's default
+    assert np.array_equal(saved.target, target)
+    assert_same_probs(saved.top1_prob, top1_prob)
 
 
 @pytest.mark.parametrize("method_args, variant", [
@@ -85,7 +87,7 @@ def test_random_maps_do_not_depend_on_sharding(project, tmp_path):
     assert explain(project, tmp_path / "all.h5", "--method", "random", "--method-id", "random", "--seed", "3") == 0
     assert explain(project, tmp_path / "s1.h5", "--method", "random", "--method-id", "random", "--seed", "3", shard=1) == 0
     everything, shard = read_saliency(tmp_path / "all.h5"), read_saliency(tmp_path / "s1.h5")
-    assert np.array_equal(everything.saliency[2:], shard.saliency)
+    assert np.array_equal(everything.saliency[2:], shard.saliency)  # drawn per image from the seed: exact
     assert not np.array_equal(everything.saliency[0], everything.saliency[1])
     assert explain(project, tmp_path / "other.h5", "--method", "random", "--method-id", "random", "--seed", "4") == 0
     assert not np.array_equal(read_saliency(tmp_path / "other.h5").saliency, everything.saliency)

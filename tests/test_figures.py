@@ -310,10 +310,40 @@ def test_summary_is_sorted_by_score_with_error_bars(stage_outputs):
     ax = figure.axes[0]
     shown = [t.get_text() for t in ax.get_yticklabels()][::-1]  # top to bottom
     assert shown == table.sort_values("score", ascending=False)["method_id"].tolist()
-    bars = [c for c in ax.containers if isinstance(c, BarContainer)]
+    assert [a.get_title() for a in figure.axes] == [label for _, label in figures.SUMMARY_METRICS]
+    bars = [c for a in figure.axes for c in a.containers if isinstance(c, BarContainer)]
     assert len(bars) == 3 and all(c.errorbar is not None for c in bars)
+    score_bars = [bar.get_width() for bar in bars[2]][::-1]  # top to bottom
+    np.testing.assert_allclose(score_bars, table.sort_values("score", ascending=False)["score"])
     no_ci = figures.summary_figure(pd.read_csv(root / "summary.csv"))
-    assert all(c.errorbar is None for c in no_ci.axes[0].containers if isinstance(c, BarContainer))
+    assert all(c.errorbar is None for a in no_ci.axes for c in a.containers if isinstance(c, BarContainer))
+
+
+# The demo's and the study's figures at their largest: 14 configurations + 2 chance rows, 4 layers, 8 masks.
+DEMO_METHODS = ([f"rise-binary-p0.{p}" for p in (1, 3, 5, 7)] + ["rise-gaussian", "rise-perlin"]
+                + [f"abscam-{v}-layer{k}" for v in ("init", "final") for k in range(1, 5)] + ["random", "centre"])
+
+
+def test_every_figure_fits_a_1280x720_window(tmp_path):
+    """The report shows a PNG at its pixel size, centred: a taller one loses its top (title) in the window."""
+    rng = np.random.default_rng(5)
+    rgb, maps = rng.random((112, 112, 3)), {m: rng.random((112, 112)) for m in DEMO_METHODS}
+    table = pd.DataFrame({"method_id": DEMO_METHODS, "deletion_auc": rng.random(len(DEMO_METHODS)),
+                          "insertion_auc": rng.random(len(DEMO_METHODS))})
+    table["score"] = table["insertion_auc"] - table["deletion_auc"]
+    layers = {f"layer{k}": maps[f"abscam-init-layer{k}"] for k in range(1, 5)}
+    curves = {m: (rng.random((4, 15)), rng.random((4, 15))) for m in DEMO_METHODS}
+    built = {"overview": figures.overview_figure(rgb, maps, 1.0, "eggs"), "summary": figures.summary_figure(table),
+             "masks": figures.masks_figure(rng.random((8, 112, 112)), rng.random((3, 112, 112)), title="binary masks"),
+             "layers": figures.abscam_layers_figure(rgb, layers, layers),
+             "init-vs-final": figures.abscam_init_vs_final_figure(rgb, maps["abscam-init-layer1"], maps["abscam-final-layer1"], "layer1"),
+             "curves": figures.curves_figure(curves["random"][0][0], curves["random"][1][0], "a.png", "random"),
+             "mean-curves": figures.mean_curves_figure(curves, "rise-perlin")}
+    for name, figure in built.items():
+        assert figures.figure_problems(figure) == [], name
+        with Image.open(figures.save_figure(figure, tmp_path / f"{name}.png")) as image:
+            assert image.height <= figures.MAX_HEIGHT_PX <= 650, (name, image.size)
+            assert image.width <= 1400, (name, image.size)
 
 
 def test_file_stem_is_safe_and_collisions_are_refused():

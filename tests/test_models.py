@@ -85,7 +85,7 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, reference, imag
     torch.manual_seed(2)  # load_model builds a differently initialised model, then loads the checkpoint into it
     loaded = load_model("resnet18", 5, checkpoint=str(path), device="cpu")
     with torch.no_grad():
-        assert torch.equal(loaded(images), reference(images))
+        assert torch.equal(loaded(images), reference(images))  # the same weights, inputs and batch: exact
     assert not loaded.training and next(loaded.parameters()).device.type == "cpu"
 
 
@@ -101,7 +101,7 @@ def test_half_precision_checkpoint_loads_into_float32(tmp_path, reference, image
     loaded = load_model("resnet18", 5, checkpoint=path, device="cpu")
     assert next(loaded.parameters()).dtype == torch.float32
     with torch.no_grad():
-        assert torch.allclose(loaded(images), reference(images), rtol=1e-2, atol=1e-2)
+        assert torch.allclose(loaded(images), reference(images), rtol=1e-2, atol=1e-2)  # weights rounded to fp16
 
 
 def test_checkpoint_with_another_class_count_names_the_shapes(tmp_path, reference):

@@ -96,7 +96,7 @@ def test_prefetched_rise_is_bit_identical_for_a_mask_file(golden_model, images, 
     for depth in (1, 2):
         ahead = rise_saliency(golden_model, images, mask_set, p=0.5, batch_size=8, chunk_size=16, prefetch=depth,
                               target=target)
-        assert torch.equal(ahead, plain)
+        assert torch.equal(ahead, plain)  # same chunks and batches, only read in another thread: exact
     assert not prefetch_threads()
 
 

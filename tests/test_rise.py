@@ -8,6 +8,7 @@ from saliency_bench import UserError
 from saliency_bench.forward import ModelRunner
 from saliency_bench.masks import generate_masks, write_masks
 from saliency_bench.rise import rise_saliency
+from tolerances import assert_same_maps
 
 SIZE = (32, 32)
 
@@ -40,22 +41,22 @@ def test_matches_the_definition(golden_model, images, masks):
     images, masks = images[:2], masks[:12]
     result = rise_saliency(golden_model, images, masks, p=0.5, batch_size=5)
     assert result.shape == (2, 4, *SIZE)
-    assert torch.allclose(result, naive_rise(golden_model, images, masks, 0.5), rtol=1e-4, atol=1e-5)
+    assert_same_maps(result, naive_rise(golden_model, images, masks, 0.5))
     softmax = rise_saliency(golden_model, images, masks, p=0.5, score="softmax", batch_size=5)
-    assert torch.allclose(softmax, naive_rise(golden_model, images, masks, 0.5, softmax=True), rtol=1e-4, atol=1e-6)
+    assert_same_maps(softmax, naive_rise(golden_model, images, masks, 0.5, softmax=True))
 
 
 def test_without_p_divides_by_the_mean_of_the_masks(golden_model, images):
     masks = generate_masks("gaussian", 24, SIZE, seed=1)
     by_mean = rise_saliency(golden_model, images, masks, batch_size=8)
-    assert torch.allclose(by_mean, rise_saliency(golden_model, images, masks, p=masks.mean().item(), batch_size=8), rtol=1e-5)
+    assert_same_maps(by_mean, rise_saliency(golden_model, images, masks, p=masks.mean().item(), batch_size=8))
 
 
 def test_mask_set_and_chunking_give_the_same_maps(golden_model, images, tmp_path, masks):
     reference = rise_saliency(golden_model, images, masks, p=0.5, batch_size=16)
     mask_set = write_masks(tmp_path / "m.h5", "binary", 24, SIZE, p=0.5, seed=0, chunk=8, dtype="float32")
     streamed = rise_saliency(golden_model, images, mask_set, p=0.5, batch_size=16, chunk_size=7)
-    assert torch.allclose(streamed, reference, rtol=1e-5, atol=1e-6)
+    assert_same_maps(streamed, reference)
 
 
 def test_target_gives_the_targets_maps(golden_model, images, masks):
@@ -63,13 +64,13 @@ def test_target_gives_the_targets_maps(golden_model, images, masks):
     target = torch.tensor([3, 0, 2])
     chosen = rise_saliency(golden_model, images, masks, p=0.5, batch_size=16, target=target)
     assert chosen.shape == (3, *SIZE)
-    assert torch.allclose(chosen, full[torch.arange(3), target], rtol=1e-5, atol=1e-6)
+    assert_same_maps(chosen, full[torch.arange(3), target])
 
 
 def test_an_images_map_does_not_depend_on_its_batch(golden_model, images, masks):
     together = rise_saliency(golden_model, images, masks, p=0.5, batch_size=16)
     alone = rise_saliency(golden_model, images[1:2], masks, p=0.5, batch_size=16)
-    assert torch.allclose(together[1:2], alone, rtol=1e-5, atol=1e-6)
+    assert_same_maps(together[1:2], alone)
 
 
 def test_forward_batches_never_exceed_batch_size_and_are_counted(golden_model, images, masks):

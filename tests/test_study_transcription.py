@@ -10,6 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tolerances import GOLDEN_RTOL, assert_golden_aucs, assert_golden_curves, assert_golden_map
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_study.py"
 
 
@@ -19,12 +21,6 @@ def study():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def relative_error(ours, reference) -> float:
-    ours, reference = np.asarray(ours, dtype=np.float64), np.asarray(reference, dtype=np.float64)
-    assert ours.shape == reference.shape
-    return float(np.abs(ours - reference).max() / np.abs(reference).max())
 
 
 @pytest.fixture
@@ -37,27 +33,27 @@ def test_study_rise_matches_golden(study, golden_model, golden, images):
     with torch.no_grad():
         maps = torch.stack([study.study_rise(golden_model, image[None], masks, float(golden["rise_binary_p"]), 100)
                             for image in images])
-    assert relative_error(maps, golden["rise_binary_saliency_logits"]) < 1e-4
+    assert_golden_map(maps, golden["rise_binary_saliency_logits"], "study rise")
 
 
 @pytest.mark.parametrize("layer", ["layer1", "layer2"])
 def test_study_abscam_matches_golden(study, golden_model, golden, images, layer):
     init = torch.stack([study.study_abscam_init(golden_model, image[None], layer).detach() for image in images])
-    assert relative_error(init, golden[f"abscam_init_{layer}"]) < 1e-4
+    assert_golden_map(init, golden[f"abscam_init_{layer}"], f"study abscam_init_{layer}")
     final = torch.stack([study.study_abscam_final(golden_model, image[None], layer) for image in images])
-    assert relative_error(final, golden[f"abscam_final_{layer}"]) < 1e-4
+    assert_golden_map(final, golden[f"abscam_final_{layer}"], f"study abscam_final_{layer}")
 
 
 def test_study_causal_metric_matches_golden(study, golden_model, golden, images):
     weight = torch.from_numpy(study.study_gkern())
-    assert np.allclose(weight[0, 0].numpy(), golden["gkern_11_5"], rtol=1e-6, atol=0)
+    assert np.allclose(weight[0, 0].numpy(), golden["gkern_11_5"], rtol=GOLDEN_RTOL, atol=0)
     substrates = {"del": torch.zeros_like, "ins": lambda x: F.conv2d(x, weight, padding=5)}
     step = int(golden["causal_step"])
     for mode, key in (("del", "deletion"), ("ins", "insertion")):
         metric = study.StudyCausalMetric(golden_model, mode, step, substrates[mode])
         curves = np.stack([metric.single_run(image[None], saliency) for image, saliency in zip(images, golden["causal_saliency"])])
-        np.testing.assert_allclose(curves, golden[f"{key}_curves"], rtol=1e-4, atol=1e-6)
-        np.testing.assert_allclose([study.study_auc(c) for c in curves], golden[f"{key}_auc"], rtol=0, atol=1e-5)
+        assert_golden_curves(curves, golden[f"{key}_curves"])
+        assert_golden_aucs([study.study_auc(c) for c in curves], golden[f"{key}_auc"])
     assert torch.equal(images, torch.from_numpy(golden["images"]))  # the in-place edits hit clones only
 
 
@@ -66,10 +62,10 @@ def test_study_masks_are_the_rise_generators(study, tmp_path):
     masks = study.study_generate_masks(30, s, p, size, seed=0, path=str(tmp_path / "m.npy"))
     saved = np.load(tmp_path / "m.npy")
     assert saved.dtype == np.float64 and saved.shape == (30, 1, *size)
-    assert masks.dtype == torch.float32 and torch.equal(masks, torch.from_numpy(saved).float())
+    assert masks.dtype == torch.float32 and torch.equal(masks, torch.from_numpy(saved).float())  # the same array, cast
     assert 0 <= saved.min() and saved.max() <= 1
     # cell 5 px: upsampled grid 45 px; a 40 px window of a 9 x 9 bilinear grid keeps the 0/1
     # plateaus where a grid value and its neighbours agree: exact zeros, values near 1.
     assert (saved == 0).any() and saved.max() > 0.99
     again = study.study_generate_masks(30, s, p, size, seed=0, path=str(tmp_path / "n.npy"))
-    assert torch.equal(again, masks)
+    assert torch.equal(again, masks)  # same seed, same code, same process

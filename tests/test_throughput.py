@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -10,8 +12,10 @@ import torch
 from torch import nn
 
 from saliency_bench.commands._options import add_model_args
+from saliency_bench import throughput
 from saliency_bench.forward import ModelRunner
-from saliency_bench.throughput import images_per_second, in_fresh_process, peak_rss_mb, probe_batch, reset_peak_rss
+from saliency_bench.throughput import (images_per_second, in_fresh_process, peak_rss_mb, probe_batch,
+                                       read_forward_precision, reset_peak_rss, tune_forward, write_forward_settings)
 
 
 def touch_megabytes(megabytes: int) -> float:
@@ -59,3 +63,53 @@ def test_the_cli_parses_batch_size_auto(capsys):
         parser.parse_args(["--num-classes", "2", "--batch-size", "0"])
     assert "must be at least 1" in capsys.readouterr().err
     assert parser.parse_args(["--num-classes", "2"]).batch_size == 64  # a job without settings: no timing
+
+
+# ---- precision timing (tune-forward) ------------------------------------------------------------------
+def small_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(8, 3)).eval()
+
+
+def test_precisions_are_timed_and_recorded_but_never_switched(tmp_path, one_thread):
+    settings = tune_forward(small_model(), (16, 16), "fp32", 4, "contiguous", time_precisions=True)
+    assert set(settings.by_precision) == {"fp32", "bf16"}  # fp16 only on CUDA
+    assert all(rate > 0 for rate in settings.by_precision.values())
+    assert settings.precision == "fp32"
+    path = tmp_path / "settings.json"
+    write_forward_settings(path, settings, {})
+    record = json.loads(path.read_text())
+    assert set(record["images_per_second_by_precision"]) == {"fp32", "bf16"} and record["precision"] == "fp32"
+    assert read_forward_precision(path) == "fp32"
+    assert tune_forward(small_model(), (16, 16), "fp32", 4, "contiguous").by_precision == {}  # jobs do not time
+
+
+def test_the_note_and_auto_need_the_margin(monkeypatch, one_thread):
+    for bf16_rate, noted in ((150.0, True), (149.0, False)):
+        monkeypatch.setattr(throughput, "precision_rates", lambda *args, rate=bf16_rate: {"fp32": 100.0, "bf16": rate})
+        given = tune_forward(small_model(), (16, 16), "fp32", 4, "contiguous", time_precisions=True)
+        auto = tune_forward(small_model(), (16, 16), "auto", 4, "contiguous")
+        assert given.precision == "fp32" and (given.precision_note is not None) == noted
+        assert auto.precision == ("bf16" if noted else "fp32")
+    note = throughput.precision_note("bf16", 1.5, {"fp32": 100.0, "bf16": 150.0}, "fp32")
+    assert "1.5x faster" in note and str(throughput.BF16_LARGEST_AUC_CHANGE) in note and note.count(".") >= 1
+
+
+def test_the_bf16_effect_constant_is_the_shipped_measurement():
+    from pathlib import Path
+
+    measured = json.loads((Path(__file__).parents[1] / "benchmarks/results/bf16_vs_fp32.json").read_text())
+    assert round(measured["largest_auc_change"], 4) == throughput.BF16_LARGEST_AUC_CHANGE
+
+
+def test_a_slow_precision_costs_one_batch(one_thread):
+    class Slow(nn.Module):
+        def forward(self, x):
+            time.sleep(0.2)
+            return x.flatten(1)
+
+    runner = ModelRunner(Slow(), batch_size=2)
+    start = time.perf_counter()
+    rate = throughput.capped_images_per_second(runner, torch.zeros(2, 1, 2, 2), budget=0.3)
+    assert runner.forward_passes == 2 and time.perf_counter() - start < 0.35 and 8 < rate < 10.1

@@ -16,14 +16,11 @@ from workflow_helpers import REPO, make_workdir, planned_jobs, snakemake, write_
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
 FIGURE_RULES = {"figures_masks", "figures_saliency", "figures_curves", "figures_summary"}
+# the plan (rewritten for a new config, cheap) and the estimate-vs-measured table follow every change
+FIGURE_RULES |= {"plan", "timing", "report_pages"}  # report_pages: the report's tables and introduction
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    workdir = make_workdir(tmp_path_factory.mktemp("workflow"))
-    result = snakemake(workdir, "--cores", "2", timeout=1500)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return workdir
+# tiny_run: the session fixture in conftest.py (the recovery test compares against it too)
 
 
 def effective_config(workdir: Path, configfile: str = "tiny.yaml") -> dict:
@@ -114,7 +111,7 @@ def test_changing_the_step_reruns_only_evaluation(tiny_run):
     n_methods = len(wc.method_configs(effective_config(tiny_run, "step.yaml")))
     assert jobs.pop("evaluate") == n_methods * wc.shard_count(effective_config(tiny_run, "step.yaml"))
     assert jobs.pop("aggregate") == 1
-    assert set(jobs) <= {"figures_curves", "figures_summary"}
+    assert set(jobs) <= {"figures_curves", "figures_summary", "plan", "timing", "report_pages"}
 
 
 def test_adding_a_layer_runs_only_that_layer(tiny_run):
@@ -137,7 +134,7 @@ def test_changing_stage_code_reruns_that_stage(tiny_run, tmp_path):
     assert jobs.pop("evaluate") == len(wc.method_configs(config)) * wc.shard_count(config)
     assert jobs.pop("aggregate") == 1
     assert "explain" not in jobs and "masks" not in jobs
-    assert set(jobs) <= {"figures_curves", "figures_summary"}
+    assert set(jobs) <= {"figures_curves", "figures_summary", "plan", "timing", "report_pages"}
 
 
 def test_removing_a_file_rebuilds_only_it_and_its_dependents(tiny_run):
@@ -158,6 +155,9 @@ def test_removing_a_file_rebuilds_only_it_and_its_dependents(tiny_run):
 @pytest.mark.parametrize("changes, key", [
     ({"rise": {"n_masks": "many"}}, "rise.n_masks"),
     ({"rise": {"binary": {"p": [1.5]}}}, "rise.binary.p"),
+    ({"rise": {"perlin": {"engine": "simplex"}}}, "rise.perlin.engine"),
+    ({"rise": {"upsample": "nearest"}}, "rise.upsample"),
+    ({"rise": {"perlin": {"frequency": 0}}}, "rise.perlin.frequency"),
     ({"abscam": {"layers": ["layer9"]}}, "abscam.layers"),
     ({"colour": "blue"}, "colour"),
 ])

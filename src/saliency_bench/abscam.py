@@ -1,4 +1,4 @@
-"""Abs-CAM Init and Final (Zeng et al. 2022), exactly as the study defined them (PROTOCOL.md).
+"""Abs-CAM Init and Final (Zeng et al. 2022), exactly as the study defined them (docs/protocol.md).
 
 A = output of `layer`, G = d logit_c / dA, w_k = mean_ij |G_k,ij| (abs before the mean).
 - Init:  cam = sum_k w_k A_k (no ReLU), bilinear upsampling (align_corners=False), then

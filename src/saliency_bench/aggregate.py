@@ -27,6 +27,7 @@ compared with the best. A method counts as distinguishable from the best only wh
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -322,7 +323,8 @@ def render_markdown(summary: Summary, alpha: float = 0.05, n_resamples: int = 10
     best = best_values(table)
     lines = [f"# Saliency benchmark summary ({summary.n_images} images)", "",
              f"Values are means over images with {level} paired-bootstrap CIs ({n_resamples} resamples). "
-             f"Score = Insertion AUC - Deletion AUC. {CHECK} marks the best value of each column (chance baselines excluded).", "",
+             f"Score = Insertion AUC - Deletion AUC. {CHECK} marks the best value of each column (chance baselines excluded)."
+             + (f" Forward passes in {summary.facts['precision']}." if summary.facts.get("precision") else ""), "",
              "| Method | Parameter/Layer | Deletion AUC | Insertion AUC | Score | n |", "|---|---|---|---|---|---|"]
     for _, row in table.iterrows():
         cells = []
@@ -445,6 +447,7 @@ def aggregate(records: Sequence[str | os.PathLike], out_dir: str | os.PathLike, 
         per_image = _join_image_table(per_image, images)
     summary = summarise(per_image, n_resamples, seed, alpha)
     summary.facts["maps_without_mask"] = maps_without_mask
+    summary.facts["precision"] = _precisions(saliency)
     out = Path(out_dir)
     paths = {name: out / name for name in ("per_image.csv", "summary.csv", "summary.md")}
     with atomic_path(paths["per_image.csv"]) as tmp:
@@ -454,6 +457,17 @@ def aggregate(records: Sequence[str | os.PathLike], out_dir: str | os.PathLike, 
     with atomic_path(paths["summary.md"]) as tmp:
         tmp.write_text(render_markdown(summary, alpha, n_resamples), encoding="utf-8")
     return paths
+
+
+def _precisions(saliency: Sequence[str | os.PathLike]) -> str:
+    """The precision(s) the maps were computed in, from the saliency files' parameters ("" if none say)."""
+    import h5py
+
+    found = set()
+    for path in saliency:
+        with h5py.File(path, "r") as handle:
+            found.add(json.loads(handle.attrs.get("params", "{}")).get("precision"))
+    return ", ".join(sorted(p for p in found if p))
 
 
 def _join_image_table(per_image: pd.DataFrame, images: str | os.PathLike) -> pd.DataFrame:

@@ -92,6 +92,45 @@ def select_split(n: int, split: str = "val", fraction: float = 0.2, seed: int = 
     return list(val.indices if split == "val" else train.indices)
 
 
+def select_images(labels: Sequence[int], split: str = "val", fraction: float = 0.2, seed: int = 42,
+                  limit: int | None = None, per_class_limit: int | None = None) -> list[int]:
+    """Indices of the images to explain, in split order: the split (`select_split`), then at most
+    `per_class_limit` per class (the first of each class, so a balanced set), then at most `limit`.
+
+    One function for the `images` step and the workflow's shard count, so that the two agree.
+    """
+    require(limit is None or limit >= 1, f"the image limit must be at least 1, got {limit}")
+    require(per_class_limit is None or per_class_limit >= 1, f"the per-class limit must be at least 1, got {per_class_limit}")
+    chosen = select_split(len(labels), split, fraction, seed)
+    if per_class_limit is not None:
+        require(all(label >= 0 for label in labels), "a per-class limit needs the images' classes; use data.root "
+                "(one sub-folder per class) instead of data.file_list, or drop data.per_class_limit")
+        taken: Counter = Counter()
+        kept = []
+        for index in chosen:
+            taken[labels[index]] += 1
+            if taken[labels[index]] <= per_class_limit:
+                kept.append(index)
+        chosen = kept
+    return chosen[:limit] if limit is not None else chosen
+
+
+def check_images(paths: Sequence[str | os.PathLike]) -> None:
+    """Decode every image; one UserError naming every file that does not decode to a non-empty image."""
+    bad = []
+    for path in paths:
+        try:
+            image = _decode_rgb(path)
+            problem = "" if image.width > 0 and image.height > 0 else "it has no pixels"
+        except _DECODE_ERRORS as error:
+            problem = _describe(error)
+        if problem:
+            bad.append(f"{path} ({problem})")
+    if bad:
+        raise UserError(f"{len(bad)} of {len(paths)} images cannot be read: {'; '.join(bad)}; "
+                        "replace or remove these files (or leave them out of the file list)")
+
+
 def _high_depth_to_8bit(image: Image.Image) -> Image.Image:
     """16/32-bit integer or float greyscale as 8 bit; PIL's convert("RGB") would clip it to white or black."""
     array = np.asarray(image, dtype=np.float64)
@@ -113,14 +152,24 @@ def open_rgb(path: str | os.PathLike) -> Image.Image:
     of being clipped to white.
     """
     try:
-        with open(path, "rb") as handle, Image.open(handle) as image:
-            image.load()
-            if image.mode.startswith("I") or image.mode == "F":
-                return _high_depth_to_8bit(image).convert("RGB")
-            return image.convert("RGB")
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as error:
-        reason = " ".join(str(error).split()) or "unreadable"
-        raise UserError(f"cannot read image {path}: {error.__class__.__name__}: {reason}; replace or remove the file") from None
+        return _decode_rgb(path)
+    except _DECODE_ERRORS as error:
+        raise UserError(f"cannot read image {path}: {_describe(error)}; replace or remove the file") from None
+
+
+_DECODE_ERRORS = (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError)
+
+
+def _describe(error: Exception) -> str:
+    return f"{error.__class__.__name__}: {' '.join(str(error).split()) or 'unreadable'}"
+
+
+def _decode_rgb(path: str | os.PathLike) -> Image.Image:
+    with open(path, "rb") as handle, Image.open(handle) as image:
+        image.load()
+        if image.mode.startswith("I") or image.mode == "F":
+            return _high_depth_to_8bit(image).convert("RGB")
+        return image.convert("RGB")
 
 
 def preprocess(image: Image.Image, size: tuple[int, int] = (224, 224), mean: Sequence[float] = IMAGENET_MEAN,
@@ -146,6 +195,14 @@ def load_images(records: Iterable[ImageRecord] | Iterable[str], size: tuple[int,
 
 # ---- the image table that the workflow passes between stages -------------------------
 IMAGE_TABLE_FIELDS = ("image_id", "path", "label", "class_name", "shard")
+DEFAULT_IMAGES_PER_JOB = 16  # the schema's images_per_job default (a test keeps them equal)
+
+
+def read_file_list(path: str | os.PathLike) -> list[str]:
+    """Image paths of a list file: one per line; blank lines and '#' comments skipped."""
+    require(Path(path).is_file(), f"file list not found: {path}; give a text file with one image path per line")
+    with open(path) as handle:
+        return [line.strip() for line in handle if line.strip() and not line.lstrip().startswith("#")]
 
 
 def write_image_table(path: str | os.PathLike, records: Sequence[ImageRecord], images_per_job: int) -> None:

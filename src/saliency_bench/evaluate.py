@@ -22,7 +22,7 @@ import torch
 from . import __version__
 from .errors import atomic_path, require
 from .forward import ModelRunner
-from .metrics import (DEFAULT_SUBSTRATE, CurveRequest, SharedScores, auc, canonical_substrate, causal_curve_sets,
+from .metrics import (DEFAULT_SUBSTRATE, CurveRequest, SharedScores, auc, canonical_substrate, causal_curve_sets, default_step,
                       check_saliency)
 from .saliency_io import STRING, SaliencyFile
 
@@ -68,7 +68,7 @@ def evaluate_saliency(model: torch.nn.Module | ModelRunner, images: torch.Tensor
     check_saliency(saliency.saliency, tuple(images.shape), [f"method {saliency.method_id} image {i}" for i in image_ids])
     runner = model if isinstance(model, ModelRunner) else ModelRunner(model, batch_size=batch_size)
     shared = shared_scores if shared_scores is not None else SharedScores(images, seed)
-    step = 8 * images.shape[3] if step is None else step
+    step = default_step(images.shape[3]) if step is None else step
     substrates = {"deletion": deletion_substrate, "insertion": insertion_substrate}
     if progress:
         print(f"evaluate {saliency.method_id}: deletion ({deletion_substrate}) and insertion ({insertion_substrate}) "

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .errors import require
+from .folding import fold_batchnorm
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 MEMORY_FORMATS = ("contiguous", "channels_last")
@@ -64,14 +65,33 @@ def set_memory_format(model: nn.Module, memory_format: str) -> nn.Module:
     return model.to(memory_format=fmt)
 
 
+# Attribute that `set_fold_bn` stores on a model; absent means the default, folding on.
+FOLD_BN_ATTRIBUTE = "_saliency_bench_fold_bn"
+
+
+def set_fold_bn(model: nn.Module, enabled: bool) -> nn.Module:
+    """Whether ModelRunners of `model` fold its BatchNorms into the convolutions (config fold_bn;
+    default True). Stored on the model, so that every runner of a process agrees."""
+    setattr(model, FOLD_BN_ATTRIBUTE, bool(enabled))
+    return model
+
+
+def folds_bn(model: nn.Module) -> bool:
+    return getattr(model, FOLD_BN_ATTRIBUTE, True)
+
+
 class ModelRunner:
     """Runs `model` on batches without gradients; returns float32 outputs on the model's device.
 
     `channels_last` converts inputs (and the model) to the channels-last memory format.
-    `forward_passes` counts images fed to the model, for the efficiency benchmark.
+    `fold_bn` (None: follow `set_fold_bn`, default on): run a copy of the model with its
+    BatchNorms folded into the preceding convolutions (`folding.fold_batchnorm`; eval mode only,
+    a model in training mode runs as it is). Same function, float32 round-off apart; the model
+    passed in is not changed. `forward_passes` counts images fed to the model, for the benchmarks.
     """
 
-    def __init__(self, model: nn.Module, batch_size: int = 64, precision: str = "fp32", channels_last: bool | None = None):
+    def __init__(self, model: nn.Module, batch_size: int = 64, precision: str = "fp32", channels_last: bool | None = None,
+                 fold_bn: bool | None = None):
         require(batch_size >= 1, f"batch_size must be at least 1, got {batch_size}")
         self.model = model
         self.device = model_device(model)
@@ -82,6 +102,10 @@ class ModelRunner:
             model.to(memory_format=torch.channels_last)
         # None: follow the model (see `set_memory_format`), so every runner of a process agrees.
         self.channels_last = uses_channels_last(model) if channels_last is None else channels_last
+        in_training = any(module.training for module in model.modules())
+        self.fold_bn = (folds_bn(model) if fold_bn is None else fold_bn) and not in_training
+        if self.fold_bn:
+            self.model = fold_batchnorm(model)
         self.forward_passes = 0
         self._batch_buffer: torch.Tensor | None = None
 

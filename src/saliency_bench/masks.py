@@ -4,19 +4,25 @@ A mask is an s x s grid of values in [0, 1], upsampled bilinearly to (s + 1) * c
 (cell = ceil(H / s) by ceil(W / s)) and cropped to H x W at a random integer shift
 x in [0, cellH), y in [0, cellW) (PROTOCOL.md, "RISE masks").
 
-Border band: the original RISE code resizes with scikit-image
-`resize(order=1, mode='reflect')`, which mirrors the grid at its border; we use
-`torch.nn.functional.interpolate(mode='bilinear', align_corners=False)`, which clamps.
-The two agree inside the grid and differ only in a band of half a cell at the border of
-the upsampled grid (PROTOCOL.md accepts either if documented). Saliency is compared on
-given masks, so this does not affect the golden comparisons.
+Upsampling (`upsample`): `reflect` (the default, the protocol) equals scikit-image
+`resize(order=1, mode='reflect', anti_aliasing=False)` as the RISE authors and the study call it:
+half-pixel centres, mirrored at the grid border (index -1 reads index 1). `clamp` is
+`F.interpolate(mode='bilinear', align_corners=False)` (index -1 reads index 0); the two differ
+only in a border band of half a cell.
 
-Reproducibility: every random number (grids, Perlin bases and phases, shifts) is drawn
-up front from one `torch.Generator(seed)`, in a fixed order, before any mask is rendered;
-rendering in chunks therefore gives the same masks for every chunk size.
+Perlin grids come from perlin.py: the study's engine (default) or fBm.
+
+Reproducibility: every random number (grids, Perlin seeds or bases and phases, shifts) is
+drawn up front from one `torch.Generator`, in a fixed order, before any mask is rendered;
+rendering in chunks therefore gives the same masks for every chunk size. Each set's
+generator seed is derived from the configured seed and the set's id (`set_seed`), so
+the sets of one config are independent draws (the study drew them from one continuing
+stream). The draws are stored beside the masks (`grids`, `shifts`, `perlin_seeds`).
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import math
 import os
@@ -31,38 +37,68 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UserError, atomic_path, require
+from .perlin import ENGINES, FBM_BASES, FBM_MAX_COORDINATE, draw_study_seeds, fbm_grids, study_grids
 
 KINDS = ("binary", "gaussian", "perlin")
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "binary": {},
     "gaussian": {"mean": 0.5, "std": 0.25},
-    # frequency: noise periods across the grid (the study: 5); phase: see _perlin_grids.
-    "perlin": {"frequency": 5.0, "octaves": 5, "phase": True},
+    # engine: perlin.ENGINES; frequency: the study's PerlinNoise `octaves` argument (a coordinate
+    # scale); octaves and phase: fbm only (see perlin.py).
+    "perlin": {"engine": "study", "frequency": 5.0, "octaves": 5, "phase": True},
 }
+FBM_ONLY = ("octaves", "phase")
+UPSAMPLE_MODES = ("reflect", "clamp")
 STORAGE_DTYPES = ("float16", "float32")
-# noise.pnoise2 indexes a 512-entry permutation table with (coordinate & 255) + base twice;
-# base < 128 and integer coordinates < 128 keep every index inside the table.
-PERLIN_BASES = 128
-PERLIN_MAX_COORDINATE = 128
 RENDER_CHUNK = 256
 T = TypeVar("T")
 
 
 @dataclass
 class MaskPlan:
-    """Every random draw of a mask set: the grids (n, s, s) and the crop shifts (n, 2)."""
+    """Every random draw of a mask set: the grids (n, s, s), the crop shifts (n, 2) and, for the
+    study's Perlin engine, the per-mask seeds (n,)."""
     grids: torch.Tensor
     shifts: torch.Tensor
     size: tuple[int, int]
     s: int
     params: dict[str, Any]
+    upsample: str = "reflect"
+    perlin_seeds: torch.Tensor | None = None
 
     def render(self, part: slice = slice(None)) -> torch.Tensor:
-        return render_masks(self.grids[part], self.shifts[part], self.size, self.s)
+        return render_masks(self.grids[part], self.shifts[part], self.size, self.s, self.upsample)
 
 
 def cell_size(size: tuple[int, int], s: int) -> tuple[int, int]:
     return math.ceil(size[0] / s), math.ceil(size[1] / s)
+
+
+def default_set_id(kind: str, p: float | None) -> str:
+    """The id a set gets when none is given: the workflow's mask ids (`binary-p0.5`, `gaussian`)."""
+    return f"{kind}-p{p:g}" if kind == "binary" and p is not None else kind
+
+
+def set_seed(seed: int, set_id: str) -> int:
+    """The generator seed of one mask set: a stable hash (sha256) of the configured seed and the
+    set's id, so that the sets of one config are independent draws (63 bits)."""
+    digest = hashlib.sha256(f"{int(seed)}/{set_id}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def _check_perlin(resolved: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    require(resolved["engine"] in ENGINES, f"unknown Perlin engine {resolved['engine']!r}; use one of {', '.join(ENGINES)}")
+    require(resolved["frequency"] > 0, f"perlin frequency must be > 0, got {resolved['frequency']}")
+    if resolved["engine"] == "study":
+        stray = [key for key in FBM_ONLY if key in given]
+        require(not stray, f"perlin {' and '.join(stray)} apply to the fbm engine only; drop them or use --perlin-engine fbm")
+        return {"engine": "study", "frequency": float(resolved["frequency"])}
+    require(int(resolved["octaves"]) >= 1, f"perlin octaves must be >= 1, got {resolved['octaves']}")
+    top = (resolved["frequency"] + 1) * 2 ** (int(resolved["octaves"]) - 1)
+    require(top < FBM_MAX_COORDINATE, f"perlin frequency {resolved['frequency']} with {resolved['octaves']} octaves "
+                                      f"exceeds the noise package's safe range; keep (frequency + 1) * 2^(octaves - 1) < {FBM_MAX_COORDINATE}")
+    return {"engine": "fbm", "frequency": float(resolved["frequency"]), "octaves": int(resolved["octaves"]),
+            "phase": bool(resolved["phase"])}
 
 
 def check_mask_args(kind: str, n: int, size, s: int, p: float | None, params: dict[str, Any]) -> dict[str, Any]:
@@ -79,95 +115,96 @@ def check_mask_args(kind: str, n: int, size, s: int, p: float | None, params: di
     unknown = sorted(set(params) - set(DEFAULT_PARAMS[kind]))
     require(not unknown, f"unknown parameter(s) {', '.join(unknown)} for {kind} masks; "
                          f"allowed: {', '.join(DEFAULT_PARAMS[kind]) or 'none'}")
-    resolved = {**DEFAULT_PARAMS[kind], **{k: v for k, v in params.items() if v is not None}}
+    given = {k: v for k, v in params.items() if v is not None}
+    resolved = {**DEFAULT_PARAMS[kind], **given}
     if kind == "gaussian":
         require(resolved["std"] >= 0, f"gaussian std must be >= 0, got {resolved['std']}")
     if kind == "perlin":
-        require(int(resolved["octaves"]) >= 1, f"perlin octaves must be >= 1, got {resolved['octaves']}")
-        require(resolved["frequency"] > 0, f"perlin frequency must be > 0, got {resolved['frequency']}")
-        top = (resolved["frequency"] + 1) * 2 ** (int(resolved["octaves"]) - 1)
-        require(top < PERLIN_MAX_COORDINATE, f"perlin frequency {resolved['frequency']} with {resolved['octaves']} octaves "
-                                             f"exceeds the noise package's safe range; keep (frequency + 1) * 2^(octaves - 1) < {PERLIN_MAX_COORDINATE}")
-        resolved["octaves"] = int(resolved["octaves"])
-        resolved["frequency"] = float(resolved["frequency"])
-        resolved["phase"] = bool(resolved["phase"])
+        resolved = _check_perlin(resolved, given)
     return resolved
 
 
-def _perlin_grids(bases: torch.Tensor, phases: torch.Tensor, s: int, frequency: float, octaves: int) -> torch.Tensor:
-    """Perlin grids sampled at coordinates (i / s) * frequency (+ the mask's phase), min-max
-    normalised per grid. The noise package is scalar, so this loops over grid cells (n * s * s
-    calls), never over pixels.
-
-    `phase` (default on) adds a random offset in [0, 1)^2 to each mask's coordinates: the
-    noise package only takes ~128 safe bases, so without it a set of N = 6000 masks would
-    repeat each grid ~47 times. phase=False gives the study's fixed coordinates i/s, j/s.
-    """
-    from noise import pnoise2
-
-    steps = np.arange(s) / s * frequency
-    grids = np.empty((len(bases), s, s), dtype=np.float64)
-    for index, (base, (di, dj)) in enumerate(zip(bases.tolist(), phases.tolist())):
-        grids[index] = [[pnoise2(u + di, v + dj, octaves=octaves, base=base) for v in steps] for u in steps]
-    low = grids.min(axis=(1, 2), keepdims=True)
-    span = grids.max(axis=(1, 2), keepdims=True) - low
-    # A constant grid (possible only for degenerate settings) becomes all zeros, not NaN.
-    grids = np.divide(grids - low, span, out=np.zeros_like(grids), where=span > 0)
-    return torch.from_numpy(grids.astype(np.float32))
-
-
-def plan_masks(kind: str, n: int, size, *, s: int = 8, p: float | None = None, seed: int = 0, **params) -> MaskPlan:
-    """Draw every random number of the set, in a fixed order, from one torch.Generator(seed)."""
+def plan_masks(kind: str, n: int, size, *, s: int = 8, p: float | None = None, seed: int = 0, set_id: str | None = None,
+               upsample: str = "reflect", **params) -> MaskPlan:
+    """Draw every random number of the set, in a fixed order, from one torch.Generator seeded
+    with set_seed(seed, set_id) (set_id defaults to default_set_id(kind, p))."""
     params = check_mask_args(kind, n, size, s, p, params)
+    require(upsample in UPSAMPLE_MODES, f"unknown upsample mode {upsample!r}; use {' or '.join(UPSAMPLE_MODES)}")
     size = (int(size[0]), int(size[1]))
-    generator = torch.Generator().manual_seed(int(seed))
+    generator = torch.Generator().manual_seed(set_seed(seed, set_id or default_set_id(kind, p)))
+    perlin_seeds = None
     if kind == "binary":
         grids = (torch.rand((n, s, s), generator=generator) < p).float()
     elif kind == "gaussian":
         grids = torch.randn((n, s, s), generator=generator).mul_(params["std"]).add_(params["mean"]).clamp_(0, 1)
+    elif params["engine"] == "study":
+        perlin_seeds = draw_study_seeds(n, generator)
+        grids = study_grids(perlin_seeds, s, params["frequency"])
     else:
-        bases = torch.randint(0, PERLIN_BASES, (n,), generator=generator)
+        bases = torch.randint(0, FBM_BASES, (n,), generator=generator)
         phases = torch.rand((n, 2), generator=generator, dtype=torch.float64)
         if not params["phase"]:
             phases.zero_()
-        grids = _perlin_grids(bases, phases, s, params["frequency"], params["octaves"])
+        grids = fbm_grids(bases, phases, s, params["frequency"], params["octaves"])
     cell_h, cell_w = cell_size(size, s)
     shifts = torch.stack([torch.randint(0, cell_h, (n,), generator=generator),
                           torch.randint(0, cell_w, (n,), generator=generator)], dim=1)
-    return MaskPlan(grids, shifts, size, s, params)
+    return MaskPlan(grids, shifts, size, s, params, upsample, perlin_seeds)
 
 
-def interpolation_matrix(n_in: int, n_out: int) -> torch.Tensor:
-    """(n_out, n_in) weights of 1-D linear upsampling with align_corners=False (clamped border),
-    taken from F.interpolate itself so the weights are exactly torch's."""
-    return F.interpolate(torch.eye(n_in)[None], size=n_out, mode="linear", align_corners=False)[0].T.contiguous()
+@functools.lru_cache(maxsize=32)
+def interpolation_matrix(n_in: int, n_out: int, mode: str = "reflect") -> torch.Tensor:
+    """(n_out, n_in) weights of 1-D linear upsampling with half-pixel centres.
+
+    clamp: taken from F.interpolate(align_corners=False) itself, so the weights are exactly torch's.
+    reflect: source coordinate (o + 0.5) * n_in / n_out - 0.5 as in scipy.ndimage.zoom(grid_mode=True),
+    which scikit-image's resize calls; the two neighbours are mirrored into [0, n_in) the numpy
+    'reflect' way (index -1 reads index 1, index n_in reads n_in - 2).
+    """
+    require(mode in UPSAMPLE_MODES, f"unknown upsample mode {mode!r}; use {' or '.join(UPSAMPLE_MODES)}")
+    if mode == "clamp":
+        return F.interpolate(torch.eye(n_in)[None], size=n_out, mode="linear", align_corners=False)[0].T.contiguous()
+    source = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
+    low = np.floor(source).astype(np.int64)
+    frac = source - low
+    period = max(2 * n_in - 2, 1)
+    weights = np.zeros((n_out, n_in), dtype=np.float64)
+    for index, weight in ((low, 1 - frac), (low + 1, frac)):
+        folded = np.abs(index) % period
+        np.add.at(weights, (np.arange(n_out), np.where(folded >= n_in, period - folded, folded)), weight)
+    return torch.from_numpy(weights.astype(np.float32))
 
 
-def render_masks(grids: torch.Tensor, shifts: torch.Tensor, size: tuple[int, int], s: int) -> torch.Tensor:
+def render_masks(grids: torch.Tensor, shifts: torch.Tensor, size: tuple[int, int], s: int,
+                 upsample: str = "reflect") -> torch.Tensor:
     """Upsample (m, s, s) grids and crop each at its own shift: (m, H, W), vectorised.
 
     Bilinear upsampling is separable, so upsample-then-crop equals rows @ grid @ cols.T with
     the cropped rows of the 1-D interpolation matrices: two small batched matmuls instead of
-    materialising the (m, (s+1)*cell, (s+1)*cell) upsampled grids (equal to F.interpolate
-    followed by the crop up to float32 rounding; see tests/test_masks.py).
+    materialising the (m, (s+1)*cell, (s+1)*cell) upsampled grids (equal to scikit-image's
+    resize, or F.interpolate for clamp, followed by the crop up to float32 rounding; see
+    tests/test_masks.py).
     """
     height, width = size
     cell_h, cell_w = cell_size(size, s)
-    row_weights = interpolation_matrix(s, (s + 1) * cell_h)[shifts[:, 0, None] + torch.arange(height)]  # (m, H, s)
-    col_weights = interpolation_matrix(s, (s + 1) * cell_w)[shifts[:, 1, None] + torch.arange(width)]  # (m, W, s)
-    return torch.bmm(torch.bmm(row_weights, grids.float()), col_weights.transpose(1, 2)).clamp_(0, 1)
+    rows = interpolation_matrix(s, (s + 1) * cell_h, upsample)[shifts[:, 0, None] + torch.arange(height)]  # (m, H, s)
+    cols = interpolation_matrix(s, (s + 1) * cell_w, upsample)[shifts[:, 1, None] + torch.arange(width)]  # (m, W, s)
+    return torch.bmm(torch.bmm(rows, grids.float()), cols.transpose(1, 2)).clamp_(0, 1)
 
 
 def generate_masks(kind: str, n: int, size, *, s: int = 8, p: float | None = None, seed: int = 0, **params) -> torch.Tensor:
-    """n RISE masks of `kind` ("binary" needs p; "gaussian": mean, std; "perlin": frequency,
-    octaves, phase) as an (n, H, W) float32 tensor in [0, 1]."""
+    """n RISE masks of `kind` ("binary" needs p; "gaussian": mean, std; "perlin": engine,
+    frequency, and for fbm octaves, phase) as an (n, H, W) float32 tensor in [0, 1]. Also takes
+    set_id and upsample (see plan_masks)."""
     plan = plan_masks(kind, n, size, s=s, p=p, seed=seed, **params)
     return torch.cat([plan.render(slice(start, start + RENDER_CHUNK)) for start in range(0, n, RENDER_CHUNK)])
 
 
 def write_masks(path: str | os.PathLike, kind: str, n: int, size, *, s: int = 8, p: float | None = None, seed: int = 0,
-                chunk: int = RENDER_CHUNK, dtype: str = "float16", progress: bool = False, **params) -> "MaskSet":
-    """Generate a mask set and write it to HDF5 chunk by chunk (never all n masks in memory).
+                set_id: str | None = None, upsample: str = "reflect", chunk: int = RENDER_CHUNK, dtype: str = "float16",
+                progress: bool = False, **params) -> "MaskSet":
+    """Generate a mask set and write it to HDF5 chunk by chunk (never all n masks in memory),
+    with its draws (`grids`, `shifts`, `perlin_seeds`) and, in attrs, the seeds that made them.
 
     float16 storage halves the file (6000 x 224 x 224: 0.6 GB instead of 1.2 GB) and changes
     saliency maps by < 1e-3 relative (tests/test_masks.py).
@@ -179,7 +216,8 @@ def write_masks(path: str | os.PathLike, kind: str, n: int, size, *, s: int = 8,
 
     require(dtype in STORAGE_DTYPES, f"unknown mask storage dtype {dtype!r}; use {' or '.join(STORAGE_DTYPES)}")
     require(isinstance(chunk, int) and chunk >= 1, f"chunk must be a positive integer, got {chunk}")
-    plan = plan_masks(kind, n, size, s=s, p=p, seed=seed, **params)
+    set_id = set_id or default_set_id(kind, p)
+    plan = plan_masks(kind, n, size, s=s, p=p, seed=seed, set_id=set_id, upsample=upsample, **params)
     height, width = plan.size
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
         dataset = handle.create_dataset("masks", shape=(n, height, width), dtype=dtype,
@@ -187,7 +225,12 @@ def write_masks(path: str | os.PathLike, kind: str, n: int, size, *, s: int = 8,
         for start in tqdm(range(0, n, chunk), desc=f"{kind} masks", unit="chunk", disable=not progress):
             part = slice(start, min(start + chunk, n))
             dataset[part] = plan.render(part).numpy().astype(dtype)
+        handle.create_dataset("grids", data=plan.grids.numpy().astype(np.float32))
+        handle.create_dataset("shifts", data=plan.shifts.numpy().astype(np.int64))
+        if plan.perlin_seeds is not None:
+            handle.create_dataset("perlin_seeds", data=plan.perlin_seeds.numpy().astype(np.int64))
         handle.attrs.update(kind=kind, p=float("nan") if p is None else float(p), s=s, n=n, seed=int(seed),
+                            set_id=set_id, generator_seed=set_seed(seed, set_id), upsample=upsample,
                             height=height, width=width, params=json.dumps(plan.params, sort_keys=True),
                             dtype=dtype, version=__version__)
     return MaskSet(path)
@@ -251,6 +294,30 @@ class MaskSet:
             total = sum(chunk.sum(dtype=torch.float64).item() for chunk in self.iter_chunks(chunk_size))
             self._mean = total / (len(self) * self.size[0] * self.size[1])
         return self._mean
+
+    def draws(self) -> MaskPlan:
+        """The stored draws (grids, shifts, Perlin seeds) as a MaskPlan that re-renders the set."""
+        import h5py
+
+        with h5py.File(self.path, "r") as handle:
+            missing = [name for name in ("grids", "shifts") if name not in handle]
+            require(not missing, f"{self.path} has no {' or '.join(missing)} (an older mask file); "
+                                 f"regenerate the masks with `saliency-bench masks` (the workflow does so when rerun)")
+            grids = torch.from_numpy(handle["grids"][()].astype(np.float32))
+            shifts = torch.from_numpy(handle["shifts"][()].astype(np.int64))
+            seeds = torch.from_numpy(handle["perlin_seeds"][()].astype(np.int64)) if "perlin_seeds" in handle else None
+        return MaskPlan(grids, shifts, self.size, int(self.attrs["s"]), self.attrs.get("params") or {},
+                        str(self.attrs.get("upsample", "reflect")), seeds)
+
+    def rerender_error(self, chunk_size: int = RENDER_CHUNK) -> float:
+        """Largest |stored mask - mask re-rendered from the stored draws| (an audit of the file)."""
+        plan = self.draws()
+        require(len(plan.grids) == len(self) and len(plan.shifts) == len(self),
+                f"{self.path}: {len(plan.grids)} grids / {len(plan.shifts)} shifts for {len(self)} masks; regenerate the masks")
+        worst = 0.0
+        for start, stored in zip(range(0, len(self), chunk_size), self.iter_chunks(chunk_size)):
+            worst = max(worst, (plan.render(slice(start, start + chunk_size)) - stored).abs().max().item())
+        return worst
 
 
 def prefetched(items: Iterable[T], depth: int = 1) -> Iterator[T]:

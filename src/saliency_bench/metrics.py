@@ -1,6 +1,6 @@
 """Deletion and insertion metrics (Petsiuk et al. 2018), vectorised over steps and images.
 
-Protocol (docs: /work/shared/PROTOCOL.md, "Deletion and insertion"): pixels are ranked by
+Protocol (docs/protocol.md, "Deletion and insertion"): pixels are ranked by
 descending saliency; at step i the pixels ``order[i*step:(i+1)*step]`` are copied, in all
 three channels, from the finish image into the current one; the score (softmax probability
 of the explained class) is recorded before each change and once after the last one, giving
@@ -35,6 +35,13 @@ MODES = ("deletion", "insertion")
 SUBSTRATES = ("zeros", "blur", "mean", "uniform noise")
 DEFAULT_SUBSTRATE = {"deletion": "zeros", "insertion": "blur"}
 DEFAULT_STEP_ROWS = 8
+
+
+def default_step(width: int) -> int:
+    """Pixels changed per step: DEFAULT_STEP_ROWS rows of the image (1792 at 224x224)."""
+    return DEFAULT_STEP_ROWS * width
+
+
 BLUR_KLEN, BLUR_SIGMA = 11, 5
 
 
@@ -225,7 +232,7 @@ def causal_curve_sets(model: nn.Module | ModelRunner, images: torch.Tensor, requ
     require(images.ndim == 4, f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
     require(len(requests) >= 1, "no curves were requested")
     _, _, height, width = images.shape
-    step = DEFAULT_STEP_ROWS * width if step is None else int(step)
+    step = default_step(width) if step is None else int(step)
     require(step >= 1, f"step must be at least 1 pixel, got {step}")
     shared = shared_scores if shared_scores is not None else SharedScores(images, seed)
     require(shared.seed == seed, f"shared scores use noise seed {shared.seed}, not {seed}; pass the same seed")

@@ -1,4 +1,4 @@
-"""RISE saliency (Petsiuk et al. 2018; PROTOCOL.md, "RISE saliency").
+"""RISE saliency (Petsiuk et al. 2018; docs/protocol.md, "RISE saliency").
 
 S_c = (1 / (N * norm)) * sum_i f_c(I * M_i) * M_i, for every class c at once: one matmul
 per chunk of masks, scores (n x K) transposed times masks (n x HW). norm = p for binary

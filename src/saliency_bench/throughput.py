@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from .errors import UserError, atomic_path, require
-from .forward import MEMORY_FORMATS, ModelRunner, model_device, set_memory_format
+from .forward import MEMORY_FORMATS, PRECISIONS, ModelRunner, model_device, set_memory_format
 
 # batch_size auto: CPU candidates are timed; a GPU gets one large batch.
 CPU_BATCH_CANDIDATES = (8, 16, 32, 64)
@@ -32,6 +32,18 @@ CUDA_BATCH_SIZE = 256
 # channels-last must win by this margin: a closer race is within timing noise, and contiguous is
 # what the model was trained and validated in.
 CHANNELS_LAST_MARGIN = 1.05
+
+# A reduced precision is reported (precision_note) when at least this much faster than fp32, and
+# `precision: auto` (explicit opt-in) picks bf16 only then: it changes AUCs by more than round-off.
+REDUCED_PRECISION_MARGIN = 1.5
+# Seconds to spend timing each other precision: enough on a CPU with native bf16 or a GPU, and
+# cheap where bf16 is emulated (AVX2: about 8x slower than fp32), where the warm-up batch alone
+# gives the rate once it takes longer than this.
+PRECISION_TIMING_SECONDS = 1.5
+# The measured effect of bf16 on AUCs, for the note (the benchmarks are not installed with the package):
+# benchmarks/results/bf16_vs_fp32.json, benchmarks/precision.py on the demo ResNet-18, 112 px, 4 images,
+# RISE N=250, Abs-CAM Init/Final at layer2 and layer3, deletion and insertion, measured 2026-11-29.
+BF16_LARGEST_AUC_CHANGE = 0.0016
 
 
 def synchronise(device: torch.device) -> None:
@@ -68,11 +80,18 @@ class ForwardSettings:
     memory_format: str
     batch_size: int
     measured: dict[tuple[str, int], float] = field(default_factory=dict)
+    precision: str = "fp32"
+    by_precision: dict[str, float] = field(default_factory=dict)  # images/s at the chosen format and batch
+    precision_note: str | None = None
 
     def describe(self) -> str:
         rates = ", ".join(f"{fmt} {batch}: {rate:.1f}" for (fmt, batch), rate in self.measured.items())
         chosen = f"{self.memory_format}, batch {self.batch_size}"
-        return f"{rates} images/s -> {chosen}" if rates else chosen
+        described = f"{rates} images/s -> {chosen}" if rates else chosen
+        if self.by_precision:
+            described += "; " + ", ".join(f"{name}: {rate:.1f}" for name, rate in self.by_precision.items()) + \
+                f" images/s -> {self.precision}"
+        return described
 
 
 def batch_candidates(batch_size: int | str, device: torch.device) -> tuple[int, ...]:
@@ -127,21 +146,91 @@ def choose_settings(measured: dict[tuple[str, int], float]) -> tuple[str, int]:
 
 
 def tune_forward(model: nn.Module, size: tuple[int, int], precision: str = "fp32", batch_size: int | str = "auto",
-                 memory_format: str = "auto", rounds: int = 2) -> ForwardSettings:
-    """Settle what is "auto" by measurement on this machine; what is given stays as given."""
+                 memory_format: str = "auto", rounds: int = 2, time_precisions: bool = False) -> ForwardSettings:
+    """Settle what is "auto" by measurement on this machine; what is given stays as given.
+
+    time_precisions (implied by precision "auto"): also time the other precisions at the chosen
+    format and batch (`precision_rates`). The precision stays as given; only "auto" picks bf16,
+    and only when it is REDUCED_PRECISION_MARGIN times faster than fp32.
+    """
     device = model_device(model)
     formats, batch_sizes = format_candidates(memory_format), batch_candidates(batch_size, device)
+    timed = "fp32" if precision == "auto" else precision
     if len(formats) * len(batch_sizes) == 1:
-        return ForwardSettings(formats[0], batch_sizes[0])
-    measured = measure_forward(model, size, precision, formats, batch_sizes, rounds)
-    return ForwardSettings(*choose_settings(measured), measured)
+        settings = ForwardSettings(formats[0], batch_sizes[0], precision=timed)
+    else:
+        measured = measure_forward(model, size, timed, formats, batch_sizes, rounds)
+        settings = ForwardSettings(*choose_settings(measured), measured, precision=timed)
+    if not (time_precisions or precision == "auto"):
+        return settings
+    rates = precision_rates(model, size, settings, device)
+    speedup, fastest = reduced_precision_speedup(rates)
+    chosen = "bf16" if precision == "auto" and fastest == "bf16" and speedup >= REDUCED_PRECISION_MARGIN else timed
+    note = precision_note(fastest, speedup, rates, chosen) if speedup >= REDUCED_PRECISION_MARGIN else None
+    return ForwardSettings(settings.memory_format, settings.batch_size, settings.measured, chosen, rates, note)
+
+
+def precision_rates(model: nn.Module, size: tuple[int, int], settings: ForwardSettings,
+                    device: torch.device) -> dict[str, float]:
+    """Images/s of fp32, bf16 (and fp16 on CUDA) at the chosen format and batch; the rate already
+    measured is reused, each other one costs about PRECISION_TIMING_SECONDS."""
+    names = [name for name in PRECISIONS if name != "fp16" or device.type == "cuda"]
+    rates = {}
+    set_memory_format(model, settings.memory_format)
+    try:
+        batch = probe_batch(settings.batch_size, size, device)
+        for name in names:
+            known = settings.measured.get((settings.memory_format, settings.batch_size))
+            if known is not None and name == settings.precision:
+                rates[name] = known
+                continue
+            runner = ModelRunner(model, settings.batch_size, name)
+            rates[name] = capped_images_per_second(runner, batch, PRECISION_TIMING_SECONDS)
+    finally:
+        set_memory_format(model, "contiguous")
+    return rates
+
+
+def capped_images_per_second(runner: ModelRunner, batch: torch.Tensor, budget: float) -> float:
+    """Images/s within about `budget` seconds: a slow warm-up batch is itself the measurement."""
+    synchronise(runner.device)
+    start = time.perf_counter()
+    runner(batch)
+    synchronise(runner.device)
+    warmup = time.perf_counter() - start
+    if warmup >= budget / 2:
+        return len(batch) / warmup
+    return images_per_second(runner, batch, min_seconds=budget - warmup, min_repeats=1, warmup=0)
+
+
+def reduced_precision_speedup(rates: dict[str, float]) -> tuple[float, str | None]:
+    """(speed-up over fp32, name) of the fastest reduced precision; (0, None) if none was timed."""
+    reduced = {name: rate for name, rate in rates.items() if name != "fp32"}
+    if not reduced or not rates.get("fp32"):
+        return 0.0, None
+    fastest = max(reduced, key=reduced.get)
+    return reduced[fastest] / rates["fp32"], fastest
+
+
+def precision_note(fastest: str, speedup: float, rates: dict[str, float], chosen: str) -> str:
+    """One sentence: how much faster the reduced precision is here, and what it does to the AUCs."""
+    effect = (f"on the demo model bf16 changed AUCs by up to {BF16_LARGEST_AUC_CHANGE} (benchmarks/precision.py)"
+              if fastest == "bf16" else "its effect on AUCs is not measured (run benchmarks/precision.py)")
+    use = f"this run uses {chosen}" if chosen != "fp32" else f"set precision: {fastest} (or auto) to use it"
+    return (f"{fastest} ran {speedup:.1f}x faster than fp32 here ({rates[fastest]:.1f} vs {rates['fp32']:.1f} "
+            f"images/s); {effect}; {use}.")
 
 
 def write_forward_settings(path: str | Path, settings: ForwardSettings, context: dict) -> None:
-    """Record the settings and their measurement as JSON (atomically)."""
+    """Record the settings and their measurement as JSON (atomically); `precision` is the one every job uses."""
     record = {"memory_format": settings.memory_format, "batch_size": settings.batch_size,
               "images_per_second": {f"{fmt} {batch}": round(rate, 2) for (fmt, batch), rate in settings.measured.items()},
-              "channels_last_margin": CHANNELS_LAST_MARGIN, **context}
+              "channels_last_margin": CHANNELS_LAST_MARGIN, **context, "precision": settings.precision}
+    if settings.by_precision:
+        record["images_per_second_by_precision"] = {name: round(rate, 2) for name, rate in settings.by_precision.items()}
+        record["reduced_precision_margin"] = REDUCED_PRECISION_MARGIN
+    if settings.precision_note:
+        record["precision_note"] = settings.precision_note
     with atomic_path(path) as temporary:
         Path(temporary).write_text(json.dumps(record, indent=1) + "\n")
 
@@ -159,6 +248,28 @@ def read_forward_settings(path: str | Path) -> tuple[str, int]:
     require(memory_format in MEMORY_FORMATS, f"{path} names memory format {memory_format!r}; {fix}")
     require(isinstance(batch_size, int) and batch_size >= 1, f"{path} names batch size {batch_size!r}; {fix}")
     return memory_format, batch_size
+
+
+def read_forward_precision(path: str | Path) -> str:
+    """The precision recorded by `saliency-bench tune-forward` (fp32 in files that name none)."""
+    read_forward_settings(path)  # the file's errors, in one place
+    precision = json.loads(Path(path).read_text()).get("precision", "fp32")
+    require(precision in PRECISIONS, f"{path} names precision {precision!r}; recreate it with `saliency-bench tune-forward`")
+    return precision
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 runs natively here: a CUDA device that supports it, or a CPU with AVX-512 BF16 or
+    AMX (oneDNN's own check, else the /proc/cpuinfo flags); elsewhere torch emulates it, slowly."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    try:
+        if check is not None and check():
+            return True
+        return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", Path("/proc/cpuinfo").read_text()))
+    except (OSError, RuntimeError):
+        return False
 
 
 # ---- helpers of the benchmarks ----------------------------------------------------------------------------

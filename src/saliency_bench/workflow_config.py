@@ -4,7 +4,8 @@ The Snakefile stays thin: it asks this module what to build. Ids are stable, bec
 they name files and table rows: masks `binary-p0.5`, `gaussian`, `perlin`; methods
 `rise-<mask id>`, `abscam-init-layer3`, `abscam-final-layer3`, `random`, `centre`.
 Repeat r > 0 of a RISE configuration (rise.repeats) draws new masks with seed + r and
-gets the suffix `-seed<r>`.
+gets the suffix `-seed<r>`. Every mask set's generator seed is a hash of that seed and the
+set's base id (masks.set_seed), so the sets of one config are independent draws.
 """
 from __future__ import annotations
 
@@ -29,13 +30,17 @@ class MaskConfig:
     p: float | None
     seed: int
     params: tuple[tuple[str, Any], ...] = ()
+    upsample: str = "reflect"
 
     def cli_args(self) -> str:
-        args = ["--kind", self.kind, "--seed", str(self.seed)]
+        args = ["--kind", self.kind, "--seed", str(self.seed), "--set-id", self.base_id, "--upsample", self.upsample]
         if self.p is not None:
             args += ["--p", f"{self.p:g}"]
         for key, value in self.params:
-            args += [f"--{key}", str(value)]
+            if isinstance(value, bool):
+                args.append(f"--{key}" if value else f"--no-{key}")
+            else:
+                args += [f"--{key}", str(value)]
         return shlex.join(args)
 
 
@@ -61,17 +66,21 @@ def mask_configs(config: dict) -> list[MaskConfig]:
     for repeat in range(rise.get("repeats", 1)):
         suffix = f"-seed{repeat}" if repeat else ""
         seed = rise.get("seed", 0) + repeat
+        upsample = rise.get("upsample", "reflect")
         for p in rise.get("binary", {}).get("p", []):
             base = f"binary-{_p_label(p)}"
-            masks.append(MaskConfig(base + suffix, base, "binary", float(p), seed))
+            masks.append(MaskConfig(base + suffix, base, "binary", float(p), seed, (), upsample))
         gaussian = rise.get("gaussian", {})
         if gaussian.get("enabled", True):
             params = (("mean", gaussian.get("mean", 0.5)), ("std", gaussian.get("std", 0.25)))
-            masks.append(MaskConfig(f"gaussian{suffix}", "gaussian", "gaussian", None, seed, params))
+            masks.append(MaskConfig(f"gaussian{suffix}", "gaussian", "gaussian", None, seed, params, upsample))
         perlin = rise.get("perlin", {})
         if perlin.get("enabled", True):
-            params = (("octaves", perlin.get("octaves", 5)), ("frequency", perlin.get("frequency", 5)))
-            masks.append(MaskConfig(f"perlin{suffix}", "perlin", "perlin", None, seed, params))
+            engine = perlin.get("engine", "study")
+            params = (("perlin-engine", engine), ("frequency", perlin.get("frequency", 5)))
+            if engine == "fbm":  # octaves and phase belong to the fbm engine only
+                params += (("octaves", perlin.get("octaves", 5)), ("phase", perlin.get("phase", True)))
+            masks.append(MaskConfig(f"perlin{suffix}", "perlin", "perlin", None, seed, params, upsample))
     return masks
 
 
@@ -108,8 +117,18 @@ def check_data_and_model(config: dict) -> None:
             + "; set both data.root (or data.file_list) and model.checkpoint (or model.weights), or neither for the demo")
 
 
-def data_root(config: dict) -> str | None:
-    return f"{DEMO_ROOT}/data/images" if uses_demo(config) else config["data"].get("root")
+def check_demo(config: dict) -> None:
+    """With demo.train false the shipped model explains the demo: the data must be generated and
+    split as when it was trained, or the explained "validation" images could be training images."""
+    if not uses_demo(config) or config["demo"].get("train", False):
+        return
+    from .demo.shipped import shipped_settings
+
+    differing = [f"{section}.{key} is {config[section].get(key)}, the shipped model's is {value}"
+                 for section, values in shipped_settings().items() for key, value in values.items()
+                 if config[section].get(key) != value]
+    require(not differing, f"demo.train is false, so the shipped demo model is used, but {'; '.join(differing)}; "
+            "restore the default or set demo.train: true to train a model on these settings")
 
 
 def class_names(config: dict) -> list[str]:
@@ -136,21 +155,31 @@ def num_classes(config: dict) -> int:
     return len(class_names(config))
 
 
-def selected_image_count(config: dict) -> int:
-    """How many images the workflow explains; known before any job runs, so shards are too."""
-    from .data import discover_images, records_from_list, select_split
+def image_labels(config: dict) -> list[int]:
+    """The class index of every image the data source lists, in discovery order (-1: unknown).
+
+    Known before any job runs: the demo's tree is fixed by its config (classes sorted, as
+    ImageFolder sorts them, `demo.per_class` images each), the user's tree is listed.
+    """
+    from .data import discover_images, read_file_list, records_from_list
 
     data = config["data"]
     if uses_demo(config):
-        total = 4 * config["demo"]["per_class"]
-    elif data.get("root"):
-        total = len(discover_images(data["root"])[0])
-    else:
-        lines = [l.strip() for l in Path(data["file_list"]).read_text().splitlines() if l.strip() and not l.startswith("#")]
-        total = len(records_from_list(lines, data.get("list_root")))
-    count = len(select_split(total, data.get("split", "val"), data.get("val_fraction", 0.2), data.get("split_seed", 42)))
-    if data.get("limit"):
-        count = min(count, int(data["limit"]))
+        from .demo import CLASSES
+
+        return [label for label in range(len(CLASSES)) for _ in range(config["demo"]["per_class"])]
+    if data.get("root"):
+        return [record.label for record in discover_images(data["root"])[0]]
+    return [record.label for record in records_from_list(read_file_list(data["file_list"]), data.get("list_root"))]
+
+
+def selected_image_count(config: dict) -> int:
+    """How many images the workflow explains; known before any job runs, so shards are too."""
+    from .data import select_images
+
+    data = config["data"]
+    count = len(select_images(image_labels(config), data.get("split", "val"), data.get("val_fraction", 0.2),
+                              data.get("split_seed", 42), data.get("limit"), data.get("per_class_limit")))
     require(count >= 1, "no images selected; check data.split, data.val_fraction and data.limit")
     return count
 

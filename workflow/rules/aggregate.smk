@@ -9,8 +9,10 @@ rule aggregate:
         saliency=per_shard(SALIENCY_FILE),
         images=IMAGE_TABLE,
     output:
-        per_image=report("results/tables/per_image.csv", category="Summary", caption="../report/per_image.rst"),
-        summary=report("results/tables/summary.csv", category="Summary", caption="../report/summary_table.rst"),
+        per_image=report("results/tables/per_image.csv", category="Summary", caption="../report/per_image.rst",
+                         subcategory="Downloads (CSV)", labels={"file": "per_image.csv"}),
+        summary=report("results/tables/summary.csv", category="Summary", caption="../report/summary_table.rst",
+                       subcategory="Downloads (CSV)", labels={"file": "summary.csv"}),
         markdown="results/tables/summary.md",
     params:
         evidence=f"--evidence-root {q(EVIDENCE_ROOT)}" if EVIDENCE_ROOT else "",

@@ -1,13 +1,14 @@
 # Config loading, validation and helpers. All real logic lives in the saliency_bench package.
+import json
 import os
 import shlex
-import sys
 from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
 from saliency_bench import workflow_config as wc
 from saliency_bench.errors import UserError
+from saliency_bench.figures import split_stem
 from saliency_bench.fingerprint import stage_fingerprint
 
 min_version("9.0")
@@ -35,6 +36,7 @@ try:
     wc.validate_config(config, SCHEMA)
     validate(config, SCHEMA, set_default=True)
     wc.check_data_and_model(config)
+    wc.check_demo(config)
     wc.check_layers(config)
     N_SHARDS = wc.shard_count(config)
 except UserError as error:
@@ -75,7 +77,7 @@ def checkpoint_input():
 
 def tunes_forward():
     """Whether memory format or batch size is left to measurement (auto) on the machine that runs."""
-    return "auto" in (config["memory_format"], config["batch_size"])
+    return "auto" in (config["memory_format"], config["batch_size"], config["precision"])
 
 
 def forward_settings_input():
@@ -110,7 +112,8 @@ def preprocess_args():
 
 def model_args():
     """The model as the methods and metrics run it: source, batch size, precision, memory format."""
-    return f"{model_source_args()} --precision {config['precision']} {forward_args()}"
+    fold = "" if config["fold_bn"] else " --no-fold-bn"
+    return f"{model_source_args()} --precision {config['precision']}{fold} {forward_args()}"
 
 
 def method_input(wildcards):
@@ -140,6 +143,15 @@ def figure_targets():
     return [f"{FIGURES}/{name}" for name in FIGURE_DIRS] + [f"{FIGURES}/summary.png"]
 
 
+REPORT_PAGES = "results/report"  # the report's HTML tables and introduction (rule report_pages)
+
+
+def report_targets():
+    from saliency_bench.report_html import PAGES
+
+    return [f"{REPORT_PAGES}/{page}" for page in PAGES]
+
+
 def sanity_targets():
     return ["results/sanity/sanity.csv", "results/figures/sanity.png"]
 
@@ -149,9 +161,49 @@ def all_targets():
     # on it (Snakemake does not otherwise regenerate a missing intermediate file).
     intermediates = [IMAGE_TABLE, *forward_settings_input(), *expand(MASK_FILE, mask_id=list(MASKS))]
     intermediates += per_shard(SALIENCY_FILE) + per_shard(RECORDS_FILE) + per_shard(CURVES_FILE)
-    targets = intermediates + TABLES + figure_targets()
+    targets = intermediates + TABLES + figure_targets() + report_targets()
     if DEMO:
         targets.append(f"{DEMO_DIR}/model_card.json")
     if config["sanity"]["enabled"]:
         targets += sanity_targets()
     return targets
+
+
+# ---- the plan (rule plan) and the estimate beside the measured time (rule timing) ----
+PLAN = "results/plan.md"
+PLAN_JSON = "results/plan.json"
+TIMING = "results/tables/timing.md"
+
+
+def plan_input():
+    """Later stages take the plan as an ancient() input: it orders them after the plan, but a plan
+    rewritten for a new config does not by itself rerun them."""
+    return ancient(PLAN)
+
+
+# ---- the report's lists and introduction ----
+REPORT_SUMMARY = "Comparison"  # the report's Summary category: tables and chart first, the CSV files after
+
+
+def method_figure(name):
+    """'<image>-<method_id>' of a per-image figure -> (image, method_id), for the report's lists."""
+    return split_stem(name, list(METHODS))
+
+
+def layer_figure(name):
+    return split_stem(name, config["abscam"]["layers"])
+
+
+def demo_model_description():
+    if config["demo"]["train"]:
+        return "trained by the workflow on the demo data (demo.train: true)"
+    return "the shipped demo model (see src/saliency_bench/demo/weights/MODEL_CARD.md)"
+
+
+def report_run():
+    """What the report's introduction says was run (the config's values)."""
+    keys = ("device", "precision", "memory_format", "batch_size", "threads")
+    weights = demo_model_description() if DEMO else (checkpoint_path() or config["model"].get("weights"))
+    return {"model": config["model"]["arch"], "classes": wc.num_classes(config), "weights": weights,
+            "size": config["preprocess"]["size"], "rise": config["rise"], "abscam": config["abscam"],
+            "alpha": config["stats"]["alpha"], **{key: config[key] for key in keys}}

@@ -1,5 +1,6 @@
-# The offline demo: synthetic micrographs and a ResNet-18 trained on them (only when the
-# config names no data and no model of the user's).
+# The offline demo: synthetic micrographs and the ResNet-18 that ships with the package (only
+# when the config names no data and no model of the user's). demo.train: true trains one instead.
+from saliency_bench.demo import shipped as shipped_model
 
 
 rule demo_data:
@@ -26,31 +27,55 @@ rule demo_data:
         " --size {params.size} --seed {params.seed} --workers {threads} > {log} 2>&1"
 
 
-rule train_demo:
-    conda:
-        CONDA_ENV
-    input:
-        f"{DEMO_DIR}/data",
-    output:
-        model=f"{DEMO_DIR}/model.pt",
-        card=f"{DEMO_DIR}/model_card.json",
-    params:
-        size=config["demo"]["size"],
-        epochs=config["demo"]["epochs"],
-        seed=config["demo"]["seed"],
-        time_limit=config["demo"]["time_limit"],
-        val_fraction=config["data"]["val_fraction"],
-        split_seed=config["data"]["split_seed"],
-        code=stage_fingerprint("train_demo"),
-    threads: 2
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    log:
-        "logs/train_demo.log",
-    benchmark:
-        "benchmarks/train_demo.tsv"
-    shell:
-        "python -m saliency_bench train-demo --data {input} --size {params.size} --epochs {params.epochs} --seed {params.seed}"
-        " --val-fraction {params.val_fraction} --split-seed {params.split_seed} --time-limit {params.time_limit} --threads {threads}"
-        " --out {output.model} --card {output.card} > {log} 2>&1"
+if config["demo"]["train"]:
+
+    rule train_demo:
+        conda:
+            CONDA_ENV
+        input:
+            f"{DEMO_DIR}/data",
+        output:
+            model=f"{DEMO_DIR}/model.pt",
+            card=f"{DEMO_DIR}/model_card.json",
+        params:
+            size=config["demo"]["size"],
+            epochs=config["demo"]["epochs"],
+            seed=config["demo"]["seed"],
+            time_limit=config["demo"]["time_limit"],
+            val_fraction=config["data"]["val_fraction"],
+            split_seed=config["data"]["split_seed"],
+            code=stage_fingerprint("train_demo"),
+        threads: 2
+        resources:
+            mem_mb=4000,
+            runtime=30,
+        log:
+            "logs/train_demo.log",
+        benchmark:
+            "benchmarks/train_demo.tsv"
+        shell:
+            "python -m saliency_bench train-demo --data {input} --size {params.size} --epochs {params.epochs} --seed {params.seed}"
+            " --val-fraction {params.val_fraction} --split-seed {params.split_seed} --time-limit {params.time_limit} --threads {threads}"
+            " --out {output.model} --card {output.card} > {log} 2>&1"
+
+else:
+
+    rule demo_model:
+        conda:
+            CONDA_ENV
+        input:
+            str(shipped_model.CHECKPOINT),
+        output:
+            model=f"{DEMO_DIR}/model.pt",
+            card=f"{DEMO_DIR}/model_card.json",
+        params:
+            sha256=shipped_model.SHA256,
+            code=stage_fingerprint("demo_model"),
+        threads: 1
+        resources:
+            mem_mb=1000,
+            runtime=5,
+        log:
+            "logs/demo_model.log",
+        shell:
+            "python -m saliency_bench demo-model --out {output.model} --card {output.card} > {log} 2>&1"

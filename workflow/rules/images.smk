@@ -14,6 +14,7 @@ rule images:
         val_fraction=config["data"]["val_fraction"],
         split_seed=config["data"]["split_seed"],
         limit=f"--limit {config['data']['limit']}" if config["data"].get("limit") else "",
+        per_class=f"--per-class-limit {config['data']['per_class_limit']}" if config["data"].get("per_class_limit") else "",
         images_per_job=config["images_per_job"],
         code=stage_fingerprint("images"),
     threads: 1
@@ -26,5 +27,5 @@ rule images:
         "benchmarks/images.tsv"
     shell:
         "python -m saliency_bench images {params.source} --split {params.split} --val-fraction {params.val_fraction}"
-        " --split-seed {params.split_seed} {params.limit} --images-per-job {params.images_per_job}"
+        " --split-seed {params.split_seed} {params.limit} {params.per_class} --images-per-job {params.images_per_job}"
         " --out {output} > {log} 2>&1"

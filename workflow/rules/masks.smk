@@ -1,9 +1,13 @@
 # RISE masks: one HDF5 file per mask configuration, shared by every image.
+# The generator arguments (kind, p, seed, set id, rise.upsample, rise.perlin.engine/frequency/octaves/phase)
+# come from workflow_config.MaskConfig.cli_args, so changing any of them reruns the set.
 
 
 rule masks:
     conda:
         CONDA_ENV
+    input:
+        plan=plan_input(),
     output:
         MASK_FILE,
     params:

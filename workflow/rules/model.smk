@@ -1,5 +1,7 @@
-# memory_format / batch_size auto: time the model once on this machine, at the run's input
-# size and precision; every model job then runs with the recorded settings (same bits everywhere).
+# memory_format / batch_size / precision auto: time the model once on this machine, at the run's
+# input size (BatchNorms folded unless fold_bn: false); every model job then runs with the recorded
+# settings (same bits everywhere). fp32, bf16 (fp16 on CUDA) are timed too and recorded; only
+# precision: auto may pick bf16.
 
 
 rule tune_forward:
@@ -7,12 +9,14 @@ rule tune_forward:
         CONDA_ENV
     input:
         checkpoint=checkpoint_input(),
+        images=ancient(IMAGE_TABLE),  # bad images stop the run before any timing
     output:
         FORWARD_SETTINGS,
     params:
         model=model_source_args(),
         size=" ".join(map(str, config["preprocess"]["size"])),
         precision=config["precision"],
+        fold="" if config["fold_bn"] else "--no-fold-bn",
         batch_size=config["batch_size"],
         memory_format=config["memory_format"],
         code=stage_fingerprint("tune_forward"),
@@ -27,5 +31,5 @@ rule tune_forward:
         "benchmarks/tune_forward.tsv"
     shell:
         "python -m saliency_bench tune-forward {params.model} --size {params.size} --precision {params.precision}"
-        " --batch-size {params.batch_size} --memory-format {params.memory_format} --threads {threads}"
+        " --batch-size {params.batch_size} --memory-format {params.memory_format} --threads {threads} {params.fold}"
         " --out {output} > {log} 2>&1"

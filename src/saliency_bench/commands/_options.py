@@ -7,9 +7,9 @@ import sys
 import torch
 
 from ..data import IMAGENET_MEAN, IMAGENET_STD, load_images, read_image_table
-from ..errors import require
+
 from ..models import load_model, resolve_device
-from ..throughput import CPU_BATCH_CANDIDATES, CUDA_BATCH_SIZE
+from ..throughput import CPU_BATCH_CANDIDATES, CUDA_BATCH_SIZE, REDUCED_PRECISION_MARGIN
 
 
 def add_preprocess_args(parser: argparse.ArgumentParser) -> None:
@@ -41,12 +41,22 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     """The model as the methods and metrics run it: its source, precision, threads, batch size and
     memory format (given, tuned now with auto, or read from a `tune-forward` file)."""
     group = add_model_source_args(parser)
-    group.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="autocast precision (default fp32)")
-    group.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    add_precision_args(group)
     add_forward_args(group, batch_size=64, memory_format="contiguous")
     group.add_argument("--forward-settings", default=None, metavar="JSON",
                        help="memory format and batch size recorded by `saliency-bench tune-forward` (so that every "
-                            "job runs alike); they replace --batch-size and --memory-format")
+                            "job runs alike); they replace --batch-size and --memory-format (and --precision auto)")
+
+
+def add_precision_args(group) -> None:
+    """Precision, threads and conv-BN folding: how the model computes (model jobs and tune-forward)."""
+    group.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16", "auto"),
+                       help="autocast precision (default fp32); auto (opt-in): bf16 where tune-forward measures it "
+                            f"at least {REDUCED_PRECISION_MARGIN}x faster than fp32, else fp32")
+    group.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    group.add_argument("--no-fold-bn", dest="fold_bn", action="store_false",
+                       help="run forward-only passes with the BatchNorms as they are (default: folded into the "
+                            "preceding convolutions, eval mode; the same function to float32 round-off)")
 
 
 def add_forward_args(group, *, batch_size: int | str, memory_format: str) -> None:
@@ -72,20 +82,23 @@ def batch_size_arg(text: str) -> int | str:
 def model_from_args(args: argparse.Namespace) -> torch.nn.Module:
     """The model on its device in its memory format; sets args.batch_size and args.memory_format
     to what the model runs with (read from --forward-settings, or tuned now where auto)."""
-    from ..forward import set_memory_format
-    from ..throughput import read_forward_settings, tune_forward
+    from ..forward import set_fold_bn, set_memory_format
+    from ..throughput import read_forward_precision, read_forward_settings, tune_forward
 
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    model = load_model(args.arch, args.num_classes, args.checkpoint, args.weights, device)
+    model = set_fold_bn(load_model(args.arch, args.num_classes, args.checkpoint, args.weights, device),
+                        getattr(args, "fold_bn", True))
     if getattr(args, "forward_settings", None):
         args.memory_format, args.batch_size = read_forward_settings(args.forward_settings)
+        if args.precision == "auto":
+            args.precision = read_forward_precision(args.forward_settings)
     else:
         settings = tune_forward(model, tuple(args.size), args.precision, args.batch_size, args.memory_format)
-        if settings.measured:
+        if settings.measured or settings.by_precision:
             print(f"forward settings (auto): {settings.describe()}", file=sys.stderr)
-        args.memory_format, args.batch_size = settings.memory_format, settings.batch_size
+        args.memory_format, args.batch_size, args.precision = settings.memory_format, settings.batch_size, settings.precision
     return set_memory_format(model, args.memory_format)
 
 

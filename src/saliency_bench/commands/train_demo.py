@@ -6,7 +6,7 @@ import argparse
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "train-demo", help="train the demo ResNet-18 on `demo-data` output (CPU, ~3 min)",
+        "train-demo", help="train the demo ResNet-18 on `demo-data` output (CPU, ~3 min; the workflow uses the shipped one unless demo.train)",
         description="Train resnet18(num_classes=4) from scratch on DIR/images (train split) plus DIR/none (uniform "
                     "target); validate on the workflow's evaluation split; write a state dict and a JSON model card.")
     parser.add_argument("--data", required=True, metavar="DIR", help="folder written by `saliency-bench demo-data`")

@@ -3,6 +3,8 @@
 - `write_demo_data` / `render_sample` (synth.py): the images, their ground-truth masks, the "none" animals.
 - `train_demo_model` (train.py): ResNet-18 from scratch on the CPU, validated on the workflow's split.
 - `occlusion_check` (train.py): does the trained model use the evidence? (feature vs moved control)
+- shipped.py: the demo model that ships in weights/ (fp16, sha256-checked), used unless demo.train is true;
+  card.py makes it and its model card from a `train-demo` checkpoint.
 """
 from __future__ import annotations
 

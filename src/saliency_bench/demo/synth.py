@@ -9,10 +9,17 @@ they stop the network from learning a class by elimination (see DEMO-NOTES).
 Drawing is vectorised numpy in a small window around each shape. Each image draws from
 its own generator, seeded by (seed, class index, image index), so the output does not
 depend on how the work is split between processes.
+
+The pixels do not depend on the CPU either: numpy's exp/sin/cos/power and BLAS pick
+SIMD code paths at run time whose results differ in the last bit (enough to flip a
+uint8 now and then), so the drawing uses only IEEE-exact array arithmetic (+ - * / sqrt,
+min/max) and takes every transcendental from Python's `math` on scalars or short 1-D
+vectors (see `_exp`, `_blur`).
 """
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import os
 import shutil
@@ -23,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import correlate1d
 from tqdm import tqdm
 
 from ..errors import require
@@ -42,6 +49,11 @@ class Sample:
     class_name: str
 
 
+def _exp(values: np.ndarray) -> np.ndarray:
+    """exp of a short 1-D vector through `math.exp`, which does not vary with numpy's SIMD dispatch."""
+    return np.array([math.exp(v) for v in np.asarray(values, dtype=np.float64).tolist()])
+
+
 # ---- coverage of shapes, computed only inside their bounding window -------------------
 
 def _window(lo_x: float, hi_x: float, lo_y: float, hi_y: float, size: int):
@@ -57,7 +69,7 @@ def _window(lo_x: float, hi_x: float, lo_y: float, hi_y: float, size: int):
 def _ellipse_distance(xs, ys, centre, axes, angle: float):
     """Approximate signed distance (px) to an ellipse's boundary, and its normalised radius."""
     a, b = axes
-    c, s = np.cos(angle), np.sin(angle)
+    c, s = math.cos(angle), math.sin(angle)
     u = (xs - centre[0]) * c + (ys - centre[1]) * s
     v = -(xs - centre[0]) * s + (ys - centre[1]) * c
     radius = np.sqrt((u / a) ** 2 + (v / b) ** 2)
@@ -82,7 +94,8 @@ def blob_coverage(size: int, ellipses, ring: float = 0.0, rim_shading: float = 0
         return window, np.clip(ring / 2 + 0.5 - np.abs(dist), 0, 1)
     cover = np.clip(0.5 - dist, 0, 1)
     if rim_shading:
-        cover = cover * (1 - rim_shading + rim_shading * np.clip(radius, 0, 1) ** 4)
+        squared = np.clip(radius, 0, 1) ** 2  # squared twice: numpy's power(x, 4) differs between SIMD paths
+        cover = cover * (1 - rim_shading + rim_shading * squared * squared)
     return window, cover
 
 
@@ -104,8 +117,10 @@ def stroke_coverage(size: int, points: np.ndarray, widths):
     cover = np.zeros_like(xs)
     for (p, q, wp, wq) in zip(points[:-1], points[1:], widths[:-1], widths[1:]):  # a few segments, not pixels
         d = q - p
-        t = np.clip(((xs - p[0]) * d[0] + (ys - p[1]) * d[1]) / max(float(d @ d), 1e-6), 0, 1)
-        dist = np.hypot(xs - (p[0] + t * d[0]), ys - (p[1] + t * d[1]))
+        length2 = float(d[0]) * float(d[0]) + float(d[1]) * float(d[1])  # not d @ d: BLAS may fuse multiply-adds
+        t = np.clip(((xs - p[0]) * d[0] + (ys - p[1]) * d[1]) / max(length2, 1e-6), 0, 1)
+        dx, dy = xs - (p[0] + t * d[0]), ys - (p[1] + t * d[1])
+        dist = np.sqrt(dx * dx + dy * dy)
         cover = np.maximum(cover, np.clip((wp + t * (wq - wp)) / 2 + 0.5 - dist, 0, 1))
     return window, cover
 
@@ -132,15 +147,18 @@ def bezier(p0, p1, p2, n: int = 8) -> np.ndarray:
 
 def render_background(rng: np.random.Generator, size: int) -> np.ndarray:
     """Bright-field background: tinted, unevenly lit (gradient, vignette, soft blotches)."""
-    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    axis = np.arange(size, dtype=np.float32) / size
+    ys, xs = np.meshgrid(axis, axis, indexing="ij")
     base = np.array([0.86, 0.87, 0.82], dtype=np.float32) + rng.uniform(-0.05, 0.04, 3).astype(np.float32)
     direction = rng.uniform(0, 2 * np.pi)
-    light = 1 + rng.uniform(0.03, 0.10) * ((xs - 0.5) * np.cos(direction) + (ys - 0.5) * np.sin(direction))
+    light = 1 + rng.uniform(0.03, 0.10) * ((xs - 0.5) * math.cos(direction) + (ys - 0.5) * math.sin(direction))
     cx, cy = rng.uniform(0.3, 0.7, 2)
     light -= rng.uniform(0.05, 0.15) * ((xs - cx) ** 2 + (ys - cy) ** 2)
     for _ in range(rng.integers(2, 5)):  # out-of-focus blotches
         bx, by, radius = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.1, 0.3)
-        light += rng.uniform(-0.05, 0.04) * np.exp(-((xs - bx) ** 2 + (ys - by) ** 2) / (2 * radius ** 2))
+        # a separable Gaussian: two exp vectors of `size` values instead of a per-pixel exp
+        along_x, along_y = (_exp(-((axis - centre) ** 2) / (2 * radius ** 2)) for centre in (bx, by))
+        light += (rng.uniform(-0.05, 0.04) * np.outer(along_y, along_x)).astype(np.float32)
     return light[..., None] * base
 
 
@@ -169,14 +187,14 @@ class Pose:
     def __call__(self, points) -> np.ndarray:
         points = np.atleast_2d(np.asarray(points, dtype=np.float32)) * self.unit
         x, y = points[:, 0], points[:, 1] * self.mirror
-        c, s = np.cos(self.angle), np.sin(self.angle)
+        c, s = math.cos(self.angle), math.sin(self.angle)
         # image y grows downwards, so body "up" is -y
         return np.stack([x * c + y * s, x * s - y * c], axis=1) + self.origin
 
     def to_body(self, points) -> np.ndarray:
         """Inverse of the call: pixels to body coordinates."""
         d = np.atleast_2d(np.asarray(points, dtype=np.float32)) - self.origin
-        c, s = np.cos(self.angle), np.sin(self.angle)
+        c, s = math.cos(self.angle), math.sin(self.angle)
         x, y = d[:, 0] * c + d[:, 1] * s, d[:, 0] * s - d[:, 1] * c
         return np.stack([x, y * self.mirror], axis=1) / self.unit
 
@@ -322,6 +340,12 @@ def _draw_distractors(rng, canvas, size, pose: Pose, px: float) -> None:
 
 def render_sample(seed: int, class_index: int, index: int, size: int = 112) -> Sample:
     """One image, its evidence mask and its background; `class_index` 0-3 or NONE_INDEX."""
+    image, mask, background, name = render_linear(seed, class_index, index, size)
+    return Sample(_quantise(image), mask, _quantise(background), name)
+
+
+def render_linear(seed: int, class_index: int, index: int, size: int = 112):
+    """`render_sample` before rounding to uint8: float32 image and background in [0, 1], mask, class name."""
     rng = np.random.default_rng([seed, class_index, index])
     feature = CLASSES[class_index] if class_index < len(CLASSES) else None
     px = size / 112  # widths are designed at 112 px and scale with the image
@@ -338,18 +362,32 @@ def render_sample(seed: int, class_index: int, index: int, size: int = 112) -> S
     _draw_distractors(rng, canvas, size, pose, px)
     # the same optics and sensor noise for the scene with and without the animal
     noise = rng.normal(0, 0.018, (size, size, 3)).astype(np.float32)
-    return Sample(_finish(canvas, noise), mask, _finish(background, noise), feature or NONE)
+    return _finish(canvas, noise), mask, _finish(background, noise), feature or NONE
+
+
+BLUR_SIGMA = 0.45  # px: slight optical softness
+
+
+def _blur(canvas: np.ndarray) -> np.ndarray:
+    """Gaussian blur of rows and columns (5 taps, edges reflected), weights from `math.exp`."""
+    taps = np.arange(-2, 3, dtype=np.float64)
+    weights = _exp(-taps * taps / (2 * BLUR_SIGMA ** 2))
+    weights /= math.fsum(weights.tolist())  # not np.sum: its SIMD reduction order varies
+    return correlate1d(correlate1d(canvas, weights, axis=0, mode="reflect"), weights, axis=1, mode="reflect")
 
 
 def _finish(canvas: np.ndarray, noise: np.ndarray) -> np.ndarray:
-    blurred = gaussian_filter(canvas, sigma=(0.45, 0.45, 0))  # slight optical softness
-    return (np.clip(blurred + noise, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return np.clip(_blur(canvas) + noise, 0, 1)
+
+
+def _quantise(image: np.ndarray) -> np.ndarray:
+    return (image * 255 + 0.5).astype(np.uint8)
 
 
 # ---- the data set on disk -------------------------------------------------------------
 
 MANIFEST = "demo.json"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: pixels independent of numpy's SIMD code paths
 
 
 def image_name(class_name: str, index: int) -> str:

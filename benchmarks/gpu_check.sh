@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The GPU check, from a fresh clone on a machine with one NVIDIA GPU, in at most 8 minutes:
+#   1. a pip venv as the Makefile makes it (torch==2.14.1 / torchvision==0.29.1 from PyPI are CUDA builds);
+#   2. the golden and metric tests with the models on CUDA (SALIENCY_BENCH_TEST_DEVICE=cuda, tests/conftest.py);
+#   3. benchmarks/efficiency.py --device cuda at 224 px, N=6000;
+#   4. benchmarks/compare_study.py on CUDA (with its bf16 line);
+#   5. the paper protocol (224 px, N=6000, 6 RISE sets, Abs-CAM at layer1..layer4) on 8 demo images.
+# Everything goes under $OUT (default ./gpu-check-out): one log per step, summary.txt with each step's
+# status and seconds. A step that fails is recorded and the next one still runs; exit status 1 if any failed.
+#
+#   bash benchmarks/gpu_check.sh               # the real check (needs CUDA)
+#   bash benchmarks/gpu_check.sh --cpu-smoke   # every step on the CPU at toy sizes (about 10-20 min on 2 cores):
+#                                              # checks the script, not the GPU; uses an existing .venv
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-./gpu-check-out}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+SMOKE=0
+[[ "${1:-}" == "--cpu-smoke" ]] && SMOKE=1
+VENV=${VENV:-.venv}
+PY="$VENV/bin/python"
+DEADLINE=$(( $(date +%s) + ${GPU_CHECK_SECONDS:-470} ))  # 8 minutes, less a margin for the summary
+FAILED=0
+: > "$OUT/summary.txt"
+
+step() {  # step NAME COMMAND...: run with the time left, log to $OUT/NAME.log, record status and seconds
+    local name=$1; shift
+    local left=$(( DEADLINE - $(date +%s) ))
+    if (( left < 10 )); then
+        echo "$name: skipped (out of time)" | tee -a "$OUT/summary.txt"; FAILED=1; return
+    fi
+    local start=$(date +%s)
+    timeout "$left" "$@" > "$OUT/$name.log" 2>&1
+    local rc=$?
+    local status=ok
+    (( rc == 0 )) || { status="FAILED (exit $rc$( (( rc == 124 )) && echo ', out of time'))"; FAILED=1; }
+    echo "$name: $status, $(( $(date +%s) - start )) s" | tee -a "$OUT/summary.txt"
+}
+
+if (( SMOKE )); then
+    DEVICE=cpu; SIZE="32 32"; N=16; IMAGES=1; LAYERS="layer4"
+    TESTS=(tests/test_golden_metrics.py tests/test_folding.py -k "golden or resnet18")
+else
+    DEVICE=cuda; SIZE="224 224"; N=6000; IMAGES=2; LAYERS="layer3 layer4"
+    TESTS=(tests/test_golden_methods.py tests/test_golden_metrics.py tests/test_metrics.py tests/test_folding.py)
+    if [[ ! -x "$PY" ]] || ! "$PY" -c "import saliency_bench" 2>/dev/null; then
+        step install bash -c "python3 -m venv '$VENV' && '$VENV/bin/pip' install --quiet --upgrade pip \
+            && '$VENV/bin/pip' install --quiet -r envs/requirements.txt && '$VENV/bin/pip' install --quiet -e '.[test]'"
+    fi
+    "$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device visible to torch'" \
+        || { echo "no CUDA device: nothing to check (use --cpu-smoke to test the script)" | tee -a "$OUT/summary.txt"; exit 1; }
+fi
+"$PY" - > "$OUT/machine.txt" 2>&1 <<'EOF'
+import platform, torch
+from saliency_bench.throughput import native_bf16
+device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+print("torch", torch.__version__, "cuda", torch.version.cuda, "device", torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or platform.machine())
+print("native bf16:", native_bf16(device), "cpu capability:", torch.backends.cpu.get_cpu_capability())
+EOF
+
+step tests env SALIENCY_BENCH_TEST_DEVICE=$DEVICE "$VENV/bin/pytest" -q -p no:cacheprovider "${TESTS[@]}"
+# shellcheck disable=SC2086
+step efficiency "$PY" benchmarks/efficiency.py --device $DEVICE --size $SIZE --n-masks $N --images $IMAGES
+# shellcheck disable=SC2086
+step compare_study "$PY" benchmarks/compare_study.py --device $DEVICE --size $SIZE --n-masks $(( SMOKE ? N : 2000 )) \
+    --images $IMAGES --layers $LAYERS --json "$OUT/compare_study.json"
+
+# The paper protocol on 8 demo images: config/paper.yaml's preprocessing, RISE and Abs-CAM on the demo's data and model.
+"$PY" - "$OUT/paper_demo.yaml" "$DEVICE" "$SMOKE" <<'EOF'
+import sys, yaml
+out, device, smoke = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+demo, paper = (yaml.safe_load(open(f"config/{name}.yaml")) for name in ("config", "paper"))
+config = {**demo, **{key: paper[key] for key in ("preprocess", "rise", "abscam", "metrics", "stats")}}
+config["data"] = {**demo["data"], "limit": 8}
+config["data"].pop("per_class_limit", None)
+config["device"] = device
+if smoke:
+    config["preprocess"] = {**config["preprocess"], "size": [32, 32]}
+    config["rise"] = {**config["rise"], "n_masks": 16}
+yaml.safe_dump(config, open(out, "w"), sort_keys=False)
+EOF
+WORK="$OUT/paper-demo"
+mkdir -p "$WORK"
+DRY=(); (( SMOKE )) && DRY=(-n)  # the smoke test only plans the workflow
+step paper_protocol "$VENV/bin/snakemake" --snakefile "$PWD/Snakefile" --directory "$WORK" --configfile "$OUT/paper_demo.yaml" \
+    --cores all "${DRY[@]}"
+if [[ -f "$WORK/results/tables/summary.md" ]]; then cp "$WORK/results/tables/summary.md" "$OUT/paper_demo_summary.md"; fi
+if [[ -f "$WORK/results/model/forward_settings.json" ]]; then cp "$WORK/results/model/forward_settings.json" "$OUT/"; fi
+echo "results under $OUT" | tee -a "$OUT/summary.txt"
+exit $FAILED

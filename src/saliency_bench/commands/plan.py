@@ -1,0 +1,79 @@
+"""`saliency-bench plan`: before any model job, count the work, estimate its time and disk, check the space."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from ..errors import UserError, atomic_path, require
+from ._options import add_model_args
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "plan", help="write results/plan.md: images, shards, jobs, forward passes, time per stage and disk",
+        description="Count the jobs and forward passes of every stage of the workflow config, estimate their time "
+                    "from the model's measured throughput (--forward-settings, or a short measurement now) and the "
+                    "disk for masks and saliency; stop when the disk does not hold them.")
+    parser.add_argument("--config", required=True, help="the workflow's effective config, as JSON text or a .json/.yaml file")
+    parser.add_argument("--images", required=True, help="image table written by `saliency-bench images`")
+    parser.add_argument("--cores", type=int, default=len(os.sched_getaffinity(0)),
+                        help="cores the run may use (jobs at a time = cores / threads; default: this machine's, as --cores all)")
+    parser.add_argument("--results", default="results", help="results folder whose free space is checked")
+    parser.add_argument("--size", type=int, nargs=2, default=(224, 224), metavar=("H", "W"), help="input size of the measurement")
+    parser.add_argument("--out", required=True, help="plan (markdown)")
+    parser.add_argument("--out-json", required=True, help="plan (JSON), read by `saliency-bench timing`")
+    add_model_args(parser)
+    parser.set_defaults(func=run)
+
+
+def load_config(text: str) -> dict:
+    import yaml
+
+    path = Path(text)
+    try:
+        return yaml.safe_load(path.read_text() if path.suffix in (".json", ".yaml", ".yml") else text)
+    except (OSError, yaml.YAMLError) as error:
+        raise UserError(f"--config is neither a config file nor JSON text ({error.__class__.__name__})") from None
+
+
+def forward_settings(args: argparse.Namespace) -> tuple[dict, str]:
+    """The settings and throughput the model jobs will use: tune_forward's record, or measured now."""
+    if args.forward_settings:
+        require(Path(args.forward_settings).is_file(), f"forward-settings file {args.forward_settings} does not exist; "
+                "create it with `saliency-bench tune-forward`")
+        return json.loads(Path(args.forward_settings).read_text()), f"measured by tune_forward, {args.forward_settings}"
+    require("auto" not in (args.memory_format, args.batch_size),
+            "plan needs --forward-settings or named --memory-format and --batch-size")
+    import torch
+
+    from ..forward import set_fold_bn
+    from ..models import load_model, resolve_device
+    from ..throughput import measure_forward
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    model = set_fold_bn(load_model(args.arch, args.num_classes, args.checkpoint, args.weights, device),
+                        getattr(args, "fold_bn", True))
+    rates = measure_forward(model, tuple(args.size), args.precision, (args.memory_format,), (args.batch_size,), rounds=1)
+    settings = {"memory_format": args.memory_format, "batch_size": args.batch_size, "precision": args.precision,
+                "device": str(device), "threads": torch.get_num_threads(),
+                "images_per_second": {f"{f} {b}": rate for (f, b), rate in rates.items()}}
+    return settings, "measured now by the plan step (named settings, no tune_forward)"
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..plan import make_plan, render_plan, summary_line
+
+    config = load_config(args.config)
+    settings, source = forward_settings(args)
+    plan = make_plan(config, args.images, settings, source, args.cores, args.results)
+    with atomic_path(args.out_json) as tmp:
+        Path(tmp).write_text(json.dumps(plan, indent=1) + "\n")
+    with atomic_path(args.out) as tmp:
+        Path(tmp).write_text(render_plan(plan))
+    print(summary_line(plan), file=sys.stderr)
+    return 0

@@ -1,0 +1,172 @@
+"""Shared style of every figure: constants, small helpers, saving and the legibility checks."""
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # never open a window, also on machines without a display
+
+import numpy as np  # noqa: E402
+from matplotlib import cm, colors, text as mtext  # noqa: E402
+from matplotlib import pyplot as plt  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from ..data import IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from ..errors import atomic_path, require  # noqa: E402
+
+DPI = 110
+MIN_FONT_PT = 8.0
+# The report shows a figure at its pixel size, centred: a taller one loses its top in a 1280x720 window.
+MAX_HEIGHT_PX = 650
+MAX_HEIGHT_IN = MAX_HEIGHT_PX / DPI
+STYLE = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "xtick.labelsize": 8,
+         "ytick.labelsize": 8, "legend.fontsize": 8, "figure.titlesize": 10}
+SALIENCY_CMAP = "jet"
+OVERLAY_ALPHA = 0.5
+DIFFERENCE_CMAP = "RdBu_r"
+BASELINE_IDS = ("random", "centre")
+# Panel order: RISE masks, Abs-CAM init then final, then the chance baselines.
+_FAMILY_ORDER = ("rise-binary", "rise-gaussian", "rise-perlin", "rise", "abscam-init", "abscam-final", "abscam")
+_ABSCAM_ID = re.compile(r"^abscam-(init|final)-(.+)$")
+
+
+# ---- small helpers ---------------------------------------------------------------------
+def method_sort_key(method_id: str) -> tuple:
+    """Order method ids: RISE, Abs-CAM init, Abs-CAM final, other methods, then random, centre."""
+    if method_id in BASELINE_IDS:
+        return (len(_FAMILY_ORDER) + 1, BASELINE_IDS.index(method_id), method_id)
+    for rank, family in enumerate(_FAMILY_ORDER):
+        if method_id.startswith(family):
+            return (rank, 0, method_id)
+    return (len(_FAMILY_ORDER), 0, method_id)
+
+
+def file_stem(name: str) -> str:
+    """A file-name-safe stem for an image id, method id or layer name.
+
+    'class_a/img 01.png' -> 'class_a__img_01': the image extension is dropped, '/' becomes
+    '__', anything outside [A-Za-z0-9._-] becomes '_'.
+    """
+    stem = name
+    if stem.lower().endswith(IMAGE_EXTENSIONS):
+        stem = stem.rsplit(".", 1)[0]
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", stem.replace("/", "__"))
+    return stem.strip(".") or "_"
+
+
+def split_stem(stem: str, suffixes: Sequence[str]) -> tuple[str, str]:
+    """'<image>-<suffix>' -> (image, suffix): the inverse of the writers' names, for the report's labels.
+
+    Method ids and layer names may contain '-', so the suffix is the longest of the known
+    `suffixes` (as `file_stem` writes them) that ends the stem; (stem, "") when none does.
+    """
+    for suffix in sorted({file_stem(s) for s in suffixes}, key=len, reverse=True):
+        if stem.endswith(f"-{suffix}") and len(stem) > len(suffix) + 1:
+            return stem[: -len(suffix) - 1], suffix
+    return stem, ""
+
+
+def unique_stems(names: Sequence[str]) -> dict[str, str]:
+    """`file_stem` of each name; two names with the same stem would overwrite each other's figures."""
+    stems: dict[str, str] = {}
+    owner: dict[str, str] = {}
+    for name in names:
+        stem = file_stem(name)
+        require(owner.setdefault(stem, name) == name,
+                f"ids {owner[stem]!r} and {name!r} give the same figure file name {stem!r}; rename one of them")
+        stems[name] = stem
+    return stems
+
+
+def unnormalise(image: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> np.ndarray:
+    """(3, H, W) normalised tensor/array -> (H, W, 3) RGB in [0, 1] for imshow."""
+    array = np.asarray(image, dtype=np.float32)
+    rgb = array * np.asarray(std, np.float32)[:, None, None] + np.asarray(mean, np.float32)[:, None, None]
+    return np.clip(rgb, 0.0, 1.0).transpose(1, 2, 0)
+
+
+def minmax(saliency: np.ndarray) -> np.ndarray:
+    """Scale a map to [0, 1]; a constant map becomes all zeros (it ranks nothing)."""
+    saliency = np.asarray(saliency, dtype=np.float32)
+    low, high = float(saliency.min()), float(saliency.max())
+    return (saliency - low) / (high - low) if high > low else np.zeros_like(saliency)
+
+
+def curve_auc(curve: np.ndarray) -> np.ndarray:
+    """Trapezoid AUC with x in [0, 1], over the last axis (the protocol's definition)."""
+    curve = np.asarray(curve, dtype=np.float64)
+    steps = curve.shape[-1] - 1
+    return (curve.sum(-1) - curve[..., 0] / 2 - curve[..., -1] / 2) / steps
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    # Figure() directly, not pyplot: no global figure registry to leak memory across many figures.
+    figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)  # attaches itself: draw() and get_renderer() work without pyplot
+    return figure
+
+
+def _image_panel(ax, rgb: np.ndarray, title: str) -> None:
+    ax.imshow(rgb, interpolation="nearest")
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _overlay_panel(ax, rgb: np.ndarray, saliency: np.ndarray, title: str) -> None:
+    """The image with a min-max normalised map on top (jet, alpha 0.5)."""
+    _image_panel(ax, rgb, title)
+    ax.imshow(minmax(saliency), cmap=SALIENCY_CMAP, alpha=OVERLAY_ALPHA, vmin=0.0, vmax=1.0, interpolation="nearest")
+
+
+def _saliency_colorbar(figure: Figure, axes, label: str, shrink: float = 0.7) -> None:
+    # An opaque colour scale: a colorbar of the overlay itself would show the faded alpha-0.5 colours.
+    scale = cm.ScalarMappable(colors.Normalize(0.0, 1.0), SALIENCY_CMAP)
+    figure.colorbar(scale, ax=axes, shrink=shrink, label=label)
+
+
+def save_figure(figure: Figure, path: str | os.PathLike) -> Path:
+    """Save as PNG at `DPI` through `atomic_path`."""
+    path = Path(path)
+    with atomic_path(path) as tmp, plt.rc_context(STYLE):
+        figure.savefig(tmp, format="png", dpi=DPI)
+    return path
+
+
+# ---- legibility checks (used by the tests; cheap enough to run on any figure) ------------
+def figure_problems(figure: Figure) -> list[str]:
+    """What makes a figure hard to read: unlabelled axes or colorbars, tiny fonts, overlapping titles."""
+    problems = []
+    if not isinstance(figure.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(figure)
+    with plt.rc_context(STYLE):
+        figure.canvas.draw()  # lay out, so that text extents are final
+    renderer = figure.canvas.get_renderer()
+    labels = []
+    for index, ax in enumerate(figure.axes):
+        if not ax.get_visible():
+            continue
+        colorbar = getattr(ax, "_colorbar", None)
+        if colorbar is not None:
+            if not (ax.get_ylabel() or ax.get_xlabel()):
+                problems.append(f"colorbar axes #{index} has no label")
+        elif ax.axison and not (ax.get_title() or (ax.get_xlabel() and ax.get_ylabel())):
+            problems.append(f"axes #{index} has neither a title nor both axis labels")
+        for text in (ax.title, ax.xaxis.label, ax.yaxis.label):
+            if text.get_text() and text.get_visible():
+                labels.append((f"axes #{index} {text.get_text()!r}", text.get_window_extent(renderer)))
+    for text in figure.findobj(mtext.Text):
+        if text.get_text().strip() and text.get_visible() and text.get_fontsize() < MIN_FONT_PT:
+            problems.append(f"text {text.get_text()!r} is {text.get_fontsize():.1f} pt (< {MIN_FONT_PT})")
+    for (name_a, box_a), (name_b, box_b) in itertools.combinations(labels, 2):
+        if box_a.overlaps(box_b):
+            problems.append(f"{name_a} overlaps {name_b}")
+    return problems
+
+

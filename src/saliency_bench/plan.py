@@ -1,0 +1,252 @@
+"""The plan before a long run, and after it the plan beside the measured time.
+
+Nearly all the work is the model's forward passes, so the plan counts them per stage (RISE: N + 1
+per image and mask set; Abs-CAM Final: the layer's channels + 1 per image; Abs-CAM Init: one
+forward and one backward pass, about 3 forward passes; deletion/insertion: 2 (steps - 1) + 2 per
+map and image) and divides by the model's throughput measured on this machine (tune_forward's
+images/s of the chosen settings). Each job also pays a start-up (Python, torch, the model).
+`results/plan.json` keeps the estimate; `timing_table` sets it beside `benchmarks/**/*.tsv`.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import workflow_config as wc
+from .errors import UserError, require
+
+# Start-up of one job (interpreter, torch import, model built) where it cannot be measured: the
+# plan step measures its own start-up, which every job pays alike (and which grows on a busy machine).
+JOB_OVERHEAD_S = 4.0
+# Mask generation: seconds per million mask pixels (README: 2.4 s for N = 6000 at 224 x 224).
+MASK_SECONDS_PER_MPIXEL = 0.01
+# Forward-pass equivalents of one Abs-CAM Init map (one forward, one backward pass).
+INIT_PASSES = 3
+# Training the demo: forward + backward is about 3 forward passes per training image and epoch.
+TRAIN_PASSES = 3
+STAGES = ("masks", "rise", "abscam-init", "abscam-final", "chance", "deletion/insertion", "train_demo", "other")
+GB = 1e9
+
+
+@dataclass
+class Stage:
+    name: str
+    jobs: int = 0
+    forward_passes: int = 0
+    seconds: float = 0.0  # job-seconds (summed over jobs, before parallelism)
+    disk_bytes: int = 0
+
+
+def layer_channels(config: dict) -> dict[str, int]:
+    """Output channels of each Abs-CAM layer, from one forward pass of the architecture at the run's size."""
+    layers = config["abscam"]["layers"] if config["abscam"]["variants"] else []
+    if not layers:
+        return {}
+    import torch
+
+    from .models import build_model
+
+    model = build_model(config["model"]["arch"], max(wc.num_classes(config), 1)).eval()
+    found: dict[str, int] = {}
+    hooks = [dict(model.named_modules())[layer].register_forward_hook(
+        lambda module, inputs, output, layer=layer: found.__setitem__(layer, output.shape[1])) for layer in layers]
+    with torch.no_grad():
+        model(torch.zeros(1, 3, *config["preprocess"]["size"]))
+    for hook in hooks:
+        hook.remove()
+    return found
+
+
+def shard_sizes(image_table: str | Path) -> list[int]:
+    with open(image_table, newline="") as handle:
+        shards = [int(row["shard"]) for row in csv.DictReader(handle)]
+    return [shards.count(k) for k in range(max(shards) + 1)] if shards else []
+
+
+def method_stage(method: str) -> str:
+    return {"rise": "rise", "abscam-init": "abscam-init", "abscam-final": "abscam-final"}.get(method, "chance")
+
+
+def process_age() -> float:
+    """Seconds since this process started (Linux /proc), else JOB_OVERHEAD_S."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        return float(Path("/proc/uptime").read_text().split()[0]) - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return JOB_OVERHEAD_S
+
+
+def build_stages(config: dict, shards: list[int], rate: float, channels: dict[str, int],
+                 overhead: float = JOB_OVERHEAD_S) -> dict[str, Stage]:
+    """Jobs, forward passes, job-seconds and disk of every stage, at `rate` images/s and
+    `overhead` seconds of start-up per job."""
+    stages = {name: Stage(name) for name in STAGES}
+    height, width = config["preprocess"]["size"]
+    n_images, n_masks = sum(shards), config["rise"]["n_masks"]
+    for _ in wc.mask_configs(config):
+        stage = stages["masks"]
+        stage.jobs += 1
+        stage.seconds += overhead + MASK_SECONDS_PER_MPIXEL * n_masks * height * width / 1e6
+        stage.disk_bytes += n_masks * height * width * np.dtype(config["rise"]["mask_dtype"]).itemsize
+    steps = math.ceil(height / config["metrics"]["step_rows"])
+    curve_passes = 2 * (steps - 1) + 2
+    for method in wc.method_configs(config):
+        per_image = {"rise": n_masks + 1, "abscam-init": INIT_PASSES,
+                     "abscam-final": channels.get(method.variant, 0) + 1}.get(method.method, 1)
+        for stage, passes in ((stages[method_stage(method.method)], per_image),
+                              (stages["deletion/insertion"], curve_passes)):
+            stage.jobs += len(shards)
+            stage.forward_passes += passes * n_images
+            stage.seconds += len(shards) * overhead + passes * n_images / rate
+        stages[method_stage(method.method)].disk_bytes += n_images * height * width * 4
+        stages["deletion/insertion"].disk_bytes += n_images * 2 * (steps + 1) * 8
+    if wc.uses_demo(config):
+        demo = config["demo"]
+        train_images = (1 - config["data"]["val_fraction"]) * (4 * demo["per_class"] + demo["none"])
+        stage = stages["train_demo"]
+        stage.jobs, stage.forward_passes = 1, int(TRAIN_PASSES * train_images * demo["epochs"])
+        # trained at demo.size, before tune_forward: scale the rate by the pixel count
+        scaled = rate * height * width / demo["size"] ** 2
+        stage.seconds = overhead + stage.forward_passes / scaled
+    return {name: stage for name, stage in stages.items() if stage.jobs}
+
+
+def forward_rate(settings: dict) -> float:
+    """Images/s of the settings every model job uses, as tune_forward measured them."""
+    key = f"{settings['memory_format']} {settings['batch_size']}"
+    rate = settings.get("images_per_second", {}).get(key)
+    require(bool(rate), f"the forward settings record no images/s for {key}; rerun tune_forward")
+    return float(rate)
+
+
+def existing_bytes(paths: list[Path]) -> int:
+    return sum(f.stat().st_size for p in paths if p.exists() for f in p.rglob("*") if f.is_file())
+
+
+def check_disk(needed: int, where: str | Path, existing: int = 0) -> int:
+    """Free bytes at `where`; UserError when the outputs still to be written do not fit."""
+    where = Path(where)
+    probe = where if where.exists() else Path(".")
+    free = shutil.disk_usage(probe).free
+    missing = max(needed - existing, 0)
+    if missing > free:
+        raise UserError(f"the run needs {missing / GB:.1f} GB more for masks and saliency, but only {free / GB:.1f} GB "
+                        f"are free at {probe.resolve()}; free space, or lower rise.n_masks or the number of images")
+    return free
+
+
+def hours(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def make_plan(config: dict, image_table: str | Path, settings: dict, source: str, cores: int,
+              results: str | Path = "results", overhead: float | None = None) -> dict:
+    """The plan as a dict; `overhead` (start-up seconds per job) defaults to this process's own."""
+    shards = shard_sizes(image_table)
+    rate = forward_rate(settings)
+    channels = layer_channels(config)  # imports torch and builds the model, as every job does
+    overhead = process_age() if overhead is None else overhead
+    stages = build_stages(config, shards, rate, channels, overhead)
+    parallel = max(1, cores // max(1, config["threads"]))
+    total_job_seconds = sum(s.seconds for s in stages.values())
+    disk = sum(s.disk_bytes for s in stages.values())
+    results = Path(results)
+    free = check_disk(disk, results, existing_bytes([results / "masks", results / "saliency", results / "metrics"]))
+    return {"images": sum(shards), "shards": len(shards), "images_per_job": config["images_per_job"],
+            "jobs": sum(s.jobs for s in stages.values()), "rate": rate, "rate_source": source, "job_overhead": overhead,
+            "settings": {k: settings.get(k) for k in ("memory_format", "batch_size", "precision", "device", "threads")},
+            "parallel": parallel, "cores": cores, "stages": [asdict(s) for s in stages.values()],
+            "job_seconds": total_job_seconds, "wall_seconds": total_job_seconds / parallel,
+            "disk_bytes": disk, "free_bytes": free, "precision_note": settings.get("precision_note")}
+
+
+def render_plan(plan: dict) -> str:
+    s = plan["settings"]
+    lines = ["# Plan of this run", "",
+             f"{plan['images']} images in {plan['shards']} shards (images_per_job: {plan['images_per_job']}), "
+             f"{plan['jobs']} jobs. The model runs {plan['rate']:.1f} images/s here ({s['memory_format']}, batch "
+             f"{s['batch_size']}, {s['precision']} on {s['device']}, {s['threads']} threads; {plan['rate_source']}). Each job starts up in about "
+             f"{plan['job_overhead']:.1f} s (this step's own start-up).", "",
+             "| stage | jobs | forward passes | estimated time (job-seconds) | disk |", "|---|---:|---:|---:|---:|"]
+    for stage in plan["stages"]:
+        lines.append(f"| {stage['name']} | {stage['jobs']} | {stage['forward_passes']:,} | {hours(stage['seconds'])} "
+                     f"| {stage['disk_bytes'] / GB:.3f} GB |")
+    lines += [f"| **total** | {plan['jobs']} | {sum(st['forward_passes'] for st in plan['stages']):,} | "
+              f"**{hours(plan['wall_seconds'])}** wall ({plan['parallel']} job(s) at a time on {plan['cores']} cores) | "
+              f"{plan['disk_bytes'] / GB:.2f} GB of {plan['free_bytes'] / GB:.0f} GB free |", "",
+              "Not counted: aggregate and figures (seconds to a minute each). The estimate is set beside the "
+              "measured time in results/tables/timing.md after the run.", "",
+              "What changes it:",
+              "- `images_per_job` changes only the number of jobs (each pays a few seconds of start-up), not the "
+              "forward passes; larger shards mean fewer, longer jobs.",
+              "- More cores: `--cores` runs cores / threads jobs at a time; the total divides by that.",
+              "- A GPU (`device: cuda`) runs the same passes typically 10-50x faster; the plan then uses the GPU's "
+              "measured rate.",
+              "- SLURM (`--profile workflow/profiles/slurm`): the jobs run side by side on many nodes; the wall time "
+              "is about the longest job plus queueing. Size images_per_job so that one RISE job takes 5-30 minutes."]
+    if plan.get("precision_note"):
+        lines += ["", f"Precision: {plan['precision_note']}"]
+    return "\n".join(lines) + "\n"
+
+
+def summary_line(plan: dict) -> str:
+    return (f"plan: {plan['images']} images, {plan['shards']} shards, {plan['jobs']} jobs, "
+            f"{sum(s['forward_passes'] for s in plan['stages']):,} forward passes at {plan['rate']:.1f} images/s: "
+            f"about {hours(plan['wall_seconds'])}; {plan['disk_bytes'] / GB:.2f} GB on disk (results/plan.md)")
+
+
+# ---- after the run: estimate beside measurement ---------------------------------------------
+def benchmark_stage(path: Path, root: Path) -> str:
+    """The plan's stage of one benchmark file (benchmarks/<rule>/...tsv)."""
+    parts = path.relative_to(root).parts
+    if parts[0] == "explain":
+        method = parts[1]
+        for prefix in ("rise", "abscam-init", "abscam-final"):
+            if method.startswith(prefix):
+                return prefix
+        return "chance"
+    if parts[0] == "evaluate":
+        return "deletion/insertion"
+    if parts[0] == "masks":
+        return "masks"
+    return "train_demo" if parts[0] == "train_demo.tsv" else "other"
+
+
+def measured_seconds(benchmarks: str | Path) -> dict[str, float]:
+    root = Path(benchmarks)
+    totals: dict[str, float] = {}
+    for path in sorted(root.rglob("*.tsv")):
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle, delimiter="\t"))
+        if rows:
+            stage = benchmark_stage(path, root)
+            totals[stage] = totals.get(stage, 0.0) + float(rows[-1]["s"])
+    return totals
+
+
+def timing_table(plan: dict, measured: dict[str, float]) -> str:
+    lines = ["# Estimated and measured time per stage", "",
+             f"Estimate from results/plan.json ({plan['rate']:.1f} images/s, {plan['rate_source']}); measured: the "
+             "sum of the jobs' wall seconds in benchmarks/. Ratio = measured / estimated.", "",
+             "| stage | jobs | estimated | measured | ratio |", "|---|---:|---:|---:|---:|"]
+    estimated_total = measured_total = 0.0
+    for stage in plan["stages"]:
+        took = measured.get(stage["name"])
+        ratio = f"{took / stage['seconds']:.2f}" if took and stage["seconds"] else "n/a"
+        lines.append(f"| {stage['name']} | {stage['jobs']} | {stage['seconds']:.1f} s | "
+                     f"{'n/a' if took is None else f'{took:.1f} s'} | {ratio} |")
+        estimated_total += stage["seconds"]
+        measured_total += took or 0.0
+    if "other" in measured:
+        lines.append(f"| other (not estimated) | | | {measured['other']:.1f} s | |")
+    ratio = f"{measured_total / estimated_total:.2f}" if estimated_total else "n/a"
+    lines.append(f"| **estimated stages** | | {estimated_total:.1f} s | {measured_total:.1f} s | {ratio} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,114 @@
+"""The plan: forward passes, time and disk per stage, the free-space check, and estimate vs measured."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+import yaml
+
+from saliency_bench import UserError, cli
+from saliency_bench import workflow_config as wc
+from saliency_bench.data import ImageRecord, write_image_table
+from saliency_bench.plan import build_stages, check_disk, layer_channels, make_plan, measured_seconds, render_plan, \
+    timing_table
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def effective(path: Path, changes: dict | None = None) -> dict:
+    """A config file with the schema's defaults filled in, as the workflow sees it."""
+    from snakemake.utils import validate
+
+    from workflow_helpers import deep_update
+
+    config = deep_update(yaml.safe_load(path.read_text()), changes or {})
+    validate(config, str(SCHEMA), set_default=True)
+    return config
+
+
+def image_table(path: Path, n: int, per_job: int) -> Path:
+    write_image_table(path, [ImageRecord(f"c/{i}.png", f"c/{i}.png", 0, "c") for i in range(n)], per_job)
+    return path
+
+
+def paper_config() -> dict:
+    return effective(REPO / "config" / "paper.yaml", {"model": {"num_classes": 4}})
+
+
+def test_forward_passes_follow_the_protocol():
+    config = paper_config()
+    assert layer_channels(config) == {"layer1": 64, "layer2": 128, "layer3": 256, "layer4": 512}
+    shards = [8] * 6 + [3]  # 51 images, images_per_job 8
+    stages = build_stages(config, shards, rate=30.0, channels=layer_channels(config))
+    assert stages["rise"].forward_passes == 51 * 6 * 6001
+    assert stages["abscam-final"].forward_passes == 51 * (64 + 128 + 256 + 512 + 4)
+    assert stages["deletion/insertion"].forward_passes == 51 * 16 * (2 * 27 + 2)
+    assert stages["rise"].jobs == 6 * 7 and stages["deletion/insertion"].jobs == 16 * 7
+    itemsize = {"float16": 2, "float32": 4}[config["rise"]["mask_dtype"]]
+    assert stages["masks"].disk_bytes == 6 * 6000 * 224 * 224 * itemsize
+    assert "train_demo" not in stages
+
+
+def test_the_study_protocol_on_51_images_takes_most_of_a_day_on_two_cores(tmp_path):
+    """At this CPU's measured ~30 images/s for a ResNet-18 at 224 px: 1.93 M forward passes, ~18 h."""
+    table = image_table(tmp_path / "images.csv", 51, 8)
+    settings = {"memory_format": "channels_last", "batch_size": 8, "images_per_second": {"channels_last 8": 29.8}}
+    plan = make_plan(paper_config(), table, settings, "test", cores=2, results=tmp_path / "results", overhead=4.0)
+    assert plan["images"] == 51 and plan["shards"] == 7 and plan["parallel"] == 1
+    assert 16 * 3600 < plan["wall_seconds"] < 20 * 3600
+    on_eight = make_plan(paper_config(), table, settings, "test", cores=8, results=tmp_path / "results", overhead=4.0)
+    assert on_eight["wall_seconds"] == pytest.approx(plan["wall_seconds"] / 4)
+    text = render_plan(plan)
+    assert "| rise | 42 | 1,836,306 |" in text and "images_per_job" in text and "SLURM" in text and "GPU" in text
+    assert "Precision" not in text
+    settings["precision_note"] = "bf16 ran 2.1x faster here; consider precision: bf16."
+    assert settings["precision_note"] in render_plan(make_plan(paper_config(), table, settings, "test", 2, tmp_path, 4.0))
+
+
+def test_a_run_that_does_not_fit_on_disk_stops_with_one_line(tmp_path):
+    with pytest.raises(UserError) as caught:
+        check_disk(10 ** 18, tmp_path)
+    message = str(caught.value)
+    assert "\n" not in message and "GB more" in message and "free space" in message
+    assert check_disk(10 ** 18, tmp_path, existing=10 ** 18) > 0  # outputs already written need no space
+
+
+def test_plan_command_measures_named_settings_and_writes_both_files(tmp_path):
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18(weights=None, num_classes=2).state_dict(), tmp_path / "model.pt")
+    config = effective(REPO / "tests" / "data" / "tiny_config.yaml",
+                       {"data": {"root": str(tmp_path)}, "model": {"checkpoint": str(tmp_path / "model.pt"),
+                                                                   "num_classes": 2}})
+    table = image_table(tmp_path / "images.csv", 3, 2)
+    out, out_json = tmp_path / "results" / "plan.md", tmp_path / "results" / "plan.json"
+    assert cli.main(["plan", "--config", json.dumps(config), "--images", str(table), "--cores", "2", "--size", "64", "64",
+                     "--arch", "resnet18", "--num-classes", "2", "--checkpoint", str(tmp_path / "model.pt"),
+                     "--batch-size", "4", "--memory-format", "contiguous", "--threads", "1",
+                     "--results", str(tmp_path / "results"), "--out", str(out), "--out-json", str(out_json)]) == 0
+    plan = json.loads(out_json.read_text())
+    assert plan["rate"] > 0 and "measured now" in plan["rate_source"]
+    assert plan["images"] == 3 and plan["shards"] == 2
+    n_methods = len(wc.method_configs(config))
+    assert plan["jobs"] == 1 + 2 * n_methods * 2  # masks, explain and evaluate per shard (no demo to train)
+    assert "# Plan of this run" in out.read_text()
+
+
+def test_timing_sets_the_estimate_beside_the_benchmarks(tmp_path):
+    plan = {"rate": 10.0, "rate_source": "test", "stages": [
+        {"name": "rise", "jobs": 2, "seconds": 20.0}, {"name": "deletion/insertion", "jobs": 2, "seconds": 10.0}]}
+    header = "s\th:m:s\tmax_rss\n"
+    for path, seconds in (("explain/rise-binary-p0.5/shard-0.tsv", 12.0), ("explain/rise-binary-p0.5/shard-1.tsv", 18.0),
+                          ("evaluate/random/shard-0.tsv", 5.0), ("aggregate.tsv", 3.0)):
+        target = tmp_path / "benchmarks" / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(header + f"{seconds}\t0:00:{int(seconds):02d}\t100\n")
+    measured = measured_seconds(tmp_path / "benchmarks")
+    assert measured == {"rise": 30.0, "deletion/insertion": 5.0, "other": 3.0}
+    table = timing_table(plan, measured)
+    assert "| rise | 2 | 20.0 s | 30.0 s | 1.50 |" in table
+    assert "| deletion/insertion | 2 | 10.0 s | 5.0 s | 0.50 |" in table
+    assert "| **estimated stages** | | 30.0 s | 35.0 s | 1.17 |" in table

@@ -1,0 +1,113 @@
+"""Crash recovery: a run killed with SIGKILL mid-way (Snakemake and every job) resumes with
+`snakemake --unlock` and the same command; only unfinished jobs run again, and the tables and
+saliency files are byte-identical to those of an uninterrupted run."""
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from workflow_helpers import REPO, SNAKEMAKE, make_workdir, snakemake
+
+pytestmark = [pytest.mark.workflow, pytest.mark.slow]
+
+# The tables and the files they come from; timing.md holds measured seconds, so it is not among them.
+TARGETS = ["results/tables/summary.csv", "results/tables/per_image.csv", "results/tables/summary.md"]
+COMPARED = ["results/tables/*.csv", "results/tables/summary.md", "results/saliency/*/*.h5", "results/metrics/*/*.csv",
+            "results/masks/*.h5"]
+
+
+def command(workdir: Path) -> list[str]:
+    return [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile", "tiny.yaml",
+            "--cores", "2", *TARGETS]
+
+
+def start_from_reference(workdir: Path, reference: Path) -> None:
+    """Reuse the reference run's demo model and forward settings: the interrupted run then skips the
+    training (CI time) and runs every model job with the same settings, so bytes can be compared."""
+    shutil.copytree(reference / "results" / "demo", workdir / "results" / "demo")
+    (workdir / "results" / "model").mkdir(parents=True)
+    shutil.copy2(reference / "results/model/forward_settings.json", workdir / "results/model/forward_settings.json")
+
+
+def kill_group(process: subprocess.Popen) -> None:
+    """SIGKILL Snakemake and all its jobs (its process group), as a lost node or the OOM killer would."""
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
+
+
+def incomplete_outputs(workdir: Path) -> set[str]:
+    """Outputs Snakemake marked as being written when it died (.snakemake/incomplete/<base64 path>)."""
+    root = workdir / ".snakemake" / "incomplete"
+    found = set()
+    for marker in root.rglob("*") if root.exists() else []:
+        if marker.is_file() and marker.name != "migration_underway":
+            encoded = "".join(part.lstrip("@") for part in marker.relative_to(root).parts)
+            found.add(base64.urlsafe_b64decode(encoded).decode())
+    return found
+
+
+def model_outputs(workdir: Path) -> dict[str, int]:
+    """Saliency and metric files -> mtime (ns)."""
+    files = [*workdir.glob("results/saliency/*/*.h5"), *workdir.glob("results/metrics/*/*.csv")]
+    return {str(f.relative_to(workdir)): f.stat().st_mtime_ns for f in files}
+
+
+def executed_jobs(output: str) -> dict[str, int]:
+    stats = output.split("Job stats:", 1)[1].split("Select jobs", 1)[0]
+    jobs = {name: int(count) for name, count in re.findall(r"^(\w+)\s+(\d+)\s*$", stats, flags=re.M)}
+    jobs.pop("total", None)
+    return jobs
+
+
+def test_a_killed_run_resumes_with_only_the_unfinished_jobs(tiny_run, tmp_path):
+    started = time.monotonic()
+    workdir = make_workdir(tmp_path)
+    start_from_reference(workdir, tiny_run)
+    with open(tmp_path / "first.log", "w") as log:
+        process = subprocess.Popen(command(workdir), cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        try:
+            # Kill once a few evaluations are done: explain and evaluate jobs are then both finished and running.
+            deadline = time.monotonic() + 900
+            while len(list(workdir.glob("results/metrics/*/*.csv"))) < 3 and process.poll() is None:
+                assert time.monotonic() < deadline, "the first run made no progress"
+                time.sleep(0.2)
+            assert process.poll() is None, "the run finished before it could be killed"
+        finally:
+            kill_group(process)
+    before = model_outputs(workdir)
+    unfinished = incomplete_outputs(workdir)
+    assert not (workdir / "results/tables/summary.csv").exists()
+
+    assert snakemake(workdir, "--unlock").returncode == 0
+    result = subprocess.run(command(workdir), cwd=workdir, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    jobs = executed_jobs(result.stderr + result.stdout)
+
+    after = model_outputs(workdir)
+    finished = {path for path in before if path not in unfinished}
+    assert {path for path in finished if after[path] != before[path]} == set()  # nothing finished is rebuilt
+    n_explain, n_evaluate = (sum(path.startswith(f"results/{kind}/") and path.endswith(suffix) for path in after)
+                             for kind, suffix in (("saliency", ".h5"), ("metrics", ".csv")))
+    done_explain = sum(p.startswith("results/saliency/") for p in finished)
+    done_evaluate = sum(p.startswith("results/metrics/") for p in finished)
+    assert jobs.get("explain", 0) == n_explain - done_explain
+    assert jobs.get("evaluate", 0) == n_evaluate - done_evaluate
+    assert {"demo_data", "train_demo", "tune_forward", "masks", "images", "plan"}.isdisjoint(jobs)
+    assert done_evaluate >= 3 and jobs["evaluate"] >= 1
+
+    compared = sorted({str(f.relative_to(tiny_run)) for pattern in COMPARED for f in tiny_run.glob(pattern)}
+                      - {"results/tables/timing.md"})
+    assert len(compared) > 30
+    differ = [path for path in compared if (workdir / path).read_bytes() != (tiny_run / path).read_bytes()]
+    assert differ == []
+    leftovers = [str(p.relative_to(workdir)) for p in (workdir / "results").rglob(".*.tmp-*")]
+    print(f"recovery test: {time.monotonic() - started:.0f} s; rerun jobs {jobs}; leftover temporary files {leftovers}")

@@ -1,0 +1,53 @@
+# The plan before any model job (results/plan.md: images, shards, jobs, forward passes, time per
+# stage, disk, checked against free space), and after the run the estimate beside the measured time.
+# Later stages take the plan as an ancient() input: it orders them after the plan, but a plan
+# rewritten for a new config does not by itself rerun them.
+
+rule plan:
+    conda:
+        CONDA_ENV
+    input:
+        images=IMAGE_TABLE,
+        checkpoint=checkpoint_input(),
+        forward_settings=forward_settings_input(),
+    output:
+        md=PLAN,
+        json=PLAN_JSON,
+    params:
+        config=q(json.dumps(config, sort_keys=True)),
+        size=" ".join(map(str, config["preprocess"]["size"])),
+        model=model_args(),
+        code=stage_fingerprint("plan"),
+    threads: config["threads"]
+    resources:
+        mem_mb=2000,
+        runtime=10,
+        gpu=GPU,
+    log:
+        "logs/plan.log",
+    benchmark:
+        "benchmarks/plan.tsv"
+    shell:
+        "python -m saliency_bench plan --config {params.config} --images {input.images}"
+        " --size {params.size} {params.model} --threads {threads} --out {output.md} --out-json {output.json} > {log} 2>&1"
+        " && cat {output.md}"
+
+
+rule timing:
+    conda:
+        CONDA_ENV
+    input:
+        targets=all_targets(),
+        plan=PLAN_JSON,
+    output:
+        TIMING,
+    params:
+        code=stage_fingerprint("timing"),
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    log:
+        "logs/timing.log",
+    shell:
+        "python -m saliency_bench timing --plan {input.plan} --benchmarks benchmarks --out {output} > {log} 2>&1"
