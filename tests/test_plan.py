@@ -112,3 +112,10 @@ def test_timing_sets_the_estimate_beside_the_benchmarks(tmp_path):
     assert "| rise | 2 | 20.0 s | 30.0 s | 1.50 |" in table
     assert "| deletion/insertion | 2 | 10.0 s | 5.0 s | 0.50 |" in table
     assert "| **estimated stages** | | 30.0 s | 35.0 s | 1.17 |" in table
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_demo_training_is_planned_only_when_the_demo_trains(train):
+    config = effective(REPO / "config" / "config.yaml", {"demo": {"train": train}})
+    stages = build_stages(config, [8, 8], rate=100.0, channels=layer_channels(config))
+    assert ("train_demo" in stages) == train

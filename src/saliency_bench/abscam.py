@@ -13,9 +13,9 @@ that requires grad, so the gradient exists even for a frozen model).
 
 Abs-CAM Final feeds the B * K masked images through the model in batches of exactly
 `batch_size` (the last one padded), packed across images. On a fixed batch shape each row's
-output does not depend on the other rows, so channels whose mask is all zeros (a constant
-w_k A_k) can share one forward pass of the all-zero image without changing a single bit of
-the result (tests/test_abscam.py checks bit-identity with `skip_constant=False`).
+output does not depend on the other rows (exactly so on the kernels seen so far, to round-off in
+general), so channels whose mask is all zeros (a constant w_k A_k) can share one forward pass of
+the all-zero image (tests/test_abscam.py compares with `skip_constant=False` to round-off).
 """
 from __future__ import annotations
 
@@ -122,7 +122,7 @@ def abscam_final(model: nn.Module, images: torch.Tensor, layer: str, target: tor
     """Abs-CAM Final maps (B, H, W), float32 on the CPU, not normalised.
 
     score "logits": s_k = |logit_c| (the study); "softmax": s_k = softmax_c (Score-CAM).
-    skip_constant: run the all-zero image once for every all-zero channel mask (bit-identical).
+    skip_constant: run the all-zero image once for every all-zero channel mask (same result to round-off).
     The channel masks are made `batch_size` channels at a time, once for the masked forward
     passes and once more for the weighted sum (upsampling is cheap next to a forward pass).
     """

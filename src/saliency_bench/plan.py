@@ -106,7 +106,7 @@ def build_stages(config: dict, shards: list[int], rate: float, channels: dict[st
             stage.seconds += len(shards) * overhead + passes * n_images / rate
         stages[method_stage(method.method)].disk_bytes += n_images * height * width * 4
         stages["deletion/insertion"].disk_bytes += n_images * 2 * (steps + 1) * 8
-    if wc.uses_demo(config):
+    if wc.uses_demo(config) and config["demo"].get("train"):  # else the shipped model: nothing to train
         demo = config["demo"]
         train_images = (1 - config["data"]["val_fraction"]) * (4 * demo["per_class"] + demo["none"])
         stage = stages["train_demo"]
