@@ -33,8 +33,10 @@ def start_from_reference(workdir: Path, reference: Path) -> None:
     """Reuse the reference run's demo model and forward settings: the interrupted run then skips the
     training (CI time) and runs every model job with the same settings, so bytes can be compared."""
     shutil.copytree(reference / "results" / "demo", workdir / "results" / "demo")
-    (workdir / "results" / "model").mkdir(parents=True)
-    shutil.copy2(reference / "results/model/forward_settings.json", workdir / "results/model/forward_settings.json")
+    settings = reference / "results/model/forward_settings.json"
+    if settings.exists():  # only where the config leaves memory format or batch size to tune_forward
+        (workdir / "results" / "model").mkdir(parents=True)
+        shutil.copy2(settings, workdir / "results/model/forward_settings.json")
 
 
 def kill_group(process: subprocess.Popen) -> None:
