@@ -105,8 +105,6 @@ def test_changing_one_mask_set_reruns_only_its_chain(tiny_run):
     assert set(jobs) <= FIGURE_RULES
 
 
-@pytest.mark.xfail(strict=True, reason="known bug found at the end of the session: a changed metrics.step_rows "
-                   "reruns only the plan; Snakemake does not see the evaluate rule's changed params (to investigate)")
 def test_changing_the_step_reruns_only_evaluation(tiny_run):
     config = write_config(tiny_run, "step.yaml", {"metrics": {"step_rows": 4}})
     jobs = planned_jobs(tiny_run, config)

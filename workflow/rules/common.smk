@@ -175,12 +175,6 @@ PLAN_JSON = "results/plan.json"
 TIMING = "results/tables/timing.md"
 
 
-def plan_input():
-    """Later stages take the plan as an ancient() input: it orders them after the plan, but a plan
-    rewritten for a new config does not by itself rerun them."""
-    return ancient(PLAN)
-
-
 # ---- the report's lists and introduction ----
 REPORT_SUMMARY = "Comparison"  # the report's Summary category: tables and chart first, the CSV files after
 

@@ -9,7 +9,6 @@ rule evaluate:
         images=IMAGE_TABLE,
         checkpoint=checkpoint_input(),
         forward_settings=forward_settings_input(),
-        plan=plan_input(),
     output:
         records=RECORDS_FILE,
         curves=CURVES_FILE,

@@ -9,7 +9,6 @@ rule explain:
         images=IMAGE_TABLE,
         checkpoint=checkpoint_input(),
         forward_settings=forward_settings_input(),
-        plan=plan_input(),
     output:
         SALIENCY_FILE,
     params:

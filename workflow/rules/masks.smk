@@ -7,7 +7,6 @@ rule masks:
     conda:
         CONDA_ENV
     input:
-        plan=plan_input(),
     output:
         MASK_FILE,
     params:

@@ -1,9 +1,11 @@
 # The plan before any model job (results/plan.md: images, shards, jobs, forward passes, time per
 # stage, disk, checked against free space), and after the run the estimate beside the measured time.
-# Later stages take the plan as an ancient() input: it orders them after the plan, but a plan
-# rewritten for a new config does not by itself rerun them.
+# The plan is no input of later stages: a plan rerun for a new config would then hide the config's
+# changes from Snakemake's rerun checks of every stage after it. Its top priority makes it the first
+# job to run once the image table (and the forward settings) exist.
 
 rule plan:
+    priority: 100
     conda:
         CONDA_ENV
     input:

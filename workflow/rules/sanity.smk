@@ -9,7 +9,6 @@ rule sanity:
         images=IMAGE_TABLE,
         checkpoint=checkpoint_input(),
         forward_settings=forward_settings_input(),
-        plan=plan_input(),
     output:
         table=report("results/sanity/sanity.csv", category="Sanity", caption="../report/sanity.rst"),
         figure=report("results/figures/sanity.png", category="Sanity", caption="../report/sanity.rst"),
