@@ -104,7 +104,9 @@ def test_a_killed_run_resumes_with_only_the_unfinished_jobs(tiny_run, tmp_path):
     assert jobs.get("explain", 0) == n_explain - done_explain
     assert jobs.get("evaluate", 0) == n_evaluate - done_evaluate
     assert {"demo_data", "train_demo", "tune_forward", "masks", "images", "plan"}.isdisjoint(jobs)
-    assert done_evaluate >= 3 and jobs["evaluate"] >= 1
+    # the kill came once 3 records files existed; a records file is written before its job's curves file,
+    # so up to 2 of them (2 cores) can belong to jobs that were still running
+    assert done_evaluate >= 1 and jobs["evaluate"] >= 1
 
     compared = sorted({str(f.relative_to(tiny_run)) for pattern in COMPARED for f in tiny_run.glob(pattern)}
                       - {"results/tables/timing.md"})
