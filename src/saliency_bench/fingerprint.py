@@ -30,12 +30,17 @@ def module_file(module: str, root: Path) -> Path | None:
     return None
 
 
-def imported_names(path: Path, module: str) -> set[str]:
+def imported_names(path: Path, module: str) -> frozenset[str]:
     """Dotted names that `module` (at `path`) imports from the package, wherever the import stands."""
-    is_package = path.name == "__init__.py"
+    return _imported_names(path.read_text(), module, path.name == "__init__.py")
+
+
+@lru_cache(maxsize=None)
+def _imported_names(source: str, module: str, is_package: bool) -> frozenset[str]:
+    # cached by source text: every stage's closure shares most modules, and an edited file is parsed anew
     here = module if is_package else module.rpartition(".")[0]
     names = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -44,7 +49,7 @@ def imported_names(path: Path, module: str) -> set[str]:
             names.add(base)
             # `from . import commands` imports a submodule, `from .x import y` may too
             names.update(f"{base}.{alias.name}" for alias in node.names)
-    return {name for name in names if name == PACKAGE_NAME or name.startswith(PACKAGE_NAME + ".")}
+    return frozenset(name for name in names if name == PACKAGE_NAME or name.startswith(PACKAGE_NAME + "."))
 
 
 def with_parents(module: str) -> list[str]:

@@ -35,9 +35,10 @@ def fail(message):
 try:
     wc.validate_config(config, SCHEMA)
     validate(config, SCHEMA, set_default=True)
-    wc.check_data_and_model(config)
-    wc.check_demo(config)
-    wc.check_layers(config)
+    if workflow.is_main_process:  # cluster jobs re-read this file; the main process has checked already
+        wc.check_data_and_model(config)
+        wc.check_demo(config)
+        wc.check_layers(config)  # builds the model: seconds per job if every job did it
     N_SHARDS = wc.shard_count(config)
 except UserError as error:
     fail(str(error))

@@ -7,6 +7,8 @@ rule masks:
     conda:
         CONDA_ENV
     input:
+        # Masks do not read the image table; waiting for it lets a bad image stop the run before any mask is drawn.
+        IMAGE_TABLE,
     output:
         MASK_FILE,
     params:
