@@ -19,6 +19,7 @@ from saliency_bench.saliency_io import read_saliency
 from saliency_bench.throughput import (CPU_BATCH_CANDIDATES, CUDA_BATCH_SIZE, ForwardSettings, batch_candidates,
                                        choose_settings, measure_forward, read_forward_settings, tune_forward,
                                        write_forward_settings)
+from tolerances import assert_same_maps
 
 
 def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
@@ -37,6 +38,14 @@ def test_runner_follows_the_model_format(golden_model):
     set_memory_format(golden_model, "contiguous")
     assert not uses_channels_last(golden_model)
 
+
+@pytest.mark.parametrize("fold_bn", [True, False])
+def test_a_channels_last_runner_leaves_the_callers_model_as_it_is(golden_model, fold_bn, one_thread):
+    images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    expected = ModelRunner(golden_model, fold_bn=fold_bn)(images)
+    runner = ModelRunner(golden_model, channels_last=True, fold_bn=fold_bn)
+    assert not uses_channels_last(golden_model) and uses_channels_last(runner.model)
+    assert_same_maps(runner(images), expected)  # another memory format: float32 round-off apart (logits)
 
 def test_unknown_memory_format_is_a_clear_error(golden_model):
     with pytest.raises(UserError, match="channels_last"):

@@ -202,9 +202,10 @@ def test_substrates(images):
 def test_auc_known_values():  # numpy float64 on exact inputs: default (float64) tolerances
     np.testing.assert_allclose(auc([[0.0, 1.0], [1.0, 0.5], [0.3, 0.3]]), [0.5, 0.75, 0.3])
     np.testing.assert_allclose(auc([[0, 0, 1, 1]]), [0.5])  # (2 - 0 - 0.5) / 3
-    np.testing.assert_allclose(auc([1.0, 0.5, 0.0]), [0.5])
-    curves = np.random.default_rng(0).random((5, 9))
-    assert auc(curves).mean() == pytest.approx(auc(curves.mean(axis=0))[0])  # mean of AUCs = AUC of mean
+    assert auc([1.0, 0.5, 0.0]).shape == () and float(auc([1.0, 0.5, 0.0])) == 0.5  # one curve: one number
+    curves = np.random.default_rng(0).random((2, 5, 9))
+    assert auc(curves).shape == (2, 5)  # leading axes kept, as the figures' (image, method) stacks need
+    assert auc(curves).mean() == pytest.approx(float(auc(curves.mean(axis=(0, 1)))))  # mean of AUCs = AUC of mean
 
 
 @pytest.mark.parametrize("change, message", [

@@ -28,6 +28,7 @@ compared with the best. A method counts as distinguishable from the best only wh
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -46,6 +47,8 @@ from .errors import UserError, atomic_path, require
 from .localisation import evidence_path, load_evidence_mask, localise
 from .saliency_io import read_saliency
 from .stats import bootstrap_means, has_power, holm, min_wilcoxon_p, percentile_ci, wilcoxon_p
+
+log = logging.getLogger(__name__)
 
 RECORD_COLUMNS = ("image_id", "method_id", "method", "variant", "target", "top1_prob", "deletion_auc",
                   "insertion_auc", "deleted_prob", "blurred_prob", "constant_map")
@@ -189,7 +192,7 @@ def summarise(per_image: pd.DataFrame, n_resamples: int = 10_000, seed: int = 0,
             columns.update({(f"vs_{name}", m): score[:, j] - score[:, ref] for j, m in enumerate(method_ids)})
     keys = list(columns)
     matrix = np.column_stack([columns[k] for k in keys])
-    print(f"bootstrap: {n_resamples} resamples of {len(image_ids)} images x {len(keys)} columns", file=sys.stderr)
+    log.info(f"bootstrap: {n_resamples} resamples of {len(image_ids)} images x {len(keys)} columns")
     low, high = percentile_ci(bootstrap_means(matrix, n_resamples, seed), alpha)
     estimate = _nanmean(matrix)
     ci = {k: (estimate[i], low[i], high[i]) for i, k in enumerate(keys)}

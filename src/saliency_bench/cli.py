@@ -12,6 +12,7 @@ import pkgutil
 import sys
 
 from . import __version__, commands
+from .console import show_messages
 from .errors import UserError
 
 
@@ -39,6 +40,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
+    show_messages()
     try:
         result = args.func(args)
     except UserError as error:

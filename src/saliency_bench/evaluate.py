@@ -10,8 +10,8 @@ Outputs (docs/architecture.md):
 from __future__ import annotations
 
 import csv
+import logging
 import os
-import sys
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -25,6 +25,8 @@ from .forward import ModelRunner
 from .metrics import (DEFAULT_SUBSTRATE, CurveRequest, SharedScores, auc, canonical_substrate, causal_curve_sets, default_step,
                       check_saliency)
 from .saliency_io import STRING, SaliencyFile
+
+log = logging.getLogger(__name__)
 
 RECORD_FIELDS = ("image_id", "method_id", "method", "variant", "target", "top1_prob", "deletion_auc",
                  "insertion_auc", "deleted_prob", "blurred_prob", "constant_map")
@@ -71,8 +73,8 @@ def evaluate_saliency(model: torch.nn.Module | ModelRunner, images: torch.Tensor
     step = default_step(images.shape[3]) if step is None else step
     substrates = {"deletion": deletion_substrate, "insertion": insertion_substrate}
     if progress:
-        print(f"evaluate {saliency.method_id}: deletion ({deletion_substrate}) and insertion ({insertion_substrate}) "
-              f"on {len(image_ids)} images", file=sys.stderr)
+        log.info(f"evaluate {saliency.method_id}: deletion ({deletion_substrate}) and insertion ({insertion_substrate}) "
+                 f"on {len(image_ids)} images")
     requests = [CurveRequest(saliency.saliency, mode, substrate, saliency.target) for mode, substrate in substrates.items()]
     curves = dict(zip(substrates, causal_curve_sets(runner, images, requests, step=step, shared_scores=shared, seed=seed,
                                                     progress=progress)))

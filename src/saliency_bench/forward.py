@@ -7,6 +7,7 @@ forward passes each stage needs.
 from __future__ import annotations
 
 import contextlib
+import copy
 from typing import Iterator
 
 import torch
@@ -83,7 +84,8 @@ def folds_bn(model: nn.Module) -> bool:
 class ModelRunner:
     """Runs `model` on batches without gradients; returns float32 outputs on the model's device.
 
-    `channels_last` converts inputs (and the model) to the channels-last memory format.
+    `channels_last` feeds inputs channels-last (None: as the model is stored, see `set_memory_format`),
+    running a channels-last copy if the model is not stored so; the model passed in keeps its format.
     `fold_bn` (None: follow `set_fold_bn`, default on): run a copy of the model with its
     BatchNorms folded into the preceding convolutions (`folding.fold_batchnorm`; eval mode only,
     a model in training mode runs as it is). Same function, float32 round-off apart; the model
@@ -98,14 +100,15 @@ class ModelRunner:
         self.batch_size = batch_size
         self.precision = precision
         autocast_context(self.device, precision)  # validate early
-        if channels_last:
-            model.to(memory_format=torch.channels_last)
         # None: follow the model (see `set_memory_format`), so every runner of a process agrees.
         self.channels_last = uses_channels_last(model) if channels_last is None else channels_last
         in_training = any(module.training for module in model.modules())
         self.fold_bn = (folds_bn(model) if fold_bn is None else fold_bn) and not in_training
         if self.fold_bn:
             self.model = fold_batchnorm(model)
+        if self.channels_last and not uses_channels_last(self.model):
+            # a full copy: the folded one shares tensors with `model`, which must keep its memory format
+            self.model = copy.deepcopy(self.model).to(memory_format=torch.channels_last)
         self.forward_passes = 0
         self._batch_buffer: torch.Tensor | None = None
 

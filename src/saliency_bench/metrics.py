@@ -310,8 +310,9 @@ def pick(images: torch.Tensor, index: int) -> torch.Tensor:
 
 
 def auc(curves) -> np.ndarray:
-    """Trapezoid AUC of each row with x in [0, 1]: (sum(a) - a[0]/2 - a[n]/2) / n."""
-    curves = np.atleast_2d(np.asarray(curves, dtype=np.float64))
-    steps = curves.shape[1] - 1
-    require(steps >= 1, f"a curve needs at least 2 points, got {curves.shape[1]}")
-    return (curves.sum(axis=1) - curves[:, 0] / 2 - curves[:, -1] / 2) / steps
+    """Trapezoid AUC of each curve (the last axis) with x in [0, 1]: (sum(a) - a[0]/2 - a[n]/2) / n.
+    The one AUC of the package: tables, figures and benchmarks all call it."""
+    curves = np.asarray(curves, dtype=np.float64)
+    require(curves.ndim >= 1 and curves.shape[-1] >= 2, f"a curve needs at least 2 points, got shape {curves.shape}")
+    steps = curves.shape[-1] - 1
+    return (curves.sum(axis=-1) - curves[..., 0] / 2 - curves[..., -1] / 2) / steps

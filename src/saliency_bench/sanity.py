@@ -18,6 +18,7 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from .errors import require
+from .maps import minmax
 
 # Maps that still correlate this much with the trained model's once every block is random
 # do not reflect the model: Adebayo et al. call such a method insensitive.
@@ -52,18 +53,12 @@ def randomise_block(block: nn.Module, seed: int) -> None:
         torch.random.set_rng_state(generator_state)
 
 
-def normalise(maps: np.ndarray) -> np.ndarray:
-    flat = maps.reshape(len(maps), -1)
-    low, high = flat.min(1, keepdims=True), flat.max(1, keepdims=True)
-    return ((flat - low) / np.maximum(high - low, 1e-12)).reshape(maps.shape)
-
-
 def map_similarity(reference: np.ndarray, other: np.ndarray) -> tuple[float, float]:
     """Mean Spearman rank correlation and mean SSIM (maps scaled to [0, 1]) over images."""
     from skimage.metrics import structural_similarity
 
     spearman, ssim = [], []
-    for ref, oth in zip(normalise(reference), normalise(other)):
+    for ref, oth in zip(minmax(reference), minmax(other)):
         rho = spearmanr(ref.ravel(), oth.ravel()).statistic
         spearman.append(0.0 if np.isnan(rho) else float(rho))
         ssim.append(float(structural_similarity(ref, oth, data_range=1.0)))

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import ctypes
 import json
+import logging
 import multiprocessing
 import re
 import resource
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +26,8 @@ from .errors import UserError, atomic_path, require
 from .forward import MEMORY_FORMATS, PRECISIONS, ModelRunner, model_device, set_memory_format
 
 # batch_size auto: CPU candidates are timed; a GPU gets one large batch.
+log = logging.getLogger(__name__)
+
 CPU_BATCH_CANDIDATES = (8, 16, 32, 64)
 CUDA_BATCH_SIZE = 256
 
@@ -313,7 +315,7 @@ def settle_forward_args(make_model, args) -> None:
     if "auto" not in (args.memory_format, args.batch_size):
         return
     args.memory_format, args.batch_size, described = in_fresh_process(_tune_for_args, make_model, args)
-    print(f"# forward settings (auto): {described}", file=sys.stderr)
+    log.info(f"# forward settings (auto): {described}")
 
 
 def _tune_for_args(make_model, args) -> tuple[str, int, str]:

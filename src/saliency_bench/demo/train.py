@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +31,8 @@ from ..data import IMAGENET_MEAN, IMAGENET_STD, ImageRecord, discover_images, lo
 from ..errors import UserError, atomic_path, require
 from ..models import build_model
 from .synth import NONE, read_manifest, render_sample, sample_from_name
+
+log = logging.getLogger(__name__)
 
 ARCH = "resnet18"
 BATCH_SIZE = 32
@@ -83,10 +85,6 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 # ---- training ---------------------------------------------------------------------------
 
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 @torch.no_grad()
 def predict(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
     """Softmax probabilities, in eval mode, EVAL_BATCH images at a time."""
@@ -113,8 +111,8 @@ def train_demo_model(data: str | os.PathLike, out: str | os.PathLike, card: str 
     targets[len(split.train):] = 1.0 / num_classes  # "none": no class is more likely than another
     val_x = load_images(split.val, (size, size))
     val_y = torch.tensor([r.label for r in split.val])
-    _log(f"train-demo: {len(split.train)} train + {len(split.none)} none, {len(split.val)} val images at {size} px "
-         f"(loaded in {time.perf_counter() - started:.1f} s)")
+    log.info(f"train-demo: {len(split.train)} train + {len(split.none)} none, {len(split.val)} val images at {size} px "
+             f"(loaded in {time.perf_counter() - started:.1f} s)")
 
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -149,11 +147,11 @@ def train_demo_model(data: str | os.PathLike, out: str | os.PathLike, card: str 
                 break
         history.append({"epoch": epoch + 1, "loss": loss_sum / len(order), "train_accuracy": correct / max(labelled, 1),
                         "seconds": time.perf_counter() - train_start})
-        _log(f"train-demo: epoch {epoch + 1}/{epochs} loss {history[-1]['loss']:.3f} "
-             f"train acc {history[-1]['train_accuracy']:.3f} ({history[-1]['seconds']:.0f} s)")
+        log.info(f"train-demo: epoch {epoch + 1}/{epochs} loss {history[-1]['loss']:.3f} "
+                 f"train acc {history[-1]['train_accuracy']:.3f} ({history[-1]['seconds']:.0f} s)")
         if stopped:
-            _log(f"train-demo: WARNING: --time-limit {time_limit:g} s reached during epoch {epoch + 1}; "
-                 "stopping early (the model may be under-trained)")
+            log.warning(f"train-demo: WARNING: --time-limit {time_limit:g} s reached during epoch {epoch + 1}; "
+                        "stopping early (the model may be under-trained)")
             break
     training_seconds = time.perf_counter() - train_start
 
@@ -168,7 +166,7 @@ def train_demo_model(data: str | os.PathLike, out: str | os.PathLike, card: str 
     card_data["checkpoint_sha256"] = hashlib.sha256(Path(out).read_bytes()).hexdigest()
     with atomic_path(card) as tmp:
         tmp.write_text(json.dumps(card_data, indent=2) + "\n")
-    _log(f"train-demo: val accuracy {card_data['val_accuracy']:.3f} after {training_seconds:.0f} s -> {out}, {card}")
+    log.info(f"train-demo: val accuracy {card_data['val_accuracy']:.3f} after {training_seconds:.0f} s -> {out}, {card}")
     return card_data
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from ..data import IMAGENET_MEAN, IMAGENET_STD
 from .builders import (SUMMARY_METRICS, abscam_init_vs_final_figure, abscam_layers_figure, curves_figure, masks_figure,
                        mean_curves_figure, overview_figure, sanity_figure, summary_figure)
-from .style import (BASELINE_IDS, DPI, MAX_HEIGHT_PX, MIN_FONT_PT, STYLE, _new_figure, curve_auc, figure_problems,
+from .style import (BASELINE_IDS, DPI, MAX_HEIGHT_PX, MIN_FONT_PT, STYLE, _new_figure, figure_problems,
                     file_stem, method_sort_key, minmax, save_figure, split_stem, unique_stems, unnormalise)
 from .writers import (CURVE_KINDS, SALIENCY_KINDS, CurveSet, _collect_maps, class_name_lookup, mask_title,
                       read_curve_files, read_first_masks, write_curve_figures, write_mask_figures,
@@ -30,7 +30,7 @@ from .writers import (CURVE_KINDS, SALIENCY_KINDS, CurveSet, _collect_maps, clas
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "SUMMARY_METRICS", "abscam_init_vs_final_figure", "abscam_layers_figure",
            "curves_figure", "masks_figure", "mean_curves_figure", "overview_figure", "sanity_figure", "summary_figure",
-           "BASELINE_IDS", "DPI", "MAX_HEIGHT_PX", "MIN_FONT_PT", "STYLE", "curve_auc", "figure_problems", "file_stem",
+           "BASELINE_IDS", "DPI", "MAX_HEIGHT_PX", "MIN_FONT_PT", "STYLE", "figure_problems", "file_stem",
            "method_sort_key", "minmax", "save_figure", "split_stem", "unique_stems", "unnormalise", "CURVE_KINDS", "SALIENCY_KINDS",
            "CurveSet", "class_name_lookup", "mask_title", "read_curve_files", "read_first_masks", "write_curve_figures",
            "write_mask_figures", "write_saliency_figures", "write_summary_figure"]

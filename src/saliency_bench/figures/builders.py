@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from ..data import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import require
 from .style import (BASELINE_IDS, DIFFERENCE_CMAP, MAX_HEIGHT_IN, STYLE, _image_panel, _new_figure, _overlay_panel,
-                    _saliency_colorbar, curve_auc, method_sort_key, minmax, plt, unnormalise)
+                    _saliency_colorbar, method_sort_key, minmax, plt, unnormalise)
 
 OVERVIEW_MAX_ROWS = 3
 
@@ -132,7 +132,7 @@ def curves_figure(deletion: np.ndarray, insertion: np.ndarray, image_id: str, me
         for ax, which, curve in ((axes[0], "deletion", deletion), (axes[1], "insertion", insertion)):
             curve = np.asarray(curve, dtype=np.float64)
             x = np.linspace(0.0, 1.0, len(curve))
-            ax.plot(x, curve, color="C0", label=f"{which.capitalize()} (AUC {curve_auc(curve):.3f})")
+            ax.plot(x, curve, color="C0", label=f"{which.capitalize()} ({_auc_label(curve)})")
             ax.fill_between(x, curve, color="C0", alpha=0.2)
             _mark_end_point(ax, which, curve)
             ax.set_title(f"{which.capitalize()}: {method_id}")
@@ -140,6 +140,12 @@ def curves_figure(deletion: np.ndarray, insertion: np.ndarray, image_id: str, me
             ax.legend(loc="best")
         figure.suptitle(f"Image {image_id}")
     return figure
+
+
+def _auc_label(curve: np.ndarray) -> str:
+    from ..metrics import auc  # here, not at the top: the Snakefile imports this package without torch
+
+    return f"AUC {float(auc(curve)):.3f}"
 
 
 def _mark_end_point(ax, which: str, curve: np.ndarray) -> None:
@@ -166,11 +172,11 @@ def mean_curves_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], meth
             x = np.linspace(0.0, 1.0, values.shape[1])
             mean = values.mean(0)
             low, high = _band(values, band)
-            ax.plot(x, mean, color="C0", label=f"{method_id} (AUC {curve_auc(mean):.3f})")
+            ax.plot(x, mean, color="C0", label=f"{method_id} ({_auc_label(mean)})")
             ax.fill_between(x, low, high, color="C0", alpha=0.25, label=f"{method_id} {band_label}")
             for index, baseline in enumerate(baselines):
                 baseline_mean = np.asarray(curves[baseline][column], dtype=np.float64).mean(0)
-                ax.plot(x, baseline_mean, "--", color=f"C{index + 1}", label=f"{baseline} (AUC {curve_auc(baseline_mean):.3f})")
+                ax.plot(x, baseline_mean, "--", color=f"C{index + 1}", label=f"{baseline} ({_auc_label(baseline_mean)})")
             _mark_end_point(ax, which, mean)
             ax.set_title(f"Mean {which} curve ({len(values)} images)")
             _curve_axes_labels(ax, which)

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from ..data import IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from ..errors import atomic_path, require  # noqa: E402
+from ..maps import minmax  # noqa: E402
 
 DPI = 110
 MIN_FONT_PT = 8.0
@@ -89,20 +90,6 @@ def unnormalise(image: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN, std: S
     array = np.asarray(image, dtype=np.float32)
     rgb = array * np.asarray(std, np.float32)[:, None, None] + np.asarray(mean, np.float32)[:, None, None]
     return np.clip(rgb, 0.0, 1.0).transpose(1, 2, 0)
-
-
-def minmax(saliency: np.ndarray) -> np.ndarray:
-    """Scale a map to [0, 1]; a constant map becomes all zeros (it ranks nothing)."""
-    saliency = np.asarray(saliency, dtype=np.float32)
-    low, high = float(saliency.min()), float(saliency.max())
-    return (saliency - low) / (high - low) if high > low else np.zeros_like(saliency)
-
-
-def curve_auc(curve: np.ndarray) -> np.ndarray:
-    """Trapezoid AUC with x in [0, 1], over the last axis (the protocol's definition)."""
-    curve = np.asarray(curve, dtype=np.float64)
-    steps = curve.shape[-1] - 1
-    return (curve.sum(-1) - curve[..., 0] / 2 - curve[..., -1] / 2) / steps
 
 
 def _new_figure(width: float, height: float) -> Figure:
