@@ -50,6 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
+from saliency_bench.console import show_messages
 from saliency_bench.commands._options import batch_size_arg
 from saliency_bench.throughput import in_fresh_process, native_bf16, peak_rss_mb, settle_forward_args
 
@@ -85,6 +86,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--no-fold-bn", dest="fold_bn", action="store_false",
                         help="our side runs the BatchNorms as they are (default: folded, as the workflow)")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write every number to this JSON file")
+    show_messages()  # the package's log lines (e.g. the measured forward settings) on stderr
     return parser.parse_args(argv)
 
 
@@ -311,7 +313,8 @@ def run_our_stage(stage: str, args, model, images, folder: Path, side: str = "ou
     from saliency_bench.explain import compute_maps
     from saliency_bench.forward import ModelRunner
     from saliency_bench.masks import write_masks
-    from saliency_bench.metrics import CurveRequest, auc, causal_curve_sets
+    from saliency_bench.metrics import CurveRequest, causal_curve_sets
+    from saliency_bench.numeric import auc
 
     out = folder / side
     precision = "bf16" if side == "ours-bf16" else args.precision
@@ -378,7 +381,7 @@ def bf16_batch(args) -> dict:
 
 def export_masks(h5_path: str, npy_path: str) -> None:
     """Our mask set in the study's format ((N, 1, H, W) float64 .npy), streamed (untimed)."""
-    from saliency_bench.masks import MaskSet
+    from saliency_bench.formats.masks import MaskSet
 
     mask_set = MaskSet(h5_path)
     out = np.lib.format.open_memmap(npy_path, mode="w+", dtype=np.float64, shape=(len(mask_set), 1, *mask_set.size))

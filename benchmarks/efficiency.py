@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 
+from saliency_bench.console import show_messages
 from saliency_bench.commands._options import batch_size_arg
 from saliency_bench.throughput import in_fresh_process, peak_rss_mb, reset_peak_rss, settle_forward_args, synchronise
 
@@ -52,6 +53,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--no-fold-bn", dest="fold_bn", action="store_false",
                         help="run the BatchNorms as they are (default: folded, as the workflow)")
+    show_messages()  # the package's log lines (e.g. the measured forward settings) on stderr
     return parser.parse_args(argv)
 
 
@@ -109,7 +111,8 @@ def timed_runner(model, args):
 def run_stage(stage: str, args, mask_path: str) -> dict:
     """Runs in a fresh process: wall seconds of the stage, forward passes it ran (and their
     seconds), peak RSS in MB, and the model's throughput measured before and after the stage."""
-    from saliency_bench.masks import MaskSet, write_masks
+    from saliency_bench.formats.masks import MaskSet
+    from saliency_bench.masks import write_masks
     from saliency_bench.throughput import images_per_second, probe_batch
 
     model, images, device = setup(args)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from saliency_bench.console import show_messages
 from saliency_bench.throughput import in_fresh_process
 
 PRECISIONS = ("fp32", "bf16")
@@ -46,6 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=None, metavar="STEM", help="write STEM.json and STEM.md")
     parser.add_argument("--note", default=None, help="a line for the report, e.g. how the checkpoint was made")
+    show_messages()  # the package's log lines (e.g. the measured forward settings) on stderr
     return parser.parse_args(argv)
 
 
@@ -84,7 +86,8 @@ def run_precision(precision: str, args, mask_path: str) -> dict:
     """In a fresh process: maps, AUCs and wall times of every method at one precision."""
     from saliency_bench.explain import compute_maps
     from saliency_bench.forward import ModelRunner
-    from saliency_bench.metrics import SharedScores, auc, causal_curves
+    from saliency_bench.metrics import SharedScores, causal_curves
+    from saliency_bench.numeric import auc
 
     model, images = setup(args)
     runner = ModelRunner(model, args.batch_size, precision)

@@ -8,11 +8,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from saliency_bench.aggregate import RECORD_COLUMNS, annotate, normalised_auc, read_records, summarise
+from saliency_bench.summary import annotate, normalised_auc, summarise
 from saliency_bench.cli import main
-from saliency_bench.data import ImageRecord, write_image_table
+from saliency_bench.data import ImageRecord
+from saliency_bench.formats.image_table import write_image_table
+from saliency_bench.formats.records import RECORD_COLUMNS, read_records
 from saliency_bench.errors import UserError
-from saliency_bench.saliency_io import write_saliency
+from saliency_bench.formats.saliency import write_saliency
 
 N_IMAGES, SIZE = 12, 56
 # (method_id, method, variant, mean deletion AUC, mean insertion AUC). rise-gaussian has the

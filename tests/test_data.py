@@ -21,12 +21,11 @@ from saliency_bench.data import (
     load_images,
     open_rgb,
     preprocess,
-    read_image_table,
     records_from_list,
     select_images,
     select_split,
-    write_image_table,
 )
+from saliency_bench.formats.image_table import read_image_table, write_image_table
 
 
 def unnormalise(tensor: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:

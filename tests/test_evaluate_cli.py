@@ -11,10 +11,11 @@ from PIL import Image
 
 from saliency_bench import auc, causal_curves
 from saliency_bench.cli import main
-from saliency_bench.data import discover_images, load_images, write_image_table
-from saliency_bench.evaluate import RECORD_FIELDS
+from saliency_bench.data import discover_images, load_images
 from saliency_bench.models import load_model
-from saliency_bench.saliency_io import write_saliency
+from saliency_bench.formats.image_table import write_image_table
+from saliency_bench.formats.records import RECORD_COLUMNS
+from saliency_bench.formats.saliency import write_saliency
 from tolerances import assert_same_probs
 
 H, W = 24, 32
@@ -66,7 +67,7 @@ def test_evaluate_writes_records_and_curves(project):
 
     with open(root / "out" / "metrics.csv", newline="") as handle:
         reader = csv.DictReader(handle)
-        assert tuple(reader.fieldnames) == RECORD_FIELDS
+        assert tuple(reader.fieldnames) == RECORD_COLUMNS
         rows = list(reader)
     with h5py.File(root / "out" / "curves.h5") as handle:
         deletion, insertion = handle["deletion"][()], handle["insertion"][()]

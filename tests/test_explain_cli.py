@@ -9,11 +9,12 @@ import torchvision
 from PIL import Image
 
 from saliency_bench.cli import main
-from saliency_bench.data import discover_images, load_images, write_image_table
+from saliency_bench.data import discover_images, load_images
 from saliency_bench.explain import compute_maps
-from saliency_bench.masks import MaskSet
 from saliency_bench.models import load_model
-from saliency_bench.saliency_io import read_saliency
+from saliency_bench.formats.image_table import write_image_table
+from saliency_bench.formats.masks import MaskSet
+from saliency_bench.formats.saliency import read_saliency
 from tolerances import assert_same_maps, assert_same_probs
 
 SIZE = ["32", "32"]

@@ -14,9 +14,12 @@ from PIL import Image
 
 from saliency_bench import figures
 from saliency_bench.cli import main
-from saliency_bench.data import discover_images, load_images, write_image_table
+from saliency_bench.data import discover_images, load_images
 from saliency_bench.errors import UserError
-from saliency_bench.saliency_io import write_saliency
+from saliency_bench.formats.curves import read_curve_files
+from saliency_bench.formats.image_table import write_image_table
+from saliency_bench.formats.masks import MaskSet
+from saliency_bench.formats.saliency import write_saliency
 
 SIZE = (32, 40)  # H, W: not square, so that a transposed array would show
 METHODS = ("rise-binary-p0.5", "rise-gaussian", "abscam-init-layer1", "abscam-final-layer1",
@@ -194,7 +197,7 @@ def _rgb_and_maps(stage_outputs):
 def test_every_builder_makes_a_legible_figure(stage_outputs):
     image, rgb, maps = _rgb_and_maps(stage_outputs)
     root, _ = stage_outputs
-    curves = figures.read_curve_files(_curve_files(root))
+    curves = read_curve_files(_curve_files(root))
     pairs = {m: (c.deletion, c.insertion) for m, c in curves.items()}
     built = {
         "masks": figures.masks_figure(np.random.default_rng(2).random((4, *SIZE)), image, title="binary masks"),
@@ -353,9 +356,10 @@ def test_file_stem_is_safe_and_collisions_are_refused():
         figures.unique_stems(["a/b.png", "a/b.jpg"])
 
 
-def test_read_first_masks_reads_only_the_first(stage_outputs):
+def test_mask_figures_read_only_the_first_masks(stage_outputs):
     root, _ = stage_outputs
-    masks, attrs = figures.read_first_masks(root / "rise-binary-p0.5.h5", 3)
+    mask_set = MaskSet(root / "rise-binary-p0.5.h5")
+    masks, attrs = mask_set.first(3), mask_set.attrs
     with h5py.File(root / "rise-binary-p0.5.h5") as handle:
         np.testing.assert_array_equal(masks, handle["masks"][:3].astype(np.float32))
     assert masks.dtype == np.float32 and attrs["kind"] == "binary"

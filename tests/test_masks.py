@@ -11,8 +11,9 @@ import torch.nn.functional as F
 
 from saliency_bench import UserError
 from saliency_bench.cli import main as cli_main
-from saliency_bench.masks import (MaskPlan, MaskSet, cell_size, generate_masks, plan_masks, render_masks, set_seed,
-                                  write_masks)
+from saliency_bench.formats.masks import MaskSet
+from saliency_bench.masks import (MaskPlan, cell_size, generate_masks, plan_masks, render_masks, rerender_error, set_seed,
+                                  stored_plan, write_masks)
 from saliency_bench.rise import rise_saliency
 from saliency_bench.workflow_config import mask_configs
 from tolerances import assert_same_maps
@@ -201,8 +202,8 @@ def test_every_draw_is_stored_and_rerenders_the_masks(tmp_path):
             assert ("perlin_seeds" in handle) == (kind == "perlin")
             if kind == "perlin":
                 assert np.array_equal(handle["perlin_seeds"][()], plan.perlin_seeds.numpy())
-        assert_same_maps(masks.draws().render(), masks.read())  # one batch vs chunks of 8
-        assert masks.rerender_error() <= 1e-6
+        assert_same_maps(stored_plan(masks).render(), masks.read())  # one batch vs chunks of 8
+        assert rerender_error(masks) <= 1e-6
         assert cli_main(["masks", "--verify", str(path)]) == 0
 
 
@@ -212,7 +213,7 @@ def test_an_old_mask_file_without_draws_asks_to_regenerate(tmp_path, capsys):
     with h5py.File(path, "a") as handle:  # what files written before the draws were stored look like
         del handle["grids"], handle["shifts"]
     with pytest.raises(UserError, match="regenerate the masks") as error:
-        MaskSet(path).draws()
+        stored_plan(MaskSet(path))
     assert "\n" not in str(error.value)
     assert cli_main(["masks", "--verify", str(path)]) == 2
     assert "regenerate the masks" in capsys.readouterr().err
@@ -237,10 +238,10 @@ def test_mask_sets_of_one_config_are_independent(tmp_path):
             argv = ["masks", *shlex.split(mask.cli_args()), "--n", "300", "--size", *map(str, SIZE), "--out", str(path)]
             assert cli_main(argv) == 0
             sets[mask.mask_id] = MaskSet(path)
-    low, high = sets["binary-p0.1"].draws(), sets["binary-p0.3"].draws()
+    low, high = stored_plan(sets["binary-p0.1"]), stored_plan(sets["binary-p0.3"])
     assert ((low.grids == 1) & (high.grids == 0)).any()  # thresholding shared uniforms would forbid this
     assert len({mask_set.attrs["generator_seed"] for mask_set in sets.values()}) == 4
-    shifts = [mask_set.draws().shifts for mask_set in sets.values()]
+    shifts = [stored_plan(mask_set).shifts for mask_set in sets.values()]
     for first in range(4):
         for second in range(first + 1, 4):
             same = (shifts[first] == shifts[second]).all(1).float().mean().item()

@@ -11,7 +11,8 @@ import yaml
 
 from saliency_bench import UserError, cli
 from saliency_bench import workflow_config as wc
-from saliency_bench.data import ImageRecord, write_image_table
+from saliency_bench.data import ImageRecord
+from saliency_bench.formats.image_table import write_image_table
 from saliency_bench.plan import build_stages, check_disk, layer_channels, make_plan, measured_seconds, render_plan, \
     timing_table
 

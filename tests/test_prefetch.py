@@ -1,4 +1,4 @@
-"""Background reading of mask chunks (`masks.prefetched`) and pinned copies (`forward.pinned`).
+"""Background reading of mask chunks (`formats.masks.prefetched`) and pinned copies (`forward.pinned`).
 
 The prefetching reader must give bit-identical RISE maps to the plain reader, read ahead
 in a bounded way, hand reader errors to the consumer, and stop when the consumer leaves.
@@ -12,7 +12,8 @@ import torch
 
 from saliency_bench import UserError
 from saliency_bench.forward import ModelRunner, pinned
-from saliency_bench.masks import generate_masks, prefetched, write_masks
+from saliency_bench.formats.masks import prefetched
+from saliency_bench.masks import generate_masks, write_masks
 from saliency_bench.rise import rise_saliency
 
 SIZE = (32, 32)

@@ -10,7 +10,8 @@ from html.parser import HTMLParser
 import pandas as pd
 import pytest
 
-from saliency_bench.aggregate import CHECK, best_values
+from saliency_bench.summary import CHECK
+from saliency_bench.summary_markdown import best_values
 from saliency_bench.cli import main
 from saliency_bench.report_html import write_report_pages
 from test_aggregate import synthetic_records, write_records

@@ -7,7 +7,7 @@ import torch
 import torchvision
 
 from saliency_bench.cli import main
-from saliency_bench.data import write_image_table
+from saliency_bench.formats.image_table import write_image_table
 from saliency_bench.sanity import SanityMethod, cascade_blocks, randomise_block, run_sanity
 
 

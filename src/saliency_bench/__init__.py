@@ -24,11 +24,11 @@ _EXPORTS = {
     "ImageRecord": "data", "discover_images": "data", "load_images": "data", "select_split": "data",
     "preprocess": "data", "open_rgb": "data",
     "build_model": "models", "load_checkpoint": "models", "load_model": "models", "resolve_device": "models",
-    "generate_masks": "masks", "write_masks": "masks", "MaskSet": "masks",
+    "generate_masks": "masks", "write_masks": "masks", "MaskSet": "formats.masks",
     "rise_saliency": "rise",
     "abscam_init": "abscam", "abscam_final": "abscam",
     "causal_curves": "metrics", "causal_curve_sets": "metrics", "CurveRequest": "metrics", "SharedScores": "metrics",
-    "auc": "metrics", "gkern": "metrics",
+    "auc": "numeric", "gkern": "metrics",
     "bootstrap_means": "stats", "holm": "stats",
     "pointing_game": "localisation", "energy_pointing_game": "localisation",
 }

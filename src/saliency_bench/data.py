@@ -5,17 +5,19 @@ Ids are what every output file and table uses to name an image.
 """
 from __future__ import annotations
 
-import csv
 import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import UserError, require
+
+if TYPE_CHECKING:  # torch is imported only where images become tensors
+    import torch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -193,34 +195,8 @@ def load_images(records: Iterable[ImageRecord] | Iterable[str], size: tuple[int,
     return torch.stack([preprocess(open_rgb(p), tuple(size), mean, std) for p in paths])
 
 
-# ---- the image table that the workflow passes between stages -------------------------
-IMAGE_TABLE_FIELDS = ("image_id", "path", "label", "class_name", "shard")
-DEFAULT_IMAGES_PER_JOB = 16  # the schema's images_per_job default (a test keeps them equal)
-
-
 def read_file_list(path: str | os.PathLike) -> list[str]:
     """Image paths of a list file: one per line; blank lines and '#' comments skipped."""
     require(Path(path).is_file(), f"file list not found: {path}; give a text file with one image path per line")
     with open(path) as handle:
         return [line.strip() for line in handle if line.strip() and not line.lstrip().startswith("#")]
-
-
-def write_image_table(path: str | os.PathLike, records: Sequence[ImageRecord], images_per_job: int) -> None:
-    from .errors import atomic_path
-
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(IMAGE_TABLE_FIELDS)
-        for index, record in enumerate(records):
-            writer.writerow([record.image_id, record.path, record.label, record.class_name, index // images_per_job])
-
-
-def read_image_table(path: str | os.PathLike, shard: int | None = None) -> list[ImageRecord]:
-    """Records of an image table, optionally only those of one shard."""
-    require(Path(path).is_file(), f"image table not found: {path}; run the 'images' step first")
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if shard is not None:
-        rows = [row for row in rows if int(row["shard"]) == shard]
-        require(bool(rows), f"shard {shard} of {path} is empty; check images_per_job")
-    return [ImageRecord(r["image_id"], r["path"], int(r["label"]), r["class_name"]) for r in rows]

@@ -1,36 +1,29 @@
 """Evaluate one saliency file: deletion and insertion curves, per-image records, the baselines.
 
-Outputs (docs/architecture.md):
-- records CSV, one row per image: RECORD_FIELDS. `deleted_prob` (last deletion point) and
-  `blurred_prob` (first insertion point) are the model's output on the fully deleted and
-  fully blurred image: the baseline the AUCs should be read against.
-- curves HDF5: `image_id`, `deletion` and `insertion` (n, steps + 1) float64; attrs
-  method_id, step (and the substrates used).
+Its outputs are written in the formats of `formats.records` (one row per image; `deleted_prob`
+and `blurred_prob` are the model's output on the fully deleted and the fully blurred image: the
+baselines the AUCs should be read against) and `formats.curves`.
 """
 from __future__ import annotations
 
-import csv
 import logging
 import os
 from dataclasses import dataclass
 from typing import Sequence
 
-import h5py
 import numpy as np
 import torch
 
-from . import __version__
-from .errors import atomic_path, require
+from .errors import require
+from .formats.curves import write_curves
+from .formats.records import write_records
+from .formats.saliency import SaliencyFile
 from .forward import ModelRunner
-from .metrics import (DEFAULT_SUBSTRATE, CurveRequest, SharedScores, auc, canonical_substrate, causal_curve_sets, default_step,
-                      check_saliency)
-from .saliency_io import STRING, SaliencyFile
+from .metrics import (DEFAULT_SUBSTRATE, CurveRequest, SharedScores, canonical_substrate, causal_curve_sets, check_saliency,
+                      default_step)
+from .numeric import auc
 
 log = logging.getLogger(__name__)
-
-RECORD_FIELDS = ("image_id", "method_id", "method", "variant", "target", "top1_prob", "deletion_auc",
-                 "insertion_auc", "deleted_prob", "blurred_prob", "constant_map")
-
 
 @dataclass
 class Evaluation:
@@ -95,18 +88,8 @@ def make_records(saliency: SaliencyFile, deletion: np.ndarray, insertion: np.nda
     ]
 
 
-def write_records(path: str | os.PathLike, records: Sequence[dict]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=RECORD_FIELDS)
-        writer.writeheader()
-        writer.writerows(records)
-
-
-def write_curves(path: str | os.PathLike, evaluation: Evaluation) -> None:
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
-        handle.create_dataset("image_id", data=np.array(evaluation.image_id, dtype=object), dtype=STRING)
-        handle.create_dataset("deletion", data=evaluation.deletion.astype(np.float64))
-        handle.create_dataset("insertion", data=evaluation.insertion.astype(np.float64))
-        handle.attrs.update(method_id=evaluation.method_id, step=evaluation.step, version=__version__,
-                            deletion_substrate=evaluation.deletion_substrate,
-                            insertion_substrate=evaluation.insertion_substrate)
+def write_evaluation(evaluation: Evaluation, records_path: str | os.PathLike, curves_path: str | os.PathLike) -> None:
+    write_records(records_path, evaluation.records)
+    write_curves(curves_path, evaluation.image_id, evaluation.deletion, evaluation.insertion,
+                 method_id=evaluation.method_id, step=evaluation.step, deletion_substrate=evaluation.deletion_substrate,
+                 insertion_substrate=evaluation.insertion_substrate)

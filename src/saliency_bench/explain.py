@@ -11,7 +11,7 @@ from .abscam import abscam_final, abscam_init
 from .baselines import centre_maps, random_maps
 from .errors import require
 from .forward import ModelRunner
-from .masks import MaskSet
+from .formats.masks import MaskSet
 from .rise import rise_saliency
 
 METHODS = ("rise", "abscam-init", "abscam-final", "random", "centre")

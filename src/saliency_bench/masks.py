@@ -1,4 +1,4 @@
-"""RISE masks: generation (binary, Gaussian, Perlin) and HDF5 mask sets streamed in chunks.
+"""RISE masks: generation (binary, Gaussian, Perlin), written in the mask file format of `formats.masks`.
 
 A mask is an s x s grid of values in [0, 1], upsampled bilinearly to (s + 1) * cell
 (cell = ceil(H / s) by ceil(W / s)) and cropped to H x W at a random integer shift
@@ -23,20 +23,17 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import math
 import os
-import queue
-import threading
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Iterable, Iterator, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import UserError, atomic_path, require
+from .errors import require
+from .formats.masks import MaskSet, write_mask_file
 from .perlin import ENGINES, FBM_BASES, FBM_MAX_COORDINATE, draw_study_seeds, fbm_grids, study_grids
 
 KINDS = ("binary", "gaussian", "perlin")
@@ -49,9 +46,7 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
 }
 FBM_ONLY = ("octaves", "phase")
 UPSAMPLE_MODES = ("reflect", "clamp")
-STORAGE_DTYPES = ("float16", "float32")
 RENDER_CHUNK = 256
-T = TypeVar("T")
 
 
 @dataclass
@@ -202,171 +197,44 @@ def generate_masks(kind: str, n: int, size, *, s: int = 8, p: float | None = Non
 
 def write_masks(path: str | os.PathLike, kind: str, n: int, size, *, s: int = 8, p: float | None = None, seed: int = 0,
                 set_id: str | None = None, upsample: str = "reflect", chunk: int = RENDER_CHUNK, dtype: str = "float16",
-                progress: bool = False, **params) -> "MaskSet":
+                progress: bool = False, **params) -> MaskSet:
     """Generate a mask set and write it to HDF5 chunk by chunk (never all n masks in memory),
     with its draws (`grids`, `shifts`, `perlin_seeds`) and, in attrs, the seeds that made them.
 
     float16 storage halves the file (6000 x 224 x 224: 0.6 GB instead of 1.2 GB) and changes
     saliency maps by < 1e-3 relative (tests/test_masks.py).
     """
-    import h5py
     from tqdm import tqdm
 
-    from . import __version__
-
-    require(dtype in STORAGE_DTYPES, f"unknown mask storage dtype {dtype!r}; use {' or '.join(STORAGE_DTYPES)}")
     require(isinstance(chunk, int) and chunk >= 1, f"chunk must be a positive integer, got {chunk}")
     set_id = set_id or default_set_id(kind, p)
     plan = plan_masks(kind, n, size, s=s, p=p, seed=seed, set_id=set_id, upsample=upsample, **params)
-    height, width = plan.size
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
-        dataset = handle.create_dataset("masks", shape=(n, height, width), dtype=dtype,
-                                        chunks=(min(chunk, n, storage_chunk(height, width, dtype)), height, width))
-        for start in tqdm(range(0, n, chunk), desc=f"{kind} masks", unit="chunk", disable=not progress):
-            part = slice(start, min(start + chunk, n))
-            dataset[part] = plan.render(part).numpy().astype(dtype)
-        handle.create_dataset("grids", data=plan.grids.numpy().astype(np.float32))
-        handle.create_dataset("shifts", data=plan.shifts.numpy().astype(np.int64))
-        if plan.perlin_seeds is not None:
-            handle.create_dataset("perlin_seeds", data=plan.perlin_seeds.numpy().astype(np.int64))
-        handle.attrs.update(kind=kind, p=float("nan") if p is None else float(p), s=s, n=n, seed=int(seed),
-                            set_id=set_id, generator_seed=set_seed(seed, set_id), upsample=upsample,
-                            height=height, width=width, params=json.dumps(plan.params, sort_keys=True),
-                            dtype=dtype, version=__version__)
-    return MaskSet(path)
+    parts = [slice(start, min(start + chunk, n)) for start in range(0, n, chunk)]
+    rendered = ((part, plan.render(part).numpy()) for part in tqdm(parts, desc=f"{kind} masks", unit="chunk",
+                                                                   disable=not progress))
+    draws = {"grids": plan.grids.numpy(), "shifts": plan.shifts.numpy()}
+    if plan.perlin_seeds is not None:
+        draws["perlin_seeds"] = plan.perlin_seeds.numpy()
+    attrs = dict(kind=kind, p=None if p is None else float(p), s=s, n=n, seed=int(seed), set_id=set_id,
+                 generator_seed=set_seed(seed, set_id), upsample=upsample, params=plan.params)
+    return write_mask_file(path, n, plan.size, rendered, draws, attrs, dtype=dtype, chunk=chunk)
 
 
-def storage_chunk(height: int, width: int, dtype: str) -> int:
-    """Masks per HDF5 chunk: about 4 MB, a good size for sequential streaming."""
-    return max(1, (4 << 20) // (height * width * np.dtype(dtype).itemsize))
+def stored_plan(masks: MaskSet) -> MaskPlan:
+    """The draws stored with a mask set as a MaskPlan that re-renders it."""
+    draws = masks.read_draws()
+    seeds = draws.get("perlin_seeds")
+    return MaskPlan(torch.from_numpy(draws["grids"]), torch.from_numpy(draws["shifts"]), masks.size,
+                    int(masks.attrs["s"]), masks.attrs.get("params") or {}, str(masks.attrs.get("upsample", "reflect")),
+                    None if seeds is None else torch.from_numpy(seeds))
 
 
-class MaskSet:
-    """A mask set in an HDF5 file (dataset `masks` (N, H, W)), read in chunks on demand."""
-
-    def __init__(self, path: str | os.PathLike):
-        import h5py
-
-        self.path = Path(path)
-        require(self.path.is_file(), f"mask file not found: {self.path}; create it with `saliency-bench masks`")
-        try:
-            with h5py.File(self.path, "r") as handle:
-                dataset = handle["masks"]
-                require(dataset.ndim == 3, f"{self.path}: dataset 'masks' has shape {dataset.shape}, expected (N, H, W)")
-                self._shape = tuple(int(v) for v in dataset.shape)
-                raw = dict(handle.attrs)
-        except (OSError, KeyError) as error:
-            raise UserError(f"{self.path} is not a mask file ({error}); create it with `saliency-bench masks`") from None
-        self.attrs = {key: (value.item() if isinstance(value, np.generic) else value) for key, value in raw.items()}
-        if isinstance(self.attrs.get("p"), float) and math.isnan(self.attrs["p"]):
-            self.attrs["p"] = None
-        if isinstance(self.attrs.get("params"), str):
-            self.attrs["params"] = json.loads(self.attrs["params"])
-        self._mean: float | None = None
-
-    def __len__(self) -> int:
-        return self._shape[0]
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self._shape[1], self._shape[2]
-
-    def __repr__(self) -> str:
-        return f"MaskSet({str(self.path)!r}, n={len(self)}, size={self.size}, kind={self.attrs.get('kind')!r})"
-
-    def iter_chunks(self, chunk_size: int = RENDER_CHUNK) -> Iterator[torch.Tensor]:
-        """Yield the masks in order, `chunk_size` at a time, as float32 (c, H, W) tensors."""
-        import h5py
-
-        require(chunk_size >= 1, f"chunk_size must be at least 1, got {chunk_size}")
-        with h5py.File(self.path, "r") as handle:
-            dataset = handle["masks"]
-            for start in range(0, len(self), chunk_size):
-                yield torch.from_numpy(dataset[start:start + chunk_size].astype(np.float32))
-
-    def read(self) -> torch.Tensor:
-        """All masks at once (small sets and tests only)."""
-        return torch.cat(list(self.iter_chunks()))
-
-    def mean(self, chunk_size: int = RENDER_CHUNK) -> float:
-        """Mean of all mask values, streamed (float64 accumulation), cached."""
-        if self._mean is None:
-            total = sum(chunk.sum(dtype=torch.float64).item() for chunk in self.iter_chunks(chunk_size))
-            self._mean = total / (len(self) * self.size[0] * self.size[1])
-        return self._mean
-
-    def draws(self) -> MaskPlan:
-        """The stored draws (grids, shifts, Perlin seeds) as a MaskPlan that re-renders the set."""
-        import h5py
-
-        with h5py.File(self.path, "r") as handle:
-            missing = [name for name in ("grids", "shifts") if name not in handle]
-            require(not missing, f"{self.path} has no {' or '.join(missing)} (an older mask file); "
-                                 f"regenerate the masks with `saliency-bench masks` (the workflow does so when rerun)")
-            grids = torch.from_numpy(handle["grids"][()].astype(np.float32))
-            shifts = torch.from_numpy(handle["shifts"][()].astype(np.int64))
-            seeds = torch.from_numpy(handle["perlin_seeds"][()].astype(np.int64)) if "perlin_seeds" in handle else None
-        return MaskPlan(grids, shifts, self.size, int(self.attrs["s"]), self.attrs.get("params") or {},
-                        str(self.attrs.get("upsample", "reflect")), seeds)
-
-    def rerender_error(self, chunk_size: int = RENDER_CHUNK) -> float:
-        """Largest |stored mask - mask re-rendered from the stored draws| (an audit of the file)."""
-        plan = self.draws()
-        require(len(plan.grids) == len(self) and len(plan.shifts) == len(self),
-                f"{self.path}: {len(plan.grids)} grids / {len(plan.shifts)} shifts for {len(self)} masks; regenerate the masks")
-        worst = 0.0
-        for start, stored in zip(range(0, len(self), chunk_size), self.iter_chunks(chunk_size)):
-            worst = max(worst, (plan.render(slice(start, start + chunk_size)) - stored).abs().max().item())
-        return worst
-
-
-def prefetched(items: Iterable[T], depth: int = 1) -> Iterator[T]:
-    """Yield `items` in order while a background thread reads up to `depth` of them ahead.
-
-    For mask chunks: the HDF5 read, the float16 -> float32 cast (and pinning, on CUDA) of
-    the next chunk overlap the forward passes of the current one, so a GPU is not left
-    waiting for the disk. The values are exactly those of iterating `items` directly.
-    At most depth + 2 items exist at once (queued, being read, in use). An error in the
-    reader is raised here; leaving the loop early stops the reader and closes `items`.
-    """
-    require(isinstance(depth, int) and depth >= 1, f"prefetch depth must be a positive integer, got {depth}")
-    slots: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def offer(entry: tuple[str, Any]) -> bool:
-        while not stop.is_set():  # a bounded wait, so a consumer that left cannot block the reader forever
-            try:
-                slots.put(entry, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def read() -> None:
-        iterator = None
-        try:
-            iterator = iter(items)
-            for item in iterator:
-                if not offer(("item", item)):
-                    return
-            offer(("end", None))
-        except BaseException as error:  # noqa: BLE001 - handed to the consumer and raised there
-            offer(("error", error))
-        finally:
-            close = getattr(iterator, "close", None)
-            if close is not None:
-                close()  # e.g. MaskSet.iter_chunks closes its HDF5 file
-
-    reader = threading.Thread(target=read, name="saliency-bench-prefetch", daemon=True)
-    reader.start()
-    try:
-        while True:
-            kind, value = slots.get()
-            if kind == "error":
-                raise value
-            if kind == "end":
-                return
-            yield value
-    finally:
-        stop.set()
-        reader.join()
+def rerender_error(masks: MaskSet, chunk_size: int = RENDER_CHUNK) -> float:
+    """Largest |stored mask - mask re-rendered from the stored draws| (an audit of the file)."""
+    plan = stored_plan(masks)
+    require(len(plan.grids) == len(masks) and len(plan.shifts) == len(masks),
+            f"{masks.path}: {len(plan.grids)} grids / {len(plan.shifts)} shifts for {len(masks)} masks; regenerate the masks")
+    worst = 0.0
+    for start, stored in zip(range(0, len(masks), chunk_size), masks.iter_chunks(chunk_size)):
+        worst = max(worst, (plan.render(slice(start, start + chunk_size)) - stored).abs().max().item())
+    return worst

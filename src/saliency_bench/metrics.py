@@ -309,10 +309,3 @@ def pick(images: torch.Tensor, index: int) -> torch.Tensor:
     return images[0] if images.shape[0] == 1 else images[index]
 
 
-def auc(curves) -> np.ndarray:
-    """Trapezoid AUC of each curve (the last axis) with x in [0, 1]: (sum(a) - a[0]/2 - a[n]/2) / n.
-    The one AUC of the package: tables, figures and benchmarks all call it."""
-    curves = np.asarray(curves, dtype=np.float64)
-    require(curves.ndim >= 1 and curves.shape[-1] >= 2, f"a curve needs at least 2 points, got shape {curves.shape}")
-    steps = curves.shape[-1] - 1
-    return (curves.sum(axis=-1) - curves[..., 0] / 2 - curves[..., -1] / 2) / steps

@@ -22,13 +22,13 @@ from typing import Sequence
 
 import pandas as pd
 
-from .aggregate import (AUC_METRICS, CHANCE_IDS, CHECK, LOCALISATION_METRICS, RECORD_COLUMNS, _facts, _label, _number,
-                        _with_ci, best_values)
-from .errors import UserError, atomic_path, require
+from .summary import AUC_METRICS, CHANCE_IDS, CHECK, LOCALISATION_METRICS, headline_facts
+from .summary_markdown import best_values, method_label, number, with_ci
+from .errors import atomic_path, require
+from .formats.tables import STUDY_COLUMNS, read_table
 from .plan import measured_seconds
 
 PAGES = ("summary.html", "per_image.html", "introduction.html")
-MAIN_METRICS = AUC_METRICS[:3]  # deletion_auc, insertion_auc, score: the study's columns
 HEADERS = {"deletion_auc": "Deletion AUC", "insertion_auc": "Insertion AUC", "score": "Score",
            "deletion_auc_norm": "Deletion AUC (norm.)", "insertion_auc_norm": "Insertion AUC (norm.)",
            "pointing_game": "Pointing game", "energy_pointing_game": "Energy pointing game",
@@ -79,23 +79,6 @@ if (filter) filter.addEventListener("input", function () {
 </script>"""
 
 
-# ---- inputs -----------------------------------------------------------------------------
-def read_table(path: str | os.PathLike) -> pd.DataFrame:
-    """summary.csv or per_image.csv as `aggregate` wrote it (ids and variants as text)."""
-    require(os.path.isfile(path), f"table not found: {path}; run `saliency-bench aggregate` first")
-    try:
-        table = pd.read_csv(path, dtype={c: str for c in RECORD_COLUMNS[:4]}, keep_default_na=False,
-                            na_values=["", "nan", "NaN"])
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise UserError(f"cannot read {path} ({error.__class__.__name__}); rerun `saliency-bench aggregate`") from None
-    missing = [c for c in ("method_id", *MAIN_METRICS) if c not in table]
-    require(not missing, f"{path} lacks the columns {', '.join(missing)}; pass a table written by `saliency-bench aggregate`")
-    for column in ("method", "variant"):
-        if column in table:
-            table[column] = table[column].fillna("")
-    return table
-
-
 # ---- cells ------------------------------------------------------------------------------
 def _cell(text: str, value=None, css: str = "") -> str:
     sort_value = text if value is None else ("" if _missing(value) else repr(float(value)))
@@ -110,7 +93,7 @@ def _missing(value) -> bool:
 def _metric_cell(row: pd.Series, metric: str, best: dict) -> str:
     marked = not row.get("is_chance", False) and metric in best and row[metric] == best[metric]
     has_ci = f"{metric}_lo" in row and f"{metric}_hi" in row
-    text = (_with_ci(row, metric) if has_ci else _number(row[metric])) + (f" {CHECK}" if marked else "")
+    text = (with_ci(row, metric) if has_ci else number(row[metric])) + (f" {CHECK}" if marked else "")
     return _cell(text, row[metric], "num best" if marked else "num")
 
 
@@ -127,7 +110,7 @@ def summary_page(table: pd.DataFrame, alpha: float = 0.05) -> str:
     best = best_values(table)
     verdicts = [c for c in ("vs_best", *(f"vs_{c}" for c in CHANCE_IDS)) if c in table]
     head = ["Method", "Parameter/Layer", *(HEADERS[m] + (f" [{1 - alpha:.0%} CI]" if f"{m}_lo" in table else "")
-                                          for m in MAIN_METRICS), "n images"]
+                                          for m in STUDY_COLUMNS), "n images"]
     head += [f"vs {c[3:]}" for c in verdicts]
     bodies = []
     for chance, rows in ((False, table[~table["is_chance"]]), (True, table[table["is_chance"]])):
@@ -135,8 +118,8 @@ def summary_page(table: pd.DataFrame, alpha: float = 0.05) -> str:
             continue
         lines = [f'<tr class="group"><td colspan="{len(head)}">Chance baselines (never "best")</td></tr>'] if chance else []
         for _, row in rows.iterrows():
-            cells = [_cell(_label(row)), _cell(str(row.get("variant", ""))),
-                     *(_metric_cell(row, m, best) for m in MAIN_METRICS),
+            cells = [_cell(method_label(row)), _cell(str(row.get("variant", ""))),
+                     *(_metric_cell(row, m, best) for m in STUDY_COLUMNS),
                      _cell(str(row.get("n_images", "")), row.get("n_images"), "num")]
             cells += [_cell(VERDICTS.get(row[c], str(row[c])), None, row[c]) for c in verdicts]
             lines.append(f'<tr data-method="{escape(row["method_id"])}">{"".join(cells)}</tr>')
@@ -160,7 +143,7 @@ def per_image_page(per_image: pd.DataFrame) -> str:
     lines = []
     for row in per_image[text_columns + numbers].itertuples(index=False):
         values = row._asdict()
-        cells = [_cell(str(values[c])) for c in text_columns] + [_cell(_number(values[c]), values[c], "num") for c in numbers]
+        cells = [_cell(str(values[c])) for c in text_columns] + [_cell(number(values[c]), values[c], "num") for c in numbers]
         lines.append(f"<tr>{''.join(cells)}</tr>")
     header = "".join(f"<th>{escape(h)}</th>" for h in head)
     images = per_image["image_id"].nunique() if "image_id" in per_image else 0
@@ -209,20 +192,20 @@ def _headline(table: pd.DataFrame, per_image: pd.DataFrame, alpha: float) -> lis
     best = contenders.loc[contenders["score"].idxmax()]
     detail = ", ".join(escape(str(best[c])) for c in ("method", "variant") if best.get(c))
     items = [f'Best by Score: <b id="best-method">{escape(best["method_id"])}</b> ({detail}), '
-             f"Score {escape(_with_ci(best, 'score'))} ({1 - alpha:.0%} CI)."]
+             f"Score {escape(with_ci(best, 'score'))} ({1 - alpha:.0%} CI)."]
     if "vs_best" in table:
         tied = contenders[(contenders["method_id"] != best["method_id"]) & (contenders["vs_best"] != "worse")]
         items.append(f"Not distinguishable from the best: {_names(tied)}.")
     for chance in (c for c in CHANCE_IDS if f"vs_{c}" in table):
         items.append(f"Better than the <i>{chance}</i> baseline: {_names(contenders[contenders[f'vs_{chance}'] == 'better'])}.")
     ranked = per_image[per_image["repeat"] == 0] if "repeat" in per_image else per_image
-    facts = _facts(ranked, per_image, list(dict.fromkeys(ranked["image_id"])), alpha)
+    facts = headline_facts(ranked, per_image, list(dict.fromkeys(ranked["image_id"])), alpha)
     if not facts["has_power"]:
         items.append(f"With {ranked['image_id'].nunique()} images the Wilcoxon test cannot reach p &lt; {alpha} "
                      f"(smallest possible p = {facts['min_p']:.3f}): no method can be shown to differ; use more images.")
-    items.append(f"Baseline probabilities (mean p of the explained class): original image <b>{_number(facts['top1_prob'])}</b>, "
-                 f"fully deleted (mean-colour) image <b>{_number(facts['deleted_prob'])}</b>, fully blurred image "
-                 f"<b>{_number(facts['blurred_prob'])}</b>. Deletion curves end at the first, insertion curves start at the "
+    items.append(f"Baseline probabilities (mean p of the explained class): original image <b>{number(facts['top1_prob'])}</b>, "
+                 f"fully deleted (mean-colour) image <b>{number(facts['deleted_prob'])}</b>, fully blurred image "
+                 f"<b>{number(facts['blurred_prob'])}</b>. Deletion curves end at the first, insertion curves start at the "
                  "second: an AUC near these values is no better than the substrate.")
     return items
 

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from .errors import require
 from .forward import ModelRunner, batches, pinned
-from .masks import MaskSet, prefetched
+from .formats.masks import MaskSet, prefetched
 
 SCORES = ("logits", "softmax")
 

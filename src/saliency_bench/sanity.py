@@ -18,7 +18,7 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from .errors import require
-from .maps import minmax
+from .numeric import minmax
 
 # Maps that still correlate this much with the trained model's once every block is random
 # do not reflect the model: Adebayo et al. call such a method insensitive.

@@ -6,7 +6,8 @@ import sys
 
 import torch
 
-from ..data import IMAGENET_MEAN, IMAGENET_STD, load_images, read_image_table
+from ..data import IMAGENET_MEAN, IMAGENET_STD, load_images
+from ..formats.image_table import read_image_table
 
 from ..models import load_model, resolve_device
 from ..throughput import CPU_BATCH_CANDIDATES, CUDA_BATCH_SIZE, REDUCED_PRECISION_MARGIN

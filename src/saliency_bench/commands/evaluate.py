@@ -5,10 +5,10 @@ import argparse
 import sys
 
 from ..errors import require
-from ..evaluate import evaluate_saliency, write_curves, write_records
+from ..evaluate import evaluate_saliency, write_evaluation
+from ..formats.saliency import read_saliency
 from ..forward import ModelRunner
 from ..metrics import DEFAULT_STEP_ROWS, SUBSTRATES
-from ..saliency_io import read_saliency
 from ._options import add_image_table_args, add_model_args, images_from_args, model_from_args
 
 
@@ -45,8 +45,7 @@ def run(args: argparse.Namespace) -> int:
                                    deletion_substrate=args.deletion_substrate,
                                    insertion_substrate=args.insertion_substrate, seed=args.seed,
                                    source=args.saliency, progress=True)
-    write_records(args.out_records, evaluation.records)
-    write_curves(args.out_curves, evaluation)
+    write_evaluation(evaluation, args.out_records, args.out_curves)
     print(f"{saliency.method_id}: {len(records)} images, {runner.forward_passes} forward passes -> "
           f"{args.out_records}, {args.out_curves}", file=sys.stderr)
     return 0

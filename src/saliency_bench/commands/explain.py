@@ -6,8 +6,8 @@ import sys
 
 from ..errors import require
 from ..explain import METHODS, compute_maps, method_variant
-from ..masks import MaskSet
-from ..saliency_io import write_saliency
+from ..formats.masks import MaskSet
+from ..formats.saliency import write_saliency
 from ._options import add_image_table_args, add_model_args, images_from_args, model_from_args
 
 

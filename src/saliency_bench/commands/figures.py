@@ -19,7 +19,8 @@ import os
 import sys
 
 from .. import figures
-from ..data import IMAGENET_MEAN, IMAGENET_STD, read_image_table
+from ..data import IMAGENET_MEAN, IMAGENET_STD
+from ..formats.image_table import read_image_table
 
 
 def register(subparsers) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..data import (DEFAULT_IMAGES_PER_JOB, check_images, discover_images, read_file_list, records_from_list,
-                    select_images, write_image_table)
+from ..data import check_images, discover_images, read_file_list, records_from_list, select_images
+from ..formats.image_table import DEFAULT_IMAGES_PER_JOB, write_image_table
 from ..errors import require
 
 

@@ -5,7 +5,8 @@ import argparse
 import sys
 
 from ..errors import require
-from ..masks import DEFAULT_PARAMS, KINDS, STORAGE_DTYPES, UPSAMPLE_MODES, MaskSet, write_masks
+from ..formats.masks import STORAGE_DTYPES, MaskSet
+from ..masks import DEFAULT_PARAMS, KINDS, UPSAMPLE_MODES, rerender_error, write_masks
 from ..perlin import ENGINES
 
 # A re-rendered mask may differ from the stored one by the storage rounding only.
@@ -53,7 +54,7 @@ def generator_params(args: argparse.Namespace) -> dict:
 
 def verify(path: str) -> int:
     masks = MaskSet(path)
-    error = masks.rerender_error()
+    error = rerender_error(masks)
     dtype = str(masks.attrs.get("dtype", "float16"))
     require(error <= AUDIT_TOLERANCE.get(dtype, 1e-3),
             f"{path}: masks differ from their stored draws by up to {error:.3g}; the file is damaged, regenerate it")

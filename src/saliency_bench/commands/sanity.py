@@ -30,7 +30,7 @@ def sanity_methods(args: argparse.Namespace) -> list[SanityMethod]:
     methods = []
     if "rise" in args.methods:
         require(bool(args.masks), "sanity with rise needs --masks FILE.h5")
-        from ..masks import MaskSet
+        from ..formats.masks import MaskSet
 
         mask_set = MaskSet(args.masks[0])
         methods.append(SanityMethod(f"rise-{mask_set.attrs.get('kind', 'masks')}", "rise", (("masks", mask_set),)))

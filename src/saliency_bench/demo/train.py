@@ -123,29 +123,11 @@ def train_demo_model(data: str | os.PathLike, out: str | os.PathLike, card: str 
 
     train_start = time.perf_counter()
     history: list[dict] = []
-    stopped = False
+    stopped = False  # by the time limit
     for epoch in range(epochs):
-        model.train()
-        order = torch.randperm(len(train_x), generator=generator)
-        loss_sum, correct, labelled = 0.0, 0, 0
-        for start in range(0, len(order), BATCH_SIZE):
-            batch = order[start:start + BATCH_SIZE]
-            if len(batch) < 2:  # BatchNorm cannot train on a single image
-                continue
-            logits = model(augment(train_x[batch], generator))
-            loss = F.cross_entropy(logits, targets[batch])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            loss_sum += loss.item() * len(batch)
-            has_label = targets[batch].max(dim=1).values == 1.0
-            correct += (logits.argmax(1) == targets[batch].argmax(1))[has_label].sum().item()
-            labelled += int(has_label.sum())
-            if time.perf_counter() - train_start > time_limit:
-                stopped = True
-                break
-        history.append({"epoch": epoch + 1, "loss": loss_sum / len(order), "train_accuracy": correct / max(labelled, 1),
+        loss, accuracy, stopped = _train_epoch(model, optimizer, schedule, train_x, targets, generator,
+                                               deadline=train_start + time_limit)
+        history.append({"epoch": epoch + 1, "loss": loss, "train_accuracy": accuracy,
                         "seconds": time.perf_counter() - train_start})
         log.info(f"train-demo: epoch {epoch + 1}/{epochs} loss {history[-1]['loss']:.3f} "
                  f"train acc {history[-1]['train_accuracy']:.3f} ({history[-1]['seconds']:.0f} s)")
@@ -168,6 +150,32 @@ def train_demo_model(data: str | os.PathLike, out: str | os.PathLike, card: str 
         tmp.write_text(json.dumps(card_data, indent=2) + "\n")
     log.info(f"train-demo: val accuracy {card_data['val_accuracy']:.3f} after {training_seconds:.0f} s -> {out}, {card}")
     return card_data
+
+
+def _train_epoch(model, optimizer, schedule, train_x: torch.Tensor, targets: torch.Tensor, generator: torch.Generator,
+                 deadline: float) -> tuple[float, float, bool]:
+    """One pass over the training images in a seeded order: (mean loss, accuracy on the labelled
+    images, whether the deadline (time.perf_counter) stopped it early)."""
+    model.train()
+    order = torch.randperm(len(train_x), generator=generator)
+    loss_sum, correct, labelled = 0.0, 0, 0
+    for start in range(0, len(order), BATCH_SIZE):
+        batch = order[start:start + BATCH_SIZE]
+        if len(batch) < 2:  # BatchNorm cannot train on a single image
+            continue
+        logits = model(augment(train_x[batch], generator))
+        loss = F.cross_entropy(logits, targets[batch])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        loss_sum += loss.item() * len(batch)
+        has_label = targets[batch].max(dim=1).values == 1.0
+        correct += (logits.argmax(1) == targets[batch].argmax(1))[has_label].sum().item()
+        labelled += int(has_label.sum())
+        if time.perf_counter() > deadline:
+            return loss_sum / len(order), correct / max(labelled, 1), True
+    return loss_sum / len(order), correct / max(labelled, 1), False
 
 
 def _model_card(split: DemoSplit, probabilities: torch.Tensor, val_y: torch.Tensor, history: list[dict],

@@ -8,7 +8,7 @@ Three modules:
   `sanity_figure`) take arrays / tables and return a `matplotlib.figure.Figure` without
   saving it, so tests can inspect it;
 - `writers` (`write_mask_figures`, `write_saliency_figures`, `write_curve_figures`,
-  `write_summary_figure`) read the files passed between stages and save PNGs with
+  `write_summary_figure`) read the stage outputs (through `saliency_bench.formats`) and save PNGs with
   fixed, predictable names (see `docs` of each writer). A writer renders everything into
   a temporary folder first and moves the finished files into place at the end, so a
   failure leaves no half-written figure behind.
@@ -24,13 +24,12 @@ from .builders import (SUMMARY_METRICS, abscam_init_vs_final_figure, abscam_laye
                        mean_curves_figure, overview_figure, sanity_figure, summary_figure)
 from .style import (BASELINE_IDS, DPI, MAX_HEIGHT_PX, MIN_FONT_PT, STYLE, _new_figure, figure_problems,
                     file_stem, method_sort_key, minmax, save_figure, split_stem, unique_stems, unnormalise)
-from .writers import (CURVE_KINDS, SALIENCY_KINDS, CurveSet, _collect_maps, class_name_lookup, mask_title,
-                      read_curve_files, read_first_masks, write_curve_figures, write_mask_figures,
-                      write_saliency_figures, write_summary_figure)
+from .writers import (CURVE_KINDS, SALIENCY_KINDS, _collect_maps, class_name_lookup, mask_title, write_curve_figures,
+                      write_mask_figures, write_saliency_figures, write_summary_figure)
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "SUMMARY_METRICS", "abscam_init_vs_final_figure", "abscam_layers_figure",
            "curves_figure", "masks_figure", "mean_curves_figure", "overview_figure", "sanity_figure", "summary_figure",
            "BASELINE_IDS", "DPI", "MAX_HEIGHT_PX", "MIN_FONT_PT", "STYLE", "figure_problems", "file_stem",
            "method_sort_key", "minmax", "save_figure", "split_stem", "unique_stems", "unnormalise", "CURVE_KINDS", "SALIENCY_KINDS",
-           "CurveSet", "class_name_lookup", "mask_title", "read_curve_files", "read_first_masks", "write_curve_figures",
+           "class_name_lookup", "mask_title", "write_curve_figures",
            "write_mask_figures", "write_saliency_figures", "write_summary_figure"]

@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 
 from ..data import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import require
+from ..numeric import auc
 from .style import (BASELINE_IDS, DIFFERENCE_CMAP, MAX_HEIGHT_IN, STYLE, _image_panel, _new_figure, _overlay_panel,
                     _saliency_colorbar, method_sort_key, minmax, plt, unnormalise)
 
@@ -143,8 +144,6 @@ def curves_figure(deletion: np.ndarray, insertion: np.ndarray, image_id: str, me
 
 
 def _auc_label(curve: np.ndarray) -> str:
-    from ..metrics import auc  # here, not at the top: the Snakefile imports this package without torch
-
     return f"AUC {float(auc(curve)):.3f}"
 
 

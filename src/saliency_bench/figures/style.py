@@ -19,7 +19,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from ..data import IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from ..errors import atomic_path, require  # noqa: E402
-from ..maps import minmax  # noqa: E402
+from ..numeric import minmax  # noqa: E402
 
 DPI = 110
 MIN_FONT_PT = 8.0

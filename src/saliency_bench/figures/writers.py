@@ -5,75 +5,31 @@ import os
 import shutil
 import sys
 import tempfile
-from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
-import h5py
 import numpy as np
-import pandas as pd
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from ..data import IMAGENET_MEAN, IMAGENET_STD, ImageRecord, load_images
-from ..errors import UserError, require
+from ..errors import require
+from ..formats.curves import read_curve_files
+from ..formats.masks import MaskSet
+from ..formats.saliency import read_image_ids, read_rows
+from ..formats.tables import read_table
 from .builders import (_natural_key, abscam_init_vs_final_figure, abscam_layers_figure, curves_figure, masks_figure,
                        mean_curves_figure, overview_figure, summary_figure)
 from .style import _ABSCAM_ID, DPI, STYLE, file_stem, method_sort_key, plt, save_figure, unique_stems, unnormalise
 
 
 # ---- readers ---------------------------------------------------------------------------
-def read_first_masks(path: str | os.PathLike, count: int) -> tuple[np.ndarray, dict]:
-    """The first `count` masks of a mask file (never the whole set) and its attrs."""
-    require(os.path.isfile(path), f"mask file not found: {path}; run `saliency-bench masks` first")
-    try:
-        with h5py.File(path, "r") as handle:
-            dataset = handle["masks"]
-            require(dataset.ndim == 3, f"{path}: dataset 'masks' has shape {dataset.shape}, expected (N, H, W); regenerate it")
-            return dataset[: max(1, count)].astype(np.float32), dict(handle.attrs)
-    except (OSError, KeyError) as error:
-        raise UserError(f"{path} is not a mask file ({error}); rerun `saliency-bench masks`") from None
-
-
 def mask_title(mask_id: str, attrs: Mapping) -> str:
     parts = [f"{attrs['kind']} masks" if "kind" in attrs else "masks", mask_id]
     for key in ("p", "s", "n"):
         if key in attrs and attrs[key] is not None and not (isinstance(attrs[key], float) and np.isnan(attrs[key])):
             parts.append(f"{key}={attrs[key]:g}" if isinstance(attrs[key], (float, np.floating)) else f"{key}={attrs[key]}")
     return " \u2014 ".join(parts[:2]) + (" (" + ", ".join(parts[2:]) + ")" if len(parts) > 2 else "")
-
-
-@dataclass
-class CurveSet:
-    """All curves of one method: rows aligned with `image_id`."""
-    image_id: list[str]
-    deletion: np.ndarray
-    insertion: np.ndarray
-
-
-def read_curve_files(paths: Iterable[str | os.PathLike]) -> dict[str, CurveSet]:
-    """Concatenate curves files (one per method and shard) per method id, in the given order."""
-    parts: dict[str, list[tuple[list[str], np.ndarray, np.ndarray]]] = defaultdict(list)
-    for path in paths:
-        require(os.path.isfile(path), f"curves file not found: {path}; run `saliency-bench evaluate` first")
-        try:
-            with h5py.File(path, "r") as handle:
-                ids = [s.decode() if isinstance(s, bytes) else str(s) for s in handle["image_id"][()]]
-                deletion, insertion = handle["deletion"][()], handle["insertion"][()]
-                method_id = str(handle.attrs["method_id"])
-        except (OSError, KeyError) as error:
-            raise UserError(f"{path} is not a curves file ({error}); rerun `saliency-bench evaluate`") from None
-        require(deletion.ndim == 2 and deletion.shape == insertion.shape and len(ids) == len(deletion),
-                f"{path}: deletion {deletion.shape} / insertion {insertion.shape} / {len(ids)} ids disagree; rerun `saliency-bench evaluate`")
-        parts[method_id].append((ids, deletion, insertion))
-    curves = {}
-    for method_id, chunks in parts.items():
-        widths = {chunk[1].shape[1] for chunk in chunks}
-        require(len(widths) == 1, f"curves of {method_id} have different lengths {sorted(widths)}; evaluate all shards with the same step")
-        curves[method_id] = CurveSet([i for chunk in chunks for i in chunk[0]],
-                                     np.concatenate([c[1] for c in chunks]), np.concatenate([c[2] for c in chunks]))
-    return curves
 
 
 def class_name_lookup(records: Sequence[ImageRecord], class_names: Sequence[str] | None = None):
@@ -134,7 +90,8 @@ def write_mask_figures(mask_paths: Sequence[str | os.PathLike], records: Sequenc
     images: dict[tuple[int, int], np.ndarray] = {}
     with _StagedOutputs(out_dir) as staged:
         for path in _progress(mask_paths, "mask figures"):
-            masks, attrs = read_first_masks(path, count)
+            mask_set = MaskSet(path)
+            masks, attrs = mask_set.first(count), mask_set.attrs
             shape = tuple(size) if size else masks.shape[1:]
             require(tuple(masks.shape[1:]) == tuple(shape),
                     f"{path}: masks are {masks.shape[1:]}, not --size {tuple(shape)}; drop --size or regenerate the masks")
@@ -198,7 +155,7 @@ def _collect_maps(paths, records, max_images):
     """
     files = list(paths)
     require(len(files) > 0, "no saliency files given; pass --saliency results/saliency/<method_id>/shard-<k>.h5 ...")
-    ids_by_file = {path: _saliency_image_ids(path) for path in files}
+    ids_by_file = {path: read_image_ids(path) for path in files}
     available = {image_id for ids in ids_by_file.values() for image_id in ids}
     order = [r.image_id for r in records if r.image_id in available]
     require(bool(order), "no image of the image table appears in the saliency files; pass the matching --images table")
@@ -210,25 +167,11 @@ def _collect_maps(paths, records, max_images):
         rows = [row for row, image_id in enumerate(ids) if image_id in wanted]
         if not rows:
             continue
-        try:
-            with h5py.File(path, "r") as handle:
-                method_id = str(handle.attrs["method_id"])
-                for row in rows:
-                    maps[ids[row]][method_id] = handle["saliency"][row]
-                    top1.setdefault(ids[row], (int(handle["target"][row]), float(handle["top1_prob"][row])))
-        except KeyError as error:
-            raise UserError(f"{path} is not a saliency file (missing {error}); rerun `saliency-bench explain`") from None
+        method_id, row_maps, targets, probs = read_rows(path, rows)
+        for row, saliency, target, prob in zip(rows, row_maps, targets, probs):
+            maps[ids[row]][method_id] = saliency
+            top1.setdefault(ids[row], (int(target), float(prob)))
     return maps, top1
-
-
-def _saliency_image_ids(path) -> list[str]:
-    """Only the ids of a saliency file, without reading its maps."""
-    require(os.path.isfile(path), f"saliency file not found: {path}; run `saliency-bench explain` first")
-    try:
-        with h5py.File(path, "r") as handle:
-            return [s.decode() if isinstance(s, bytes) else str(s) for s in handle["image_id"][()]]
-    except (OSError, KeyError) as error:
-        raise UserError(f"{path} is not a saliency file ({error}); rerun `saliency-bench explain`") from None
 
 
 def _abscam_maps(image_maps: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -285,4 +228,4 @@ def write_curve_figures(curve_paths: Sequence[str | os.PathLike], out_dir: str |
 def write_summary_figure(summary_csv: str | os.PathLike, out: str | os.PathLike) -> Path:
     """summary.csv -> one bar chart at `out`."""
     require(os.path.isfile(summary_csv), f"summary table not found: {summary_csv}; run `saliency-bench aggregate` first")
-    return save_figure(summary_figure(pd.read_csv(summary_csv)), out)
+    return save_figure(summary_figure(read_table(summary_csv)), out)

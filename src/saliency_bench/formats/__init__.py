@@ -1,0 +1,10 @@
+"""The files the stages pass between them, one module per format. Each module owns its field
+names, its writer and its readers (whole and partial); every other module imports them.
+
+- `image_table`: results/images.csv, the images of the run and their shards (stage `images`);
+- `masks`: RISE mask sets, HDF5 (stage `masks`);
+- `saliency`: saliency maps of one method configuration and shard, HDF5 (stage `explain`);
+- `records`: per-image AUCs and baseline probabilities, CSV (stage `evaluate`);
+- `curves`: deletion and insertion curves, HDF5 (stage `evaluate`).
+`hdf5` holds what the HDF5 formats share: the string type and one way to open a file.
+"""

@@ -1,0 +1,69 @@
+"""Records: one CSV per (method configuration, shard), one row per image, written by `evaluate`.
+
+Columns (RECORD_COLUMNS): ids and method fields, the explained class `target`, `top1_prob` (its
+probability on the image), `deletion_auc` and `insertion_auc`, `deleted_prob` (last deletion
+point: the fully deleted image) and `blurred_prob` (first insertion point: the fully blurred
+image), the baselines the AUCs are read against, and `constant_map` (the map ranks nothing).
+"""
+from __future__ import annotations
+
+import csv
+import os
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import UserError, atomic_path, require
+
+RECORD_COLUMNS = ("image_id", "method_id", "method", "variant", "target", "top1_prob", "deletion_auc",
+                  "insertion_auc", "deleted_prob", "blurred_prob", "constant_map")
+ID_COLUMNS = RECORD_COLUMNS[:4]
+PROBABILITY_COLUMNS = RECORD_COLUMNS[5:10]
+REQUIRED_PROBABILITIES = ("top1_prob", "deletion_auc", "insertion_auc")
+
+
+def write_records(path: str | os.PathLike, records: Sequence[dict]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=RECORD_COLUMNS)
+        writer.writeheader()
+        writer.writerows(records)
+
+
+def read_records(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """All records CSVs in one frame, checked for the contract's columns, probabilities in
+    [0, 1] and duplicate rows."""
+    require(len(paths) > 0, "no records given; pass the CSVs of `saliency-bench evaluate` with --records")
+    records = pd.concat([_read_one(path) for path in paths], ignore_index=True)
+    require(len(records) > 0, "the records files hold no rows; check that `saliency-bench evaluate` explained any image")
+    for column in PROBABILITY_COLUMNS:
+        records[column] = _probabilities(records[column], column)
+    records["constant_map"] = records["constant_map"].astype(str).str.strip().str.lower().isin(("true", "1", "1.0"))
+    duplicated = records.duplicated(["image_id", "method_id"])
+    if duplicated.any():
+        first = records[duplicated].iloc[0]
+        raise UserError(f"image {first.image_id} of method {first.method_id} appears twice in the records; pass each records file once")
+    return records
+
+
+def _read_one(path: str | os.PathLike) -> pd.DataFrame:
+    require(os.path.isfile(path), f"records file not found: {path}; run `saliency-bench evaluate` first")
+    try:
+        frame = pd.read_csv(path, dtype={column: str for column in ID_COLUMNS}, keep_default_na=False,
+                            na_values={column: ["", "nan", "NaN"] for column in RECORD_COLUMNS[5:]})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise UserError(f"cannot read records {path} ({error.__class__.__name__}); rerun `saliency-bench evaluate`") from None
+    missing = [column for column in RECORD_COLUMNS if column not in frame.columns]
+    require(not missing, f"{path} lacks the columns {', '.join(missing)}; rerun `saliency-bench evaluate`")
+    return frame
+
+
+def _probabilities(values: pd.Series, column: str) -> pd.Series:
+    converted = pd.to_numeric(values, errors="coerce")
+    require(converted.notna().sum() == values.notna().sum() and converted.notna().any(),
+            f"column {column} of the records is not numeric; rerun `saliency-bench evaluate`")
+    require(converted.dropna().between(-1e-6, 1 + 1e-6).all(),
+            f"column {column} of the records has values outside [0, 1]; these are probabilities, rerun `saliency-bench evaluate`")
+    require(column not in REQUIRED_PROBABILITIES or converted.notna().all(),
+            f"column {column} of the records has empty values; rerun `saliency-bench evaluate` for those images")
+    return converted.astype(np.float64)

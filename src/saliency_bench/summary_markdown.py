@@ -1,0 +1,147 @@
+"""summary.md: the study's comparison table and the conclusions, rendered from a `Summary`
+(`summary.summarise`); also the number formats the HTML report shares."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from .summary import CHANCE_IDS, CHECK, STABILITY_METRICS, Summary
+
+def number(value: float, digits: int = 4) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def with_ci(row: pd.Series, metric: str) -> str:
+    return f"{number(row[metric])} [{number(row[f'{metric}_lo'])}, {number(row[f'{metric}_hi'])}]"
+
+
+def _p(value: float) -> str:
+    return "n/a" if math.isnan(value) else (f"{value:.2e}" if value < 1e-3 else f"{value:.3f}")
+
+
+def method_label(row: pd.Series) -> str:
+    return f"{row['method']} ({row['method_id']})" + (" - chance" if row["is_chance"] else "")
+
+
+def best_values(table: pd.DataFrame) -> dict[str, float]:
+    """The best value of each main column among non-chance methods: lowest deletion, highest insertion and score."""
+    contenders = table[~table["is_chance"]]
+    if contenders.empty:
+        return {}
+    return {"deletion_auc": contenders["deletion_auc"].min(), "insertion_auc": contenders["insertion_auc"].max(),
+            "score": contenders["score"].max()}
+
+
+def render_markdown(summary: Summary, alpha: float = 0.05, n_resamples: int = 10_000) -> str:
+    """summary.md: the study's table with CIs and check marks, then the conclusions, all computed."""
+    table = summary.table
+    level = f"{1 - alpha:.0%}"
+    best = best_values(table)
+    lines = [f"# Saliency benchmark summary ({summary.n_images} images)", "",
+             f"Values are means over images with {level} paired-bootstrap CIs ({n_resamples} resamples). "
+             f"Score = Insertion AUC - Deletion AUC. {CHECK} marks the best value of each column (chance baselines excluded)."
+             + (f" Forward passes in {summary.facts['precision']}." if summary.facts.get("precision") else ""), "",
+             "| Method | Parameter/Layer | Deletion AUC | Insertion AUC | Score | n |", "|---|---|---|---|---|---|"]
+    for _, row in table.iterrows():
+        cells = []
+        for metric in ("deletion_auc", "insertion_auc", "score"):
+            mark = f" {CHECK}" if not row["is_chance"] and row[metric] == best.get(metric) else ""
+            cells.append(with_ci(row, metric) + mark)
+        lines.append(f"| {method_label(row)} | {row['variant']} | {' | '.join(cells)} | {row['n_images']} |")
+    lines += ["", "## Conclusions", ""] + _conclusions(summary, alpha)
+    lines += ["", "## Baseline probabilities and baseline-aware AUCs", ""] + _baselines(summary)
+    if "pointing_game" in table:
+        lines += ["", "## Localisation against evidence masks", ""] + _localisation(summary)
+    if len(summary.stability):
+        lines += ["", "## Stability across RISE mask seeds", ""] + _stability(summary)
+    return "\n".join(lines) + "\n"
+
+
+def _conclusions(summary: Summary, alpha: float) -> list[str]:
+    table, facts = summary.table, summary.facts
+    if summary.best_id is None:
+        return ["Only chance baselines were given; there is no best method."]
+    best = table[table["method_id"] == summary.best_id].iloc[0]
+    contenders = table[~table["is_chance"]]
+    others = contenders[contenders["method_id"] != summary.best_id]
+    lines = [f"- Best by Score: **{method_label(best)}, {best['variant']}**, Score {with_ci(best, 'score')}."]
+    if others.empty:
+        lines.append("- No other method to compare with.")
+    else:
+        lines.append(f"- Statistically indistinguishable from the best (Holm-adjusted Wilcoxon p >= {alpha} or the "
+                     f"bootstrap CI of the Score difference covers 0): {_names(others[others['indistinguishable_from_best']])}.")
+        worse = others[others["vs_best"] == "worse"]
+        if not worse.empty:
+            lines.append(f"- Worse than the best (both tests agree): {_names(worse)}.")
+    if not facts["has_power"]:
+        lines.append(f"- With {summary.n_images} images the Wilcoxon test has no power: its smallest possible p is "
+                     f"{facts['min_p']:.3f} >= {alpha}, so no method can be shown to differ by it; collect more images.")
+    chance = [c for c in CHANCE_IDS if f"vs_{c}" in table]
+    for c in chance:
+        fails = contenders[contenders[f"vs_{c}"] != "better"]
+        lines.append(f"- Better than the {c} baseline: {_names(contenders[contenders[f'vs_{c}'] == 'better'])}"
+                     + (f"; not better than {c}: {_names(fails)}." if len(fails) else "."))
+    compared = table[table["method_id"] != summary.best_id]
+    if len(compared):
+        lines += ["", "| Method | Score diff. to best [CI] | Wilcoxon p | Holm p | Verdict |", "|---|---|---|---|---|"]
+    for _, row in compared.iterrows():
+        lines.append(f"| {method_label(row)} | {with_ci(row, 'score_diff_vs_best')} | {_p(row['wilcoxon_p_vs_best'])} | "
+                     f"{_p(row['holm_p_vs_best'])} | {row['vs_best']} |")
+    if chance:
+        lines += ["", "Compared with chance (Score difference to the baseline [CI], Holm-adjusted Wilcoxon p):", "",
+                  "| Method | " + " | ".join(f"vs {c}" for c in chance) + " |", "|---|" + "---|" * len(chance)]
+        for _, row in contenders.iterrows():
+            cells = [f"{row[f'vs_{c}']}: {with_ci(row, f'score_diff_vs_{c}')}, p = {_p(row[f'holm_p_vs_{c}'])}" for c in chance]
+            lines.append(f"| {method_label(row)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _names(rows: pd.DataFrame) -> str:
+    return ", ".join(method_label(row) for _, row in rows.iterrows()) or "none"
+
+
+def _baselines(summary: Summary) -> list[str]:
+    facts, table = summary.facts, summary.table
+    lines = [f"Mean p(explained class) over images: original image {number(facts['top1_prob'])}, fully deleted "
+             f"(mean-colour) image {number(facts['deleted_prob'])} (max {number(facts['deleted_prob_max'])}), fully "
+             f"blurred image {number(facts['blurred_prob'])}. Deletion curves end at the deleted image's p and insertion "
+             "curves start at the blurred image's p, so an AUC near these values is no better than the substrate.", "",
+             "Baseline-aware AUCs: deletion (AUC - p_deleted) / (p_original - p_deleted), insertion "
+             "(AUC - p_blurred) / (p_original - p_blurred); 0 = the substrate's p, 1 = the original image's p.", "",
+             "| Method | Parameter/Layer | Deletion AUC (norm.) | Insertion AUC (norm.) | undefined (del./ins.) |",
+             "|---|---|---|---|---|"]
+    for _, row in table.iterrows():
+        lines.append(f"| {method_label(row)} | {row['variant']} | {with_ci(row, 'deletion_auc_norm')} | "
+                     f"{with_ci(row, 'insertion_auc_norm')} | {row['deletion_auc_norm_undefined']}/{row['insertion_auc_norm_undefined']} |")
+    return lines
+
+
+def _localisation(summary: Summary) -> list[str]:
+    facts, table = summary.facts, summary.table
+    lines = [f"Pointing game: the saliency maximum within 15 px (at 224 px) of the evidence; chance (a random point) "
+             f"{number(facts['pointing_chance'])}. Energy pointing game: share of positive saliency inside the evidence; "
+             f"chance (a uniform map) {number(facts['energy_chance'])}.", "",
+             "| Method | Parameter/Layer | Pointing game | Energy pointing game | n |", "|---|---|---|---|---|"]
+    for _, row in table[table["pointing_game_n"] > 0].iterrows():
+        lines.append(f"| {method_label(row)} | {row['variant']} | {with_ci(row, 'pointing_game')} | "
+                     f"{with_ci(row, 'energy_pointing_game')} | {row['pointing_game_n']} |")
+    if facts.get("maps_without_mask"):
+        lines += ["", f"{facts['maps_without_mask']} maps (counted over all methods) have no evidence mask for their "
+                      "image and are left out; methods without saliency files are not listed."]
+    return lines
+
+
+def _stability(summary: Summary) -> list[str]:
+    lines = ["Mean over seeds ± sd of the per-seed means [min, max]; the last column is the mean per-image sd of "
+             "the Score across seeds. The CIs above cover image sampling only, not the mask seed.", "",
+             "| Method | Parameter/Layer | seeds | Deletion AUC | Insertion AUC | Score | per-image Score sd |",
+             "|---|---|---|---|---|---|---|"]
+    for _, row in summary.stability.iterrows():
+        cells = [f"{number(row[f'{m}_seed_mean'])} ± {number(row[f'{m}_seed_sd'])} "
+                 f"[{number(row[f'{m}_seed_min'])}, {number(row[f'{m}_seed_max'])}]" for m in STABILITY_METRICS]
+        lines.append(f"| {row['method']} ({row['method_id']}) | {row['variant']} | {row['n_seeds']} | "
+                     + " | ".join(cells) + f" | {number(row['score_image_seed_sd'])} |")
+    return lines
+
+
