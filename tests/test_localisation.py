@@ -56,6 +56,16 @@ def test_pointing_game_splits_ties_and_scores_constant_maps_at_chance():
     assert np.isnan(pointing_game(peak_map(1, 1), np.zeros((1, 224, 224), dtype=bool))[0])
 
 
+def test_peaks_that_differ_by_round_off_are_ties():
+    """Another CPU's kernels move a plateau's values by float32 round-off; the score must not move."""
+    region = dilate(square_mask(), 15)[None]
+    plateau = peak_map(110, 110)
+    plateau[0, 10, 10] = np.nextafter(np.float32(1.0), np.float32(0.0))  # one ulp below: the same peak
+    assert pointing_game(plateau, region)[0] == 0.5
+    plateau[0, 10, 10] = 0.999  # a real difference: not a tie
+    assert pointing_game(plateau, region)[0] == 1.0
+
+
 def test_energy_pointing_game_counts_positive_saliency_only():
     mask = square_mask()[None]
     assert energy_pointing_game(mask.astype(float), mask)[0] == 1.0

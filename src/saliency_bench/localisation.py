@@ -6,7 +6,10 @@ the saliency map's size with nearest neighbour.
 - Pointing game: a hit when the saliency maximum lies in the evidence mask dilated by
   15 px at 224 x 224 (scaled to 15 * H / 224 for other heights; a Euclidean disc). When
   several pixels share the maximum (e.g. a constant map), the score is the share of them that
-  hit, i.e. the expected hit of a random tie-break, so ties neither help nor hurt.
+  hit, i.e. the expected hit of a random tie-break, so ties neither help nor hurt. Pixels within
+  PEAK_TOLERANCE of the map's range below its maximum share it: upsampled coarse maps (Abs-CAM at
+  layer4) have plateaus whose values differ only by float32 round-off, which other CPU kernels
+  change, and the score must not depend on that.
 - Energy pointing game: the share of the positive saliency that lies inside the undilated mask.
 
 Chance levels, reported next to them: a uniformly random point hits with probability equal to
@@ -27,6 +30,7 @@ from scipy import ndimage
 from .errors import UserError
 
 DILATION_AT_224 = 15.0
+PEAK_TOLERANCE = 1e-5  # of max - min: far above float32 round-off (~1e-7), far below any real difference
 
 
 def dilation_radius(height: int) -> float:
@@ -46,7 +50,9 @@ def pointing_game(saliency: np.ndarray, region: np.ndarray) -> np.ndarray:
     """Hit score of each map in `saliency` (n, H, W) against `region` (n, H, W), tie-aware; NaN if no region."""
     saliency = np.asarray(saliency, dtype=np.float64)
     region = np.asarray(region, dtype=bool)
-    peaks = saliency == saliency.max(axis=(1, 2), keepdims=True)  # all-NaN maps have no peak
+    top = saliency.max(axis=(1, 2), keepdims=True)
+    span = top - saliency.min(axis=(1, 2), keepdims=True)
+    peaks = saliency >= top - PEAK_TOLERANCE * span  # all-NaN maps have no peak
     n_peaks = peaks.sum(axis=(1, 2))
     with np.errstate(invalid="ignore", divide="ignore"):
         hits = (peaks & region).sum(axis=(1, 2)) / n_peaks
