@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import require
+from .formats.tables import STUDY_COLUMNS
 from .stats import bootstrap_means, has_power, holm, min_wilcoxon_p, percentile_ci, wilcoxon_p
 
 log = logging.getLogger(__name__)
@@ -45,9 +46,9 @@ log = logging.getLogger(__name__)
 CHANCE_IDS = ("random", "centre")
 REPEAT_ID = re.compile(r"^(?P<base>.+)-seed(?P<repeat>\d+)$")
 NORMALISATION_EPS = 1e-6
-AUC_METRICS = ("deletion_auc", "insertion_auc", "score", "deletion_auc_norm", "insertion_auc_norm")
+AUC_METRICS = (*STUDY_COLUMNS, "deletion_auc_norm", "insertion_auc_norm")
 LOCALISATION_METRICS = ("pointing_game", "energy_pointing_game")
-STABILITY_METRICS = ("deletion_auc", "insertion_auc", "score")
+STABILITY_METRICS = STUDY_COLUMNS
 CHANCE_LEVEL = {"pointing_game": "pointing_chance", "energy_pointing_game": "energy_chance"}
 CHECK = "\u2713"
 

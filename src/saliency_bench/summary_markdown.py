@@ -6,6 +6,7 @@ import math
 
 import pandas as pd
 
+from .formats.tables import STUDY_COLUMNS
 from .summary import CHANCE_IDS, CHECK, STABILITY_METRICS, Summary
 
 def number(value: float, digits: int = 4) -> str:
@@ -45,7 +46,7 @@ def render_markdown(summary: Summary, alpha: float = 0.05, n_resamples: int = 10
              "| Method | Parameter/Layer | Deletion AUC | Insertion AUC | Score | n |", "|---|---|---|---|---|---|"]
     for _, row in table.iterrows():
         cells = []
-        for metric in ("deletion_auc", "insertion_auc", "score"):
+        for metric in STUDY_COLUMNS:
             mark = f" {CHECK}" if not row["is_chance"] and row[metric] == best.get(metric) else ""
             cells.append(with_ci(row, metric) + mark)
         lines.append(f"| {method_label(row)} | {row['variant']} | {' | '.join(cells)} | {row['n_images']} |")

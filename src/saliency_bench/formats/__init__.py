@@ -5,6 +5,7 @@ names, its writer and its readers (whole and partial); every other module import
 - `masks`: RISE mask sets, HDF5 (stage `masks`);
 - `saliency`: saliency maps of one method configuration and shard, HDF5 (stage `explain`);
 - `records`: per-image AUCs and baseline probabilities, CSV (stage `evaluate`);
-- `curves`: deletion and insertion curves, HDF5 (stage `evaluate`).
+- `curves`: deletion and insertion curves, HDF5 (stage `evaluate`);
+- `tables`: per_image.csv and summary.csv (stage `aggregate`).
 `hdf5` holds what the HDF5 formats share: the string type and one way to open a file.
 """

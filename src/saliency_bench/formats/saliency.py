@@ -75,9 +75,9 @@ def read_rows(path: str | os.PathLike, rows: Sequence[int]) -> tuple[str, list[n
     """(method_id, maps, target, top1_prob) of the given rows only: memory stays bounded however
     large the file is."""
     with open_stage_file(path, WHAT, COMMAND) as handle:
+        rows = list(rows)  # the (n,) vectors are small: read whole, index here
         return (str(handle.attrs["method_id"]), [handle["saliency"][row] for row in rows],
-                np.array([handle["target"][row] for row in rows], dtype=np.int64),
-                np.array([handle["top1_prob"][row] for row in rows], dtype=np.float32))
+                handle["target"][()][rows].astype(np.int64), handle["top1_prob"][()][rows].astype(np.float32))
 
 
 def read_params(path: str | os.PathLike) -> dict[str, Any]:
