@@ -20,6 +20,7 @@ from saliency_bench.formats.curves import read_curve_files
 from saliency_bench.formats.image_table import write_image_table
 from saliency_bench.formats.masks import MaskSet
 from saliency_bench.formats.saliency import write_saliency
+from saliency_bench.methods import method_of_id
 
 SIZE = (32, 40)  # H, W: not square, so that a transposed array would show
 METHODS = ("rise-binary-p0.5", "rise-gaussian", "abscam-init-layer1", "abscam-final-layer1",
@@ -47,12 +48,14 @@ def stage_outputs(tmp_path_factory):
             handle.attrs.update(kind=kind, p=0.5 if kind == "binary" else float("nan"), s=8, n=10)
 
     for method_id in METHODS:
-        method, _, variant = method_id.partition("-")
+        method = method_of_id(method_id).name  # as `explain` stores them: the method, its variant and params
+        variant = method_id.removeprefix(method).lstrip("-") or "chance"
+        params = {"layer": variant} if method.startswith("abscam") else {}
         for shard in (0, 1):
             shard_ids = ids[3 * shard: 3 * shard + 3]
             write_saliency(root / "saliency" / method_id / f"shard-{shard}.h5", rng.random((3, *SIZE)), shard_ids,
                            target=np.array([0, 1, 0]), top1_prob=np.array([0.835, 0.6, 0.51]),
-                           method_id=method_id, method=method, variant=variant)
+                           method_id=method_id, method=method, variant=variant, params=params)
             deletion = np.sort(rng.random((3, STEPS + 1)), axis=1)[:, ::-1]
             insertion = np.sort(rng.random((3, STEPS + 1)), axis=1)
             path = root / "metrics" / method_id / f"shard-{shard}.curves.h5"
@@ -267,7 +270,7 @@ def test_overview_class_name_is_the_explained_class_not_the_label(stage_outputs,
                    method_id="random", method="random", variant="")
     written = figures.write_saliency_figures([path], records, tmp_path / "out", kinds=["overview"])
     assert [p.name for p in written] == ["overview-daphnia__img_0.png"]
-    maps, top1 = figures._collect_maps([path], records, 8)
+    maps, top1, _ = figures._collect_maps([path], records, 8)
     assert figures.class_name_lookup(records)(top1[records[0].image_id][0]) == "water flea"
     assert figures.class_name_lookup(records, ["cat", "dog"])(1) == "dog"
     assert figures.class_name_lookup(records)(7) == "class 7"

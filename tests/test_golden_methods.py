@@ -59,3 +59,19 @@ def test_abscam_init(golden_model, golden, images, layer):
 def test_abscam_final(golden_model, golden, images, layer):
     maps = abscam_final(golden_model, images, layer, batch_size=64)
     assert_golden_map(maps, golden[f"abscam_final_{layer}"], f"abscam_final_{layer}")
+
+
+@pytest.mark.parametrize("layer", ("layer2", "layer4"))
+def test_abscam_init_through_compute_maps_takes_the_class_from_its_own_single_forward_pass(golden_model, golden, images,
+                                                                                         layer):
+    calls = []
+    handle = golden_model.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        maps, target, top1_prob = compute_maps(golden_model, images, "abscam-init", layer=layer)
+    finally:
+        handle.remove()
+    assert len(calls) == 1  # the gradient pass gives the class too: no extra forward pass
+    assert_golden_map(maps, golden[f"abscam_init_{layer}"], f"abscam_init_{layer}")
+    assert np.array_equal(target, golden["top_class"])
+    probabilities = torch.from_numpy(golden["logits"]).softmax(1).numpy()[np.arange(len(target)), target]
+    np.testing.assert_allclose(top1_prob, probabilities, rtol=1e-5, atol=1e-7)

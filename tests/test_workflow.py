@@ -160,6 +160,7 @@ def test_removing_a_file_rebuilds_only_it_and_its_dependents(tiny_run):
     ({"rise": {"perlin": {"frequency": 0}}}, "rise.perlin.frequency"),
     ({"abscam": {"layers": ["layer9"]}}, "abscam.layers"),
     ({"colour": "blue"}, "colour"),
+    ({"method_plugins": ["no_such_plugin"]}, "method plugin 'no_such_plugin' cannot be imported"),
 ])
 def test_bad_config_fails_before_any_job(tmp_path, changes, key):
     workdir = make_workdir(tmp_path, changes)

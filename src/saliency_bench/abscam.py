@@ -45,6 +45,13 @@ def find_layer(model: nn.Module, layer: str) -> nn.Module:
 def activations_and_weights(model: nn.Module, images: torch.Tensor, layer: str,
                             target: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A (B, C, h, w), w = mean |dlogit_c/dA| (B, C) and the classes c (B,), in float32."""
+    activations, weights, target, _ = gradient_pass(model, images, layer, target)
+    return activations, weights, target
+
+
+def gradient_pass(model: nn.Module, images: torch.Tensor, layer: str, target: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`activations_and_weights` and the logits (B, classes) of the same forward pass."""
     module = find_layer(model, layer)
     device = model_device(model)
     images = images.to(device)
@@ -67,7 +74,7 @@ def activations_and_weights(model: nn.Module, images: torch.Tensor, layer: str,
             (gradient,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), activations)
     finally:
         handle.remove()
-    return activations.detach().float(), gradient.abs().float().mean(dim=(2, 3)), target
+    return activations.detach().float(), gradient.abs().float().mean(dim=(2, 3)), target, logits.detach().float()
 
 
 def check_target(target, logits_shape, device) -> torch.Tensor:
@@ -94,9 +101,17 @@ def upsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def abscam_init(model: nn.Module, images: torch.Tensor, layer: str, target: torch.Tensor | None = None) -> torch.Tensor:
     """Abs-CAM Init maps (B, H, W) in [0, 1], float32 on the CPU (one forward + backward, fp32)."""
-    activations, weights, _ = activations_and_weights(model, images, layer, target)
+    return abscam_init_with_class(model, images, layer, target)[0]
+
+
+def abscam_init_with_class(model: nn.Module, images: torch.Tensor, layer: str, target: torch.Tensor | None = None
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(maps, classes, their softmax probabilities): the class comes from the map's own forward
+    pass, so explaining the top-1 class costs no extra pass."""
+    activations, weights, target, logits = gradient_pass(model, images, layer, target)
     cam = (weights[:, :, None, None] * activations).sum(dim=1)
-    return min_max(upsample(cam, tuple(images.shape[-2:]))).cpu()
+    maps = min_max(upsample(cam, tuple(images.shape[-2:]))).cpu()
+    return maps, target, logits.softmax(dim=1).gather(1, target[:, None])[:, 0]
 
 
 def channel_masks(activations: torch.Tensor, weights: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -38,7 +38,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser(argv)
+    try:
+        parser = build_parser(argv)  # asks the method registry, which imports the plugins
+    except UserError as error:
+        print(f"saliency-bench: error: {error}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     show_messages()
     try:

@@ -1,9 +1,9 @@
 """The plan before a long run, and after it the plan beside the measured time.
 
-Nearly all the work is the model's forward passes, so the plan counts them per stage (RISE: N + 1
-per image and mask set; Abs-CAM Final: the layer's channels + 1 per image; Abs-CAM Init: one
-forward and one backward pass, about 3 forward passes; deletion/insertion: 2 (steps - 1) + 2 per
-map and image) and divides by the model's throughput measured on this machine (tune_forward's
+Nearly all the work is the model's forward passes, so the plan counts them per stage (each
+method says its own per image, `Method.forward_passes`: RISE N + 1 per mask set; Abs-CAM Final
+the layer's channels + 1; Abs-CAM Init one forward and one backward pass, about 3;
+deletion/insertion: 2 (steps - 1) + 2 per map and image) and divides by the model's throughput measured on this machine (tune_forward's
 images/s of the chosen settings). Each job also pays a start-up (Python, torch, the model).
 `results/plan.json` keeps the estimate; `timing_table` sets it beside `benchmarks/**/*.tsv`.
 """
@@ -20,6 +20,8 @@ import numpy as np
 
 from . import workflow_config as wc
 from .errors import UserError, require
+from .methods import get_method, method_of_id
+from .methods import methods as registered_methods
 
 # Start-up of one job (interpreter, torch import, model built) where it cannot be measured: the
 # plan step measures its own start-up, which every job pays alike (and which grows on a busy machine).
@@ -29,11 +31,8 @@ MASK_SECONDS_PER_MPIXEL = 0.01
 # A mask job imports neither torch nor a model: its start-up is this share of a model job's
 # (measured on the demo: 2.3 s against 5.4 s).
 MASK_JOB_START_SHARE = 0.45
-# Forward-pass equivalents of one Abs-CAM Init map (one forward, one backward pass).
-INIT_PASSES = 3
 # Training the demo: forward + backward is about 3 forward passes per training image and epoch.
 TRAIN_PASSES = 3
-STAGES = ("masks", "rise", "abscam-init", "abscam-final", "chance", "deletion/insertion", "train_demo", "other")
 GB = 1e9
 
 
@@ -72,8 +71,10 @@ def shard_sizes(image_table: str | Path) -> list[int]:
     return [shards.count(k) for k in range(max(shards) + 1)] if shards else []
 
 
-def method_stage(method: str) -> str:
-    return {"rise": "rise", "abscam-init": "abscam-init", "abscam-final": "abscam-final"}.get(method, "chance")
+def stage_names() -> list[str]:
+    """The plan's stages in order: masks, each registered method's own (chance baselines share one), the rest."""
+    method_stages = dict.fromkeys(method.plan_stage for method in registered_methods())
+    return ["masks", *method_stages, "deletion/insertion", "train_demo", "other"]
 
 
 def process_age() -> float:
@@ -89,7 +90,7 @@ def build_stages(config: dict, shards: list[int], rate: float, channels: dict[st
                  overhead: float = JOB_OVERHEAD_S) -> dict[str, Stage]:
     """Jobs, forward passes, job-seconds and disk of every stage, at `rate` images/s and
     `overhead` seconds of start-up per job."""
-    stages = {name: Stage(name) for name in STAGES}
+    stages = {name: Stage(name) for name in stage_names()}
     height, width = config["preprocess"]["size"]
     n_images, n_masks = sum(shards), config["rise"]["n_masks"]
     for _ in wc.mask_configs(config):
@@ -100,14 +101,13 @@ def build_stages(config: dict, shards: list[int], rate: float, channels: dict[st
     steps = math.ceil(height / config["metrics"]["step_rows"])
     curve_passes = 2 * (steps - 1) + 2
     for method in wc.method_configs(config):
-        per_image = {"rise": n_masks + 1, "abscam-init": INIT_PASSES,
-                     "abscam-final": channels.get(method.variant, 0) + 1}.get(method.method, 1)
-        for stage, passes in ((stages[method_stage(method.method)], per_image),
-                              (stages["deletion/insertion"], curve_passes)):
+        spec = get_method(method.method)
+        per_image = spec.forward_passes(config, method, channels)
+        for stage, passes in ((stages[spec.plan_stage], per_image), (stages["deletion/insertion"], curve_passes)):
             stage.jobs += len(shards)
             stage.forward_passes += passes * n_images
             stage.seconds += len(shards) * overhead + passes * n_images / rate
-        stages[method_stage(method.method)].disk_bytes += n_images * height * width * 4
+        stages[spec.plan_stage].disk_bytes += n_images * height * width * 4
         stages["deletion/insertion"].disk_bytes += n_images * 2 * (steps + 1) * 8
     if wc.uses_demo(config) and config["demo"].get("train"):  # else the shipped model: nothing to train
         demo = config["demo"]
@@ -211,11 +211,8 @@ def benchmark_stage(path: Path, root: Path) -> str:
     """The plan's stage of one benchmark file (benchmarks/<rule>/...tsv)."""
     parts = path.relative_to(root).parts
     if parts[0] == "explain":
-        method = parts[1]
-        for prefix in ("rise", "abscam-init", "abscam-final"):
-            if method.startswith(prefix):
-                return prefix
-        return "chance"
+        method = method_of_id(parts[1])
+        return method.plan_stage if method is not None else "other"
     if parts[0] == "evaluate":
         return "deletion/insertion"
     if parts[0] == "masks":

@@ -22,10 +22,11 @@ from typing import Sequence
 
 import pandas as pd
 
-from .summary import AUC_METRICS, CHANCE_IDS, CHECK, LOCALISATION_METRICS, headline_facts
+from .summary import AUC_METRICS, CHECK, LOCALISATION_METRICS, headline_facts
 from .summary_markdown import best_values, method_label, number, with_ci
 from .errors import atomic_path, require
 from .formats.tables import STUDY_COLUMNS, read_table
+from .methods import chance_ids
 from .plan import measured_seconds
 
 PAGES = ("summary.html", "per_image.html", "introduction.html")
@@ -106,9 +107,9 @@ def _page(title: str, body: str) -> str:
 def summary_page(table: pd.DataFrame, alpha: float = 0.05) -> str:
     """The study's table, ✓ on the best value of each column (chance excluded), chance rows apart."""
     table = table.copy()
-    table["is_chance"] = table["method_id"].isin(CHANCE_IDS)
+    table["is_chance"] = table["method_id"].isin(chance_ids())
     best = best_values(table)
-    verdicts = [c for c in ("vs_best", *(f"vs_{c}" for c in CHANCE_IDS)) if c in table]
+    verdicts = [c for c in ("vs_best", *(f"vs_{c}" for c in chance_ids())) if c in table]
     head = ["Method", "Parameter/Layer", *(HEADERS[m] + (f" [{1 - alpha:.0%} CI]" if f"{m}_lo" in table else "")
                                           for m in STUDY_COLUMNS), "n images"]
     head += [f"vs {c[3:]}" for c in verdicts]
@@ -170,10 +171,10 @@ def _compared(run: dict, per_image: pd.DataFrame, table: pd.DataFrame) -> list[s
     images = per_image["image_id"].nunique()
     size = "x".join(str(v) for v in run.get("size", [])) or "?"
     classes = f", {run['classes']} classes" if run.get("classes") else ""
-    methods = table[~table["method_id"].isin(CHANCE_IDS)]
+    methods = table[~table["method_id"].isin(chance_ids())]
     items = [f"Model: <b>{escape(str(run.get('model', '?')))}</b>{classes} ({escape(str(run.get('weights') or 'weights from the config'))}).",
              f"Images: <b>{images}</b> at {size} px; {len(methods)} method configurations, "
-             f"{len(table) - len(methods)} chance baselines ({', '.join(c for c in CHANCE_IDS if c in set(table['method_id']))}).",
+             f"{len(table) - len(methods)} chance baselines ({', '.join(c for c in chance_ids() if c in set(table['method_id']))}).",
              f"RISE: N = <b>{rise.get('n_masks', '?')}</b> masks per set, grid s = <b>{rise.get('s', '?')}</b>, "
              f"binary p = {', '.join(str(p) for p in rise.get('binary', {}).get('p', [])) or 'none'}"
              + "".join(f", {kind}" for kind in ("gaussian", "perlin") if rise.get(kind, {}).get("enabled"))
@@ -185,7 +186,7 @@ def _compared(run: dict, per_image: pd.DataFrame, table: pd.DataFrame) -> list[s
 
 def _headline(table: pd.DataFrame, per_image: pd.DataFrame, alpha: float) -> list[str]:
     """Best by Score with its CI, who beats each chance baseline, and whether the test has power."""
-    table = table.assign(is_chance=table["method_id"].isin(CHANCE_IDS))
+    table = table.assign(is_chance=table["method_id"].isin(chance_ids()))
     contenders = table[~table["is_chance"]]
     if contenders.empty:
         return ["Only chance baselines were run; there is no best method."]
@@ -196,7 +197,7 @@ def _headline(table: pd.DataFrame, per_image: pd.DataFrame, alpha: float) -> lis
     if "vs_best" in table:
         tied = contenders[(contenders["method_id"] != best["method_id"]) & (contenders["vs_best"] != "worse")]
         items.append(f"Not distinguishable from the best: {_names(tied)}.")
-    for chance in (c for c in CHANCE_IDS if f"vs_{c}" in table):
+    for chance in (c for c in chance_ids() if f"vs_{c}" in table):
         items.append(f"Better than the <i>{chance}</i> baseline: {_names(contenders[contenders[f'vs_{chance}'] == 'better'])}.")
     ranked = per_image[per_image["repeat"] == 0] if "repeat" in per_image else per_image
     facts = headline_facts(ranked, per_image, list(dict.fromkeys(ranked["image_id"])), alpha)

@@ -7,7 +7,8 @@ import math
 import pandas as pd
 
 from .formats.tables import STUDY_COLUMNS
-from .summary import CHANCE_IDS, CHECK, STABILITY_METRICS, Summary
+from .methods import chance_ids
+from .summary import CHECK, STABILITY_METRICS, Summary
 
 def number(value: float, digits: int = 4) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
@@ -78,7 +79,7 @@ def _conclusions(summary: Summary, alpha: float) -> list[str]:
     if not facts["has_power"]:
         lines.append(f"- With {summary.n_images} images the Wilcoxon test has no power: its smallest possible p is "
                      f"{facts['min_p']:.3f} >= {alpha}, so no method can be shown to differ by it; collect more images.")
-    chance = [c for c in CHANCE_IDS if f"vs_{c}" in table]
+    chance = [c for c in chance_ids() if f"vs_{c}" in table]
     for c in chance:
         fails = contenders[contenders[f"vs_{c}"] != "better"]
         lines.append(f"- Better than the {c} baseline: {_names(contenders[contenders[f'vs_{c}'] == 'better'])}"

@@ -1,106 +1,47 @@
 """From a validated workflow config to the list of mask sets, method configurations and shards.
 
 The Snakefile stays thin: it asks this module what to build. Ids are stable, because
-they name files and table rows: masks `binary-p0.5`, `gaussian`, `perlin`; methods
-`rise-<mask id>`, `abscam-init-layer3`, `abscam-final-layer3`, `random`, `centre`.
-Repeat r > 0 of a RISE configuration (rise.repeats) draws new masks with seed + r and
-gets the suffix `-seed<r>`. Every mask set's generator seed is a hash of that seed and the
-set's base id (masks.set_seed), so the sets of one config are independent draws.
+they name files and table rows; each method defines its own (`methods/`: mask sets and RISE
+configurations in `methods/rise.py`, `abscam-init-layer3` in `methods/abscam.py`, `random`
+and `centre` in `methods/chance.py`).
 """
 from __future__ import annotations
 
 import math
 import os
 import sys
-import shlex
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from .errors import UserError, require
+from .methods import MethodConfig, get_method, load_plugins
+from .methods import methods as registered_methods
+from .methods.registry import PLUGINS_VARIABLE
+from .methods.rise import MaskConfig, mask_configs  # noqa: F401  (the Snakefile asks this module)
 
 DEMO_ROOT = "results/demo"
 
 
-@dataclass(frozen=True)
-class MaskConfig:
-    mask_id: str
-    base_id: str  # the id without the repeat suffix; names the variant in tables
-    kind: str
-    p: float | None
-    seed: int
-    params: tuple[tuple[str, Any], ...] = ()
-    upsample: str = "reflect"
-
-    def cli_args(self) -> str:
-        args = ["--kind", self.kind, "--seed", str(self.seed), "--set-id", self.base_id, "--upsample", self.upsample]
-        if self.p is not None:
-            args += ["--p", f"{self.p:g}"]
-        for key, value in self.params:
-            if isinstance(value, bool):
-                args.append(f"--{key}" if value else f"--no-{key}")
-            else:
-                args += [f"--{key}", str(value)]
-        return shlex.join(args)
-
-
-@dataclass(frozen=True)
-class MethodConfig:
-    method_id: str
-    method: str  # rise, abscam-init, abscam-final, random, centre
-    variant: str
-    mask_id: str | None = None
-    args: tuple[str, ...] = field(default=())
-
-    def cli_args(self) -> str:
-        return shlex.join(["--method", self.method, "--method-id", self.method_id, *self.args])
-
-
-def _p_label(p: float) -> str:
-    return f"p{p:g}"
-
-
-def mask_configs(config: dict) -> list[MaskConfig]:
-    rise = config["rise"]
-    masks = []
-    for repeat in range(rise.get("repeats", 1)):
-        suffix = f"-seed{repeat}" if repeat else ""
-        seed = rise.get("seed", 0) + repeat
-        upsample = rise.get("upsample", "reflect")
-        for p in rise.get("binary", {}).get("p", []):
-            base = f"binary-{_p_label(p)}"
-            masks.append(MaskConfig(base + suffix, base, "binary", float(p), seed, (), upsample))
-        gaussian = rise.get("gaussian", {})
-        if gaussian.get("enabled", True):
-            params = (("mean", gaussian.get("mean", 0.5)), ("std", gaussian.get("std", 0.25)))
-            masks.append(MaskConfig(f"gaussian{suffix}", "gaussian", "gaussian", None, seed, params, upsample))
-        perlin = rise.get("perlin", {})
-        if perlin.get("enabled", True):
-            engine = perlin.get("engine", "study")
-            params = (("perlin-engine", engine), ("frequency", perlin.get("frequency", 5)))
-            if engine == "fbm":  # octaves and phase belong to the fbm engine only
-                params += (("octaves", perlin.get("octaves", 5)), ("phase", perlin.get("phase", True)))
-            masks.append(MaskConfig(f"perlin{suffix}", "perlin", "perlin", None, seed, params, upsample))
-    return masks
-
-
 def method_configs(config: dict) -> list[MethodConfig]:
-    methods = []
-    score = config["rise"].get("score", "logits")
-    for mask in mask_configs(config):
-        args = ("--score", score) + (("--p", f"{mask.p:g}") if mask.p is not None else ())
-        methods.append(MethodConfig(f"rise-{mask.mask_id}", "rise", mask.base_id, mask.mask_id, args))
-    abscam = config.get("abscam", {})
-    for variant in abscam.get("variants", ["init", "final"]):
-        for layer in abscam.get("layers", []):
-            methods.append(MethodConfig(f"abscam-{variant}-{layer}", f"abscam-{variant}", layer, None, ("--layer", layer)))
-    seed = config.get("baselines", {}).get("seed", 0)
-    for name in ("random", "centre"):
-        methods.append(MethodConfig(name, name, "chance", None, ("--seed", str(seed)) if name == "random" else ()))
+    """Every registered method's configurations for this config, in registry order (chance last)."""
+    load_method_plugins(config)
+    methods = [method for spec in registered_methods() for method in spec.configurations(config)]
     ids = [m.method_id for m in methods]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     require(not duplicates, f"duplicate method ids {duplicates}; remove repeated p values or layers from the config")
     return methods
+
+
+def load_method_plugins(config: dict) -> None:
+    """Import the config's method plugins here and, through the environment, in every job."""
+    plugins = list(config.get("method_plugins", []))
+    if plugins:
+        load_plugins(plugins)
+        os.environ[PLUGINS_VARIABLE] = ",".join(plugins)
+
+
+def sanity_method_names(config: dict) -> list[str]:
+    """The methods the randomisation check runs: the configured ones that are not chance baselines."""
+    return sorted({m.method for m in method_configs(config) if not get_method(m.method).is_chance})
 
 
 def uses_demo(config: dict) -> bool:

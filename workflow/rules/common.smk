@@ -40,11 +40,11 @@ try:
         wc.check_demo(config)
         wc.check_layers(config)  # builds the model: seconds per job if every job did it
     N_SHARDS = wc.shard_count(config)
+    MASKS = {m.mask_id: m for m in wc.mask_configs(config)}
+    METHODS = {m.method_id: m for m in wc.method_configs(config)}  # imports the config's method plugins
 except UserError as error:
     fail(str(error))
 
-MASKS = {m.mask_id: m for m in wc.mask_configs(config)}
-METHODS = {m.method_id: m for m in wc.method_configs(config)}
 SHARDS = list(range(N_SHARDS))
 DEMO = wc.uses_demo(config)
 DEMO_DIR = wc.DEMO_ROOT

@@ -13,7 +13,7 @@ rule sanity:
         table=report("results/sanity/sanity.csv", category="Sanity", caption="../report/sanity.rst"),
         figure=report("results/figures/sanity.png", category="Sanity", caption="../report/sanity.rst"),
     params:
-        methods=" ".join(sorted({m.method for m in METHODS.values()} - {"random", "centre"})),
+        methods=" ".join(wc.sanity_method_names(config)),
         layers=" ".join(config["abscam"]["layers"]),
         n_images=config["sanity"]["images"],
         preprocess=preprocess_args(),

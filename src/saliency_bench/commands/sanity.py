@@ -7,14 +7,15 @@ import sys
 import pandas as pd
 
 from ..errors import atomic_path, require
+from ..methods import methods
 from ..sanity import SanityMethod, run_sanity
 from ._options import add_image_table_args, add_model_args, images_from_args, model_from_args
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("sanity", help="model-parameter randomisation check (Adebayo et al. 2018)")
-    parser.add_argument("--methods", nargs="+", default=["rise", "abscam-init", "abscam-final"],
-                        choices=("rise", "abscam-init", "abscam-final"), help="method families to check")
+    checkable = [method.name for method in methods() if not method.is_chance]
+    parser.add_argument("--methods", nargs="+", default=checkable, choices=checkable, help="methods to check")
     parser.add_argument("--layers", nargs="*", default=["layer4"], help="Abs-CAM layers")
     parser.add_argument("--masks", nargs="*", default=[], help="RISE mask file(s); the first is used")
     parser.add_argument("--n-images", type=int, default=4, help="images to check (default 4)")
@@ -27,17 +28,10 @@ def register(subparsers) -> None:
 
 
 def sanity_methods(args: argparse.Namespace) -> list[SanityMethod]:
-    methods = []
-    if "rise" in args.methods:
-        require(bool(args.masks), "sanity with rise needs --masks FILE.h5")
-        from ..formats.masks import MaskSet
-
-        mask_set = MaskSet(args.masks[0])
-        methods.append(SanityMethod(f"rise-{mask_set.attrs.get('kind', 'masks')}", "rise", (("masks", mask_set),)))
-    for family in ("abscam-init", "abscam-final"):
-        if family in args.methods:
-            methods += [SanityMethod(f"{family}-{layer}", family, (("layer", layer),)) for layer in args.layers]
-    return methods
+    """Each chosen method's variants (its `sanity_params`: RISE the first mask file, Abs-CAM each layer)."""
+    chosen = [method for method in methods() if method.name in args.methods]  # registry order
+    return [SanityMethod(method_id, method.name, tuple(params.items()))
+            for method in chosen for method_id, params in method.sanity_params(args.masks, args.layers)]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,16 +20,17 @@ size, a title or axis labels on every axes and a label on every colorbar, and is
 from __future__ import annotations
 
 from ..data import IMAGENET_MEAN, IMAGENET_STD
+from ..methods import method_sort_key
 from .builders import (SUMMARY_METRICS, abscam_init_vs_final_figure, abscam_layers_figure, curves_figure, masks_figure,
                        mean_curves_figure, overview_figure, sanity_figure, summary_figure)
-from .style import (BASELINE_IDS, DPI, MAX_HEIGHT_PX, MIN_FONT_PT, STYLE, _new_figure, figure_problems,
-                    file_stem, method_sort_key, minmax, save_figure, split_stem, unique_stems, unnormalise)
+from .style import (DPI, MAX_HEIGHT_PX, MIN_FONT_PT, STYLE, _new_figure, figure_problems,
+                    file_stem, minmax, save_figure, split_stem, unique_stems, unnormalise)
 from .writers import (CURVE_KINDS, SALIENCY_KINDS, _collect_maps, class_name_lookup, mask_title, write_curve_figures,
                       write_mask_figures, write_saliency_figures, write_summary_figure)
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "SUMMARY_METRICS", "abscam_init_vs_final_figure", "abscam_layers_figure",
            "curves_figure", "masks_figure", "mean_curves_figure", "overview_figure", "sanity_figure", "summary_figure",
-           "BASELINE_IDS", "DPI", "MAX_HEIGHT_PX", "MIN_FONT_PT", "STYLE", "figure_problems", "file_stem",
+           "DPI", "MAX_HEIGHT_PX", "MIN_FONT_PT", "STYLE", "figure_problems", "file_stem",
            "method_sort_key", "minmax", "save_figure", "split_stem", "unique_stems", "unnormalise", "CURVE_KINDS", "SALIENCY_KINDS",
            "class_name_lookup", "mask_title", "write_curve_figures",
            "write_mask_figures", "write_saliency_figures", "write_summary_figure"]

@@ -10,9 +10,10 @@ from matplotlib.figure import Figure
 
 from ..data import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import require
+from ..methods import chance_ids, method_sort_key
 from ..numeric import auc
-from .style import (BASELINE_IDS, DIFFERENCE_CMAP, MAX_HEIGHT_IN, STYLE, _image_panel, _new_figure, _overlay_panel,
-                    _saliency_colorbar, method_sort_key, minmax, plt, unnormalise)
+from .style import (DIFFERENCE_CMAP, MAX_HEIGHT_IN, STYLE, _image_panel, _new_figure, _overlay_panel,
+                    _saliency_colorbar, minmax, plt, unnormalise)
 
 OVERVIEW_MAX_ROWS = 3
 
@@ -162,7 +163,7 @@ def mean_curves_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], meth
     """
     require(band in ("se", "percentile"), f"unknown band {band!r}; use 'se' or 'percentile'")
     band_label = "\u00b11 s.e." if band == "se" else "2.5\u201397.5 %"
-    baselines = [b for b in BASELINE_IDS if b in curves and b != method_id]
+    baselines = [b for b in chance_ids() if b in curves and b != method_id]
     with plt.rc_context(STYLE):
         figure = _new_figure(8.0, 3.4)
         axes = figure.subplots(1, 2)
@@ -209,7 +210,7 @@ def summary_figure(summary: pd.DataFrame) -> Figure:
     require(len(summary) > 0, "summary table has no rows; run `saliency-bench aggregate` on some metrics first")
     table = summary.sort_values("score", ascending=True, kind="stable").reset_index(drop=True)  # barh draws bottom-up
     positions = np.arange(len(table))
-    chance = table["method_id"].isin(BASELINE_IDS).to_numpy()
+    chance = table["method_id"].isin(chance_ids()).to_numpy()
     floors = {"deletion_auc": ("deleted_prob", "fully deleted image", ":"), "insertion_auc": ("blurred_prob", "fully blurred image", "-.")}
     with plt.rc_context(STYLE):
         figure = _new_figure(10.5, min(1.5 + 0.26 * len(table), MAX_HEIGHT_IN))

@@ -31,23 +31,9 @@ STYLE = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "xtick.labels
 SALIENCY_CMAP = "jet"
 OVERLAY_ALPHA = 0.5
 DIFFERENCE_CMAP = "RdBu_r"
-BASELINE_IDS = ("random", "centre")
-# Panel order: RISE masks, Abs-CAM init then final, then the chance baselines.
-_FAMILY_ORDER = ("rise-binary", "rise-gaussian", "rise-perlin", "rise", "abscam-init", "abscam-final", "abscam")
-_ABSCAM_ID = re.compile(r"^abscam-(init|final)-(.+)$")
 
 
 # ---- small helpers ---------------------------------------------------------------------
-def method_sort_key(method_id: str) -> tuple:
-    """Order method ids: RISE, Abs-CAM init, Abs-CAM final, other methods, then random, centre."""
-    if method_id in BASELINE_IDS:
-        return (len(_FAMILY_ORDER) + 1, BASELINE_IDS.index(method_id), method_id)
-    for rank, family in enumerate(_FAMILY_ORDER):
-        if method_id.startswith(family):
-            return (rank, 0, method_id)
-    return (len(_FAMILY_ORDER), 0, method_id)
-
-
 def file_stem(name: str) -> str:
     """A file-name-safe stem for an image id, method id or layer name.
 

@@ -18,9 +18,10 @@ from ..formats.curves import read_curve_files
 from ..formats.masks import MaskSet
 from ..formats.saliency import read_image_ids, read_rows
 from ..formats.tables import read_table
+from ..methods import method_sort_key
 from .builders import (_natural_key, abscam_init_vs_final_figure, abscam_layers_figure, curves_figure, masks_figure,
                        mean_curves_figure, overview_figure, summary_figure)
-from .style import _ABSCAM_ID, DPI, STYLE, file_stem, method_sort_key, plt, save_figure, unique_stems, unnormalise
+from .style import DPI, STYLE, file_stem, plt, save_figure, unique_stems, unnormalise
 
 
 # ---- readers ---------------------------------------------------------------------------
@@ -115,14 +116,14 @@ def write_saliency_figures(saliency_paths: Sequence[str | os.PathLike], records:
     - `overview-<image>.png`: every configuration's map;
     - `abscam-init-vs-final-<image>-<layer>.png`: for each layer with both Abs-CAM Init and Final;
     - `abscam-layers-<image>.png`: when any Abs-CAM map exists.
-    <image> is `file_stem(image_id)`, <layer> the part after `abscam-init-` in the method id.
+    <image> is `file_stem(image_id)`, <layer> the layer stored in the saliency file.
     The images are shown at the maps' size (`size`, when given, must match it). With
     `max_images=0` the folder is created empty.
     """
     require(max_images >= 0, f"--max-images must be at least 0, got {max_images}")
     unknown = sorted(set(kinds) - set(SALIENCY_KINDS))
     require(not unknown, f"unknown figure kinds {unknown}; choose from {', '.join(SALIENCY_KINDS)}")
-    maps, top1 = _collect_maps(saliency_paths, records, max_images)
+    maps, top1, abscam_layers = _collect_maps(saliency_paths, records, max_images)
     chosen = list(maps)
     stems = unique_stems(chosen)
     by_id = {r.image_id: r for r in records}
@@ -138,7 +139,7 @@ def write_saliency_figures(saliency_paths: Sequence[str | os.PathLike], records:
             stem = stems[image_id]
             if "overview" in kinds:
                 staged.save(overview_figure(rgb, image_maps, prob, name_of(target)), f"overview-{stem}.png")
-            init, final = _abscam_maps(image_maps)
+            init, final = _abscam_maps(image_maps, abscam_layers)
             if "abscam-init-vs-final" in kinds:
                 for layer in sorted(set(init) & set(final), key=_natural_key):
                     figure = abscam_init_vs_final_figure(rgb, init[layer], final[layer], layer)
@@ -149,7 +150,8 @@ def write_saliency_figures(saliency_paths: Sequence[str | os.PathLike], records:
 
 
 def _collect_maps(paths, records, max_images):
-    """{image_id: {method_id: map}} for the first `max_images` images, and {image_id: (target, top1_prob)}.
+    """{image_id: {method_id: map}} for the first `max_images` images, {image_id: (target, top1_prob)},
+    and {method_id: (variant, layer)} of the Abs-CAM configurations (from the files' stored method and params).
 
     Reads only the chosen images' rows, so memory stays bounded however large a saliency file is.
     """
@@ -163,23 +165,31 @@ def _collect_maps(paths, records, max_images):
     wanted = set(chosen)
     maps: dict[str, dict[str, np.ndarray]] = {image_id: {} for image_id in chosen}
     top1: dict[str, tuple[int, float]] = {}
+    abscam_layers: dict[str, tuple[str, str]] = {}
     for path, ids in ids_by_file.items():
         rows = [row for row, image_id in enumerate(ids) if image_id in wanted]
         if not rows:
             continue
-        method_id, row_maps, targets, probs = read_rows(path, rows)
-        for row, saliency, target, prob in zip(rows, row_maps, targets, probs):
-            maps[ids[row]][method_id] = saliency
-            top1.setdefault(ids[row], (int(target), float(prob)))
-    return maps, top1
+        part = read_rows(path, rows)
+        if part.method in ABSCAM_VARIANTS:
+            abscam_layers[part.method_id] = (ABSCAM_VARIANTS[part.method], str(part.params.get("layer")))
+        for image_id, saliency, target, prob in zip(part.image_id, part.saliency, part.target, part.top1_prob):
+            maps[image_id][part.method_id] = saliency
+            top1.setdefault(image_id, (int(target), float(prob)))
+    return maps, top1, abscam_layers
 
 
-def _abscam_maps(image_maps: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+ABSCAM_VARIANTS = {"abscam-init": "init", "abscam-final": "final"}  # the methods the Abs-CAM figures compare
+
+
+def _abscam_maps(image_maps: Mapping[str, np.ndarray], abscam_layers: Mapping[str, tuple[str, str]]
+                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """({layer: Init map}, {layer: Final map}) of one image."""
     init, final = {}, {}
     for method_id, saliency in image_maps.items():
-        match = _ABSCAM_ID.match(method_id)
-        if match:
-            (init if match.group(1) == "init" else final)[match.group(2)] = saliency
+        if method_id in abscam_layers:
+            variant, layer = abscam_layers[method_id]
+            (init if variant == "init" else final)[layer] = saliency
     return init, final
 
 

@@ -53,31 +53,39 @@ def write_saliency(path: str | os.PathLike, saliency: np.ndarray, image_id: Sequ
 
 def read_saliency(path: str | os.PathLike) -> SaliencyFile:
     with open_stage_file(path, WHAT, COMMAND) as handle:
-        return SaliencyFile(
-            saliency=handle["saliency"][()],
-            image_id=read_strings(handle["image_id"]),
-            target=handle["target"][()],
-            top1_prob=handle["top1_prob"][()],
-            method_id=str(handle.attrs["method_id"]),
-            method=str(handle.attrs["method"]),
-            variant=str(handle.attrs["variant"]),
-            params=_params(handle),
-        )
+        return _read(handle, slice(None))
+
+
+def read_rows(path: str | os.PathLike, rows: Sequence[int]) -> SaliencyFile:
+    """The given rows only, in that order: memory stays bounded however large the file is."""
+    with open_stage_file(path, WHAT, COMMAND) as handle:
+        return _read(handle, list(rows))
+
+
+def _read(handle: h5py.File, rows: slice | list[int]) -> SaliencyFile:
+    ids = read_strings(handle["image_id"])
+    if isinstance(rows, slice):
+        maps = handle["saliency"][()]
+    else:  # one map at a time, in the order asked (h5py's fancy indexing wants sorted, unique rows)
+        height, width = handle["saliency"].shape[1:]
+        maps = np.stack([handle["saliency"][row] for row in rows]) if rows else np.zeros((0, height, width), np.float32)
+        ids = [ids[row] for row in rows]
+    return SaliencyFile(
+        saliency=maps,
+        image_id=ids,
+        target=handle["target"][()][rows].astype(np.int64),  # the (n,) vectors are small: read whole, index here
+        top1_prob=handle["top1_prob"][()][rows].astype(np.float32),
+        method_id=str(handle.attrs["method_id"]),
+        method=str(handle.attrs["method"]),
+        variant=str(handle.attrs["variant"]),
+        params=_params(handle),
+    )
 
 
 def read_image_ids(path: str | os.PathLike) -> list[str]:
     """Only the ids of a saliency file, without reading its maps."""
     with open_stage_file(path, WHAT, COMMAND) as handle:
         return read_strings(handle["image_id"])
-
-
-def read_rows(path: str | os.PathLike, rows: Sequence[int]) -> tuple[str, list[np.ndarray], np.ndarray, np.ndarray]:
-    """(method_id, maps, target, top1_prob) of the given rows only: memory stays bounded however
-    large the file is."""
-    with open_stage_file(path, WHAT, COMMAND) as handle:
-        rows = list(rows)  # the (n,) vectors are small: read whole, index here
-        return (str(handle.attrs["method_id"]), [handle["saliency"][row] for row in rows],
-                handle["target"][()][rows].astype(np.int64), handle["top1_prob"][()][rows].astype(np.float32))
 
 
 def read_params(path: str | os.PathLike) -> dict[str, Any]:
