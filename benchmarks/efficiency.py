@@ -12,9 +12,9 @@ minutes; the time spent inside forward passes is printed too, which drift does n
 stage costs no more than its forward passes; the rest is overhead (mask I/O, masking, matmuls,
 Python). Abs-CAM Init's unit of work is a gradient pass instead: one forward and one backward
 pass down to the layer, which the method needs by definition and no forward-only model can
-replace. Its yardstick is the throughput of bare gradient passes (`gradient_passes_per_second`)
-of the same model and images, so its share is the overhead of everything else (the class,
-the weights, the upsampling, the min-max) on top of them. Each stage runs in a fresh process (multiprocessing spawn), and its peak
+replace. Its yardstick is bare gradient passes of the same model and images, timed alternately
+with the method (medians of 15 rounds, `abscam_init_rounds`), so its share is the overhead of
+everything else (the weights, the upsampling, the min-max) on top of them. Each stage runs in a fresh process (multiprocessing spawn), and its peak
 resident memory is reset (Linux /proc/self/clear_refs) right before it starts, so peak_rss_mb
 (VmHWM: the interpreter, torch and the model included) is that stage's own.
 
@@ -112,44 +112,51 @@ def timed_runner(model, args):
     return TimedRunner(model, args.batch_size, args.precision)
 
 
-def gradient_passes_per_second(model, images, layer: str, min_seconds: float = 2.0) -> float:
-    """Images/s of bare gradient passes: forward, then d(top-1 logit)/d(layer output), nothing else."""
+def bare_gradient_pass(model, layer: str):
+    """A function running one bare gradient pass of the images: forward, then d(top-1 logit)/d(layer output)."""
     import torch
 
     module = dict(model.named_modules())[layer]
-    captured = {}
 
-    def hook(_module, _inputs, output):
-        captured["A"] = output.detach().requires_grad_(True)
-        return captured["A"]
+    def gradient_pass(images):
+        captured = {}
 
-    def gradient_pass():
-        with torch.enable_grad():
-            logits = model(images)
-            torch.autograd.grad(logits.max(dim=1).values.sum(), captured["A"])
+        def hook(_module, _inputs, output):
+            captured["A"] = output.detach().requires_grad_(True)
+            return captured["A"]
 
-    handle = module.register_forward_hook(hook)
-    try:
-        gradient_pass()  # warm-up
-        start, repeats = time.perf_counter(), 0
-        while repeats < 3 or time.perf_counter() - start < min_seconds:
-            gradient_pass()
-            repeats += 1
-        return repeats * len(images) / (time.perf_counter() - start)
-    finally:
-        handle.remove()
+        handle = module.register_forward_hook(hook)
+        try:
+            with torch.enable_grad():
+                logits = model(images)
+                torch.autograd.grad(logits.max(dim=1).values.sum(), captured["A"])
+        finally:
+            handle.remove()
+
+    return gradient_pass
 
 
-def run_abscam_init(model, images, args, target, min_seconds: float = 2.0) -> int:
-    """Abs-CAM Init through the method registry (as `explain` runs it), repeated for at least
-    `min_seconds` so that one short call is not all timer noise; returns the gradient passes run."""
+def abscam_init_rounds(model, images, args, rounds: int = 15) -> dict:
+    """Abs-CAM Init through the method registry (as `explain` runs it) and bare gradient passes,
+    alternating for `rounds` rounds: the median of each, so that a drifting host speed (a call
+    takes ~0.1 s) disturbs both alike. Returns the stage's result fields."""
+    import statistics
+
     from saliency_bench.explain import compute_maps
 
-    start, repeats = time.perf_counter(), 0
-    while repeats < 3 or time.perf_counter() - start < min_seconds:
-        compute_maps(model, images, "abscam-init", layer=args.layer, batch_size=args.batch_size, precision=args.precision)
-        repeats += 1
-    return repeats * len(images)
+    bare = bare_gradient_pass(model, args.layer)
+    method_seconds, bare_seconds = [], []
+    for round_ in range(rounds + 1):
+        for seconds, run in ((bare_seconds, lambda: bare(images)),
+                             (method_seconds, lambda: compute_maps(model, images, "abscam-init", layer=args.layer,
+                                                                   batch_size=args.batch_size, precision=args.precision))):
+            start = time.perf_counter()
+            run()
+            if round_:  # round 0 warms up
+                seconds.append(time.perf_counter() - start)
+    method = statistics.median(method_seconds)
+    return {"wall": method * rounds, "forward_passes": len(images) * rounds, "forward_seconds": 0.0,
+            "throughput": len(images) / statistics.median(bare_seconds)}
 
 
 def run_stage(stage: str, args, mask_path: str) -> dict:
@@ -163,9 +170,9 @@ def run_stage(stage: str, args, mask_path: str) -> dict:
     runner = timed_runner(model, args)
     target = runner.run(images).argmax(1)
     probe = probe_batch(args.batch_size, tuple(args.size), device)
-    yardstick = {"abscam-init": lambda: gradient_passes_per_second(model, images, args.layer),
-                 "masks": lambda: None}.get(stage, lambda: images_per_second(runner, probe))
-    before = yardstick()
+    if stage == "abscam-init":  # its own yardstick, measured alternately with it
+        return {**abscam_init_rounds(model, images, args), "peak_rss_mb": peak_rss_mb()}
+    before = images_per_second(runner, probe) if stage != "masks" else None
     runner.forward_passes, runner.forward_seconds = 0, 0.0
     reset_peak_rss()  # the stage's own peak, not that of the throughput probe before it
     p = 0.5 if args.mask_kind == "binary" else None
@@ -177,8 +184,6 @@ def run_stage(stage: str, args, mask_path: str) -> dict:
         from saliency_bench.rise import rise_saliency
 
         rise_saliency(model, images, MaskSet(mask_path), p=p, target=target, runner=runner)
-    elif stage == "abscam-init":
-        runner.forward_passes = run_abscam_init(model, images, args, target)  # gradient passes, see the docstring
     elif stage == "abscam-final":
         from saliency_bench.abscam import abscam_final
 
@@ -200,7 +205,7 @@ def run_stage(stage: str, args, mask_path: str) -> dict:
     if before is not None:
         # The yardstick: the mean of the throughput right before and right after the stage, in
         # the same warm process, so that a machine whose speed drifts (shared host) disturbs it least.
-        result["throughput"] = (before + yardstick()) / 2
+        result["throughput"] = (before + images_per_second(runner, probe)) / 2
     return result
 
 
