@@ -12,7 +12,8 @@ minutes; the time spent inside forward passes is printed too, which drift does n
 stage costs no more than its forward passes; the rest is overhead (mask I/O, masking, matmuls,
 Python). Abs-CAM Init's unit of work is a gradient pass instead: one forward and one backward
 pass down to the layer, which the method needs by definition and no forward-only model can
-replace. Its yardstick is bare gradient passes of the same model and images, timed alternately
+replace. Its yardstick is bare gradient passes (`abscam.gradient_pass`: the hooked forward, the backward
+pass and the channel weights) of the same model and images, timed alternately
 with the method (medians of 15 rounds, `abscam_init_rounds`), so its share is the overhead of
 everything else (the weights, the upsampling, the min-max) on top of them. Each stage runs in a fresh process (multiprocessing spawn), and its peak
 resident memory is reset (Linux /proc/self/clear_refs) right before it starts, so peak_rss_mb
@@ -112,42 +113,18 @@ def timed_runner(model, args):
     return TimedRunner(model, args.batch_size, args.precision)
 
 
-def bare_gradient_pass(model, layer: str):
-    """A function running one bare gradient pass of the images: forward, then d(top-1 logit)/d(layer output)."""
-    import torch
-
-    module = dict(model.named_modules())[layer]
-
-    def gradient_pass(images):
-        captured = {}
-
-        def hook(_module, _inputs, output):
-            captured["A"] = output.detach().requires_grad_(True)
-            return captured["A"]
-
-        handle = module.register_forward_hook(hook)
-        try:
-            with torch.enable_grad():
-                logits = model(images)
-                torch.autograd.grad(logits.max(dim=1).values.sum(), captured["A"])
-        finally:
-            handle.remove()
-
-    return gradient_pass
-
-
 def abscam_init_rounds(model, images, args, rounds: int = 15) -> dict:
     """Abs-CAM Init through the method registry (as `explain` runs it) and bare gradient passes,
     alternating for `rounds` rounds: the median of each, so that a drifting host speed (a call
     takes ~0.1 s) disturbs both alike. Returns the stage's result fields."""
     import statistics
 
+    from saliency_bench.abscam import gradient_pass
     from saliency_bench.explain import compute_maps
 
-    bare = bare_gradient_pass(model, args.layer)
     method_seconds, bare_seconds = [], []
     for round_ in range(rounds + 1):
-        for seconds, run in ((bare_seconds, lambda: bare(images)),
+        for seconds, run in ((bare_seconds, lambda: gradient_pass(model, images, args.layer)),
                              (method_seconds, lambda: compute_maps(model, images, "abscam-init", layer=args.layer,
                                                                    batch_size=args.batch_size, precision=args.precision))):
             start = time.perf_counter()

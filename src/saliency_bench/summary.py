@@ -112,14 +112,15 @@ def _nanmean(values: np.ndarray, axis: int = 0) -> np.ndarray:
 def summarise(per_image: pd.DataFrame, n_resamples: int = 10_000, seed: int = 0, alpha: float = 0.05) -> Summary:
     """Summary rows with bootstrap CIs, comparisons with the best and with chance, and stability."""
     ranked = per_image[per_image["repeat"] == 0]
-    method_ids = sorted(dict.fromkeys(ranked["method_id"]), key=lambda m: m in chance_ids())  # stable: chance last
+    chance = chance_ids()
+    method_ids = sorted(dict.fromkeys(ranked["method_id"]), key=lambda m: m in chance)  # stable: chance last
     image_ids = list(dict.fromkeys(ranked["image_id"]))
     metrics = AUC_METRICS + tuple(m for m in LOCALISATION_METRICS if m in ranked and ranked[m].notna().any())
     wide = {metric: _pivot(ranked, metric, image_ids, method_ids) for metric in metrics}
     score = wide["score"]
-    contenders = [j for j, m in enumerate(method_ids) if m not in chance_ids()]
+    contenders = [j for j, m in enumerate(method_ids) if m not in chance]
     best = contenders[int(np.nanargmax(_nanmean(score[:, contenders])))] if contenders else None
-    references = {"best": best, **{c: method_ids.index(c) for c in chance_ids() if c in method_ids}}
+    references = {"best": best, **{c: method_ids.index(c) for c in chance if c in method_ids}}
 
     # One matrix of every per-image quantity, so one paired bootstrap serves all CIs.
     columns = {(metric, m): wide[metric][:, j] for metric in metrics for j, m in enumerate(method_ids)}
@@ -138,7 +139,7 @@ def summarise(per_image: pd.DataFrame, n_resamples: int = 10_000, seed: int = 0,
     for j, method_id in enumerate(method_ids):
         mine = ranked[ranked["method_id"] == method_id]
         row = {"method_id": method_id, "method": info.at[method_id, "method"], "variant": info.at[method_id, "variant"],
-               "is_chance": method_id in chance_ids(), "n_images": int(mine["score"].notna().sum()),
+               "is_chance": method_id in chance, "n_images": int(mine["score"].notna().sum()),
                "constant_maps": int(mine["constant_map"].sum())}
         for metric in metrics:
             row[metric], row[f"{metric}_lo"], row[f"{metric}_hi"] = ci[(metric, method_id)]

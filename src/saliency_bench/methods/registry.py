@@ -85,7 +85,10 @@ def method_of_id(method_id: str) -> Method | None:
 
 
 def method_sort_key(method_id: str) -> tuple:
-    """Order of method ids in tables and figures: registry order (chance last), then the id."""
+    """Order of method ids in tables and figures: registry order (chance last), then the id;
+    an id of no registered method goes after the methods, before the chance baselines."""
     ordered = methods()
     method = method_of_id(method_id)
-    return (ordered.index(method) if method is not None else len(ordered) - len(chance_ids()) - 0.5, method_id)
+    if method is not None:
+        return (ordered.index(method), method_id)
+    return (sum(not m.is_chance for m in ordered) - 0.5, method_id)
