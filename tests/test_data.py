@@ -302,12 +302,13 @@ def test_per_class_limit_takes_the_first_of_each_class_in_split_order(image_tree
 def test_the_workflow_counts_the_images_the_images_step_writes(image_tree: Path, tmp_path: Path):
     """Shards are fixed when the workflow is parsed; the count must match the table, per-class limit included."""
     from saliency_bench import workflow_config as wc
+    from workflow_helpers import typed_config
 
     out = tmp_path / "images.csv"
     for limit, per_class in ((None, None), (None, 1), (2, 1), (None, 3)):
         data = {"root": str(image_tree), "split": "val", "val_fraction": 0.5, "split_seed": 7,
                 "limit": limit, "per_class_limit": per_class}
-        config = {"data": data, "model": {"checkpoint": "m.pt"}, "images_per_job": 2}
+        config = typed_config({"data": data, "model": {"checkpoint": "m.pt"}, "images_per_job": 2})
         args = ["--limit", str(limit)] * bool(limit) + ["--per-class-limit", str(per_class)] * bool(per_class)
         assert cli.main(["images", "--root", str(image_tree), "--val-fraction", "0.5", "--split-seed", "7",
                          *args, "--out", str(out)]) == 0
@@ -318,10 +319,11 @@ def test_the_demo_image_count_follows_its_tree(tmp_path: Path):
     """The demo's labels are known before its images exist; they must be those of the generated tree."""
     from saliency_bench import workflow_config as wc
     from saliency_bench.demo import write_demo_data
+    from workflow_helpers import typed_config
 
     write_demo_data(tmp_path / "demo", per_class=6, none=1, size=32, seed=0, workers=1)
     records, _ = discover_images(tmp_path / "demo" / "images")
-    config = {"data": {"per_class_limit": 1, "val_fraction": 0.5}, "model": {}, "demo": {"per_class": 6}}
+    config = typed_config({"data": {"per_class_limit": 1, "val_fraction": 0.5}, "demo": {"per_class": 6}})
     assert wc.image_labels(config) == [r.label for r in records]
     assert wc.selected_image_count(config) == 4
 

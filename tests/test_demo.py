@@ -11,7 +11,6 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from snakemake.utils import validate
 
 from saliency_bench import workflow_config as wc
 from saliency_bench.cli import main
@@ -22,6 +21,7 @@ from saliency_bench.demo.shipped import CARD_JSON, CARD_MD, CHECKPOINT, SHA256, 
 from saliency_bench.demo.synth import GENERATOR_VERSION, MANIFEST, NONE_INDEX, image_name, render_linear, sample_from_name
 from saliency_bench.errors import UserError
 from saliency_bench.models import load_model
+from workflow_helpers import typed_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -280,21 +280,21 @@ def test_shipped_model_card_describes_the_workflow_split():
     assert card["val_image_ids"] == expected and card["val_images"] == len(expected)
     assert card["val_accuracy"] >= 0.9 and min(card["per_class_accuracy"].values()) >= 0.8
     # the default config explains this split with this model; other demo settings must train their own
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"), set_default=True)
-    assert config["demo"]["train"] is False
+    values = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config = typed_config(values)
+    assert config.demo.train is False
     wc.check_demo(config)
-    data = config["data"]
+    data = config.to_dict()["data"]
     labels = [sorted(CLASSES).index(name.split("/")[0]) for name in names]
     explained = [names[i] for i in select_images(labels, data["split"], data["val_fraction"], data["split_seed"],
                                                  data["limit"], data["per_class_limit"])]
     assert set(explained) <= set(card["val_image_ids"]) and len(explained) >= 16
     assert min(sum(i.startswith(f"{c}/") for i in explained) for c in CLASSES) >= 4
-    config["data"]["split_seed"] += 1
+    values.setdefault("data", {})["split_seed"] = config.data.split_seed + 1
     with pytest.raises(UserError, match="data.split_seed"):
-        wc.check_demo(config)
-    config["demo"]["train"] = True
-    wc.check_demo(config)
+        wc.check_demo(typed_config(values))
+    values.setdefault("demo", {})["train"] = True
+    wc.check_demo(typed_config(values))
 
 
 @pytest.mark.slow

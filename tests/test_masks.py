@@ -220,13 +220,15 @@ def test_an_old_mask_file_without_draws_asks_to_regenerate(tmp_path, capsys):
     assert len(MaskSet(path).read()) == 6  # the masks themselves still read
 
 
-def paper_config(**rise) -> dict:
+def paper_config(**rise):
     import yaml
     from pathlib import Path
 
+    from workflow_helpers import typed_config
+
     config = yaml.safe_load((Path(__file__).parents[1] / "config" / "paper.yaml").read_text())
     config["rise"].update(rise)
-    return config
+    return typed_config(config)
 
 
 def test_mask_sets_of_one_config_are_independent(tmp_path):

@@ -22,7 +22,7 @@ from saliency_bench.models import build_model
 from saliency_bench.plan import build_stages
 from saliency_bench.summary import annotate, summarise
 from test_workflow import effective_config
-from workflow_helpers import REPO, planned_jobs, snakemake, write_config
+from workflow_helpers import REPO, planned_jobs, snakemake, typed_config, write_config
 
 PLUGINS = REPO / "tests" / "data" / "plugins"
 PLUGIN = "edges_method"
@@ -62,15 +62,13 @@ def test_compute_maps_runs_the_plugin_and_checks_its_parameters(edges):
 
 
 def test_the_workflow_config_and_the_plan_pick_it_up(edges):
-    config = {"rise": {"n_masks": 4, "binary": {"p": [0.5]}, "gaussian": {"enabled": False},
-                       "perlin": {"enabled": False}},
-              "abscam": {"layers": ["layer4"], "variants": ["init"]}, "method_plugins": [PLUGIN]}
+    config = typed_config({"rise": {"n_masks": 4, "binary": {"p": [0.5]}, "gaussian": {"enabled": False},
+                                    "perlin": {"enabled": False}}, "preprocess": {"size": [32, 32]},
+                           "abscam": {"layers": ["layer4"], "variants": ["init"]}, "method_plugins": [PLUGIN]})
     ids = [m.method_id for m in wc.method_configs(config)]
     assert ids == ["rise-binary-p0.5", "abscam-init-layer4", "edges", "random", "centre"]
     assert os.environ[registry.registry.PLUGINS_VARIABLE] == PLUGIN  # every job imports it too
-    full = {**config, "preprocess": {"size": [32, 32]}, "metrics": {"step_rows": 8}, "data": {}, "model": {},
-            "demo": {}, "rise": {**config["rise"], "mask_dtype": "float16"}}
-    stages = build_stages(full, [3, 2], rate=100.0, channels={"layer4": 512})
+    stages = build_stages(config, [3, 2], rate=100.0, channels={"layer4": 512})
     assert stages["edges"].jobs == 2 and stages["edges"].forward_passes == 5  # one pass per image: its class
     assert stages["chance"].jobs == 4
 

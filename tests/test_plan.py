@@ -20,15 +20,11 @@ REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
 
-def effective(path: Path, changes: dict | None = None) -> dict:
-    """A config file with the schema's defaults filled in, as the workflow sees it."""
-    from snakemake.utils import validate
+def effective(path: Path, changes: dict | None = None):
+    """A config file with the schema's defaults filled in, as the workflow sees it (typed)."""
+    from workflow_helpers import deep_update, typed_config
 
-    from workflow_helpers import deep_update
-
-    config = deep_update(yaml.safe_load(path.read_text()), changes or {})
-    validate(config, str(SCHEMA), set_default=True)
-    return config
+    return typed_config(deep_update(yaml.safe_load(path.read_text()), changes or {}))
 
 
 def image_table(path: Path, n: int, per_job: int) -> Path:
@@ -49,7 +45,7 @@ def test_forward_passes_follow_the_protocol():
     assert stages["abscam-final"].forward_passes == 51 * (64 + 128 + 256 + 512 + 4)
     assert stages["deletion/insertion"].forward_passes == 51 * 16 * (2 * 27 + 2)
     assert stages["rise"].jobs == 6 * 7 and stages["deletion/insertion"].jobs == 16 * 7
-    itemsize = {"float16": 2, "float32": 4}[config["rise"]["mask_dtype"]]
+    itemsize = {"float16": 2, "float32": 4}[config.rise.mask_dtype]
     assert stages["masks"].disk_bytes == 6 * 6000 * 224 * 224 * itemsize
     assert "train_demo" not in stages
 
@@ -86,7 +82,7 @@ def test_plan_command_measures_named_settings_and_writes_both_files(tmp_path):
                                                                    "num_classes": 2}})
     table = image_table(tmp_path / "images.csv", 3, 2)
     out, out_json = tmp_path / "results" / "plan.md", tmp_path / "results" / "plan.json"
-    assert cli.main(["plan", "--config", json.dumps(config), "--images", str(table), "--cores", "2", "--size", "64", "64",
+    assert cli.main(["plan", "--config", json.dumps(config.to_dict()), "--images", str(table), "--cores", "2", "--size", "64", "64",
                      "--arch", "resnet18", "--num-classes", "2", "--checkpoint", str(tmp_path / "model.pt"),
                      "--batch-size", "4", "--memory-format", "contiguous", "--threads", "1",
                      "--results", str(tmp_path / "results"), "--out", str(out), "--out-json", str(out_json)]) == 0

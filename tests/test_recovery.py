@@ -30,9 +30,12 @@ def command(workdir: Path) -> list[str]:
 
 
 def start_from_reference(workdir: Path, reference: Path) -> None:
-    """Reuse the reference run's demo model and forward settings: the interrupted run then skips the
-    training (CI time) and runs every model job with the same settings, so bytes can be compared."""
+    """Reuse the reference run's demo model, image table and forward settings (mtimes kept): the
+    interrupted run then skips the training (CI time) and runs every model job with the same
+    settings, so bytes can be compared. A new image table would make Snakemake rerun tune_forward,
+    whose new measurement could choose other settings on a busy machine."""
     shutil.copytree(reference / "results" / "demo", workdir / "results" / "demo")
+    shutil.copy2(reference / "results/images.csv", workdir / "results/images.csv")
     settings = reference / "results/model/forward_settings.json"
     if settings.exists():  # only where the config leaves memory format or batch size to tune_forward
         (workdir / "results" / "model").mkdir(parents=True)
@@ -85,6 +88,8 @@ def test_a_killed_run_resumes_with_only_the_unfinished_jobs(tiny_run, tmp_path):
             assert process.poll() is None, "the run finished before it could be killed"
         finally:
             kill_group(process)
+    # the reference's forward settings hold: a new measurement could choose others and change every model output
+    assert "rule tune_forward:" not in (tmp_path / "first.log").read_text()
     before = model_outputs(workdir)
     unfinished = incomplete_outputs(workdir)
     assert not (workdir / "results/tables/summary.csv").exists()

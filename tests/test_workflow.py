@@ -23,16 +23,12 @@ FIGURE_RULES |= {"plan", "timing", "report_pages"}  # report_pages: the report's
 # tiny_run: the session fixture in conftest.py (the recovery test compares against it too)
 
 
-def effective_config(workdir: Path, configfile: str = "tiny.yaml") -> dict:
-    """The config the workflow sees: defaults, the tiny file on top, the schema's defaults filled in."""
-    from snakemake.utils import validate
+def effective_config(workdir: Path, configfile: str = "tiny.yaml"):
+    """The config the workflow sees: defaults, the tiny file on top, the schema's defaults filled in (typed)."""
+    from workflow_helpers import deep_update, typed_config
 
-    from workflow_helpers import deep_update
-
-    config = deep_update(yaml.safe_load((workdir / "config" / "config.yaml").read_text()),
-                         yaml.safe_load((workdir / configfile).read_text()))
-    validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"), set_default=True)
-    return config
+    return typed_config(deep_update(yaml.safe_load((workdir / "config" / "config.yaml").read_text()),
+                                    yaml.safe_load((workdir / configfile).read_text())))
 
 
 def test_tables_are_consistent(tiny_run):
@@ -79,8 +75,8 @@ def test_best_values_are_marked(tiny_run):
 def test_forward_settings_are_measured_once_and_every_model_job_uses_them(tiny_run):
     record = json.loads((tiny_run / "results/model/forward_settings.json").read_text())
     config = effective_config(tiny_run)
-    assert record["memory_format"] in ("contiguous", "channels_last") and record["batch_size"] == config["batch_size"]
-    assert record["size"] == config["preprocess"]["size"]
+    assert record["memory_format"] in ("contiguous", "channels_last") and record["batch_size"] == config.batch_size
+    assert tuple(record["size"]) == config.preprocess.size
     assert {key.split()[0] for key in record["images_per_second"]} == {"contiguous", "channels_last"}
     commands = snakemake(tiny_run, "--dry-run", "--forceall", "--printshellcmds").stdout
     model_jobs = [line for line in commands.splitlines() if "saliency_bench explain" in line

@@ -13,6 +13,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 TINY_CONFIG = REPO / "tests" / "data" / "tiny_config.yaml"
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def make_workdir(root: Path, overrides: dict | None = None) -> Path:
@@ -31,6 +32,13 @@ def deep_update(base: dict, changes: dict) -> dict:
         else:
             base[key] = value
     return base
+
+
+def typed_config(values: dict):
+    """The workflow's typed config of `values` (validated, the schema's defaults filled in)."""
+    from saliency_bench.config import load_config
+
+    return load_config(values, SCHEMA)
 
 
 def write_config(workdir: Path, name: str, changes: dict) -> Path:

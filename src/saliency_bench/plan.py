@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import workflow_config as wc
+from .config import Config
 from .errors import UserError, require
 from .methods import get_method, method_of_id
 from .methods import methods as registered_methods
@@ -45,21 +46,21 @@ class Stage:
     disk_bytes: int = 0
 
 
-def layer_channels(config: dict) -> dict[str, int]:
+def layer_channels(config: Config) -> dict[str, int]:
     """Output channels of each Abs-CAM layer, from one forward pass of the architecture at the run's size."""
-    layers = config["abscam"]["layers"] if config["abscam"]["variants"] else []
+    layers = config.abscam.layers if config.abscam.variants else []
     if not layers:
         return {}
     import torch
 
     from .models import build_model
 
-    model = build_model(config["model"]["arch"], max(wc.num_classes(config), 1)).eval()
+    model = build_model(config.model.arch, max(wc.num_classes(config), 1)).eval()
     found: dict[str, int] = {}
     hooks = [dict(model.named_modules())[layer].register_forward_hook(
         lambda module, inputs, output, layer=layer: found.__setitem__(layer, output.shape[1])) for layer in layers]
     with torch.no_grad():
-        model(torch.zeros(1, 3, *config["preprocess"]["size"]))
+        model(torch.zeros(1, 3, *config.preprocess.size))
     for hook in hooks:
         hook.remove()
     return found
@@ -86,19 +87,19 @@ def process_age() -> float:
         return JOB_OVERHEAD_S
 
 
-def build_stages(config: dict, shards: list[int], rate: float, channels: dict[str, int],
+def build_stages(config: Config, shards: list[int], rate: float, channels: dict[str, int],
                  overhead: float = JOB_OVERHEAD_S) -> dict[str, Stage]:
     """Jobs, forward passes, job-seconds and disk of every stage, at `rate` images/s and
     `overhead` seconds of start-up per job."""
     stages = {name: Stage(name) for name in stage_names()}
-    height, width = config["preprocess"]["size"]
-    n_images, n_masks = sum(shards), config["rise"]["n_masks"]
+    height, width = config.preprocess.size
+    n_images, n_masks = sum(shards), config.rise.n_masks
     for _ in wc.mask_configs(config):
         stage = stages["masks"]
         stage.jobs += 1
         stage.seconds += MASK_JOB_START_SHARE * overhead + MASK_SECONDS_PER_MPIXEL * n_masks * height * width / 1e6
-        stage.disk_bytes += n_masks * height * width * np.dtype(config["rise"]["mask_dtype"]).itemsize
-    steps = math.ceil(height / config["metrics"]["step_rows"])
+        stage.disk_bytes += n_masks * height * width * np.dtype(config.rise.mask_dtype).itemsize
+    steps = math.ceil(height / config.metrics.step_rows)
     curve_passes = 2 * (steps - 1) + 2
     for method in wc.method_configs(config):
         spec = get_method(method.method)
@@ -109,13 +110,13 @@ def build_stages(config: dict, shards: list[int], rate: float, channels: dict[st
             stage.seconds += len(shards) * overhead + passes * n_images / rate
         stages[spec.plan_stage].disk_bytes += n_images * height * width * 4
         stages["deletion/insertion"].disk_bytes += n_images * 2 * (steps + 1) * 8
-    if wc.uses_demo(config) and config["demo"].get("train"):  # else the shipped model: nothing to train
-        demo = config["demo"]
-        train_images = (1 - config["data"]["val_fraction"]) * (4 * demo["per_class"] + demo["none"])
+    if wc.uses_demo(config) and config.demo.train:  # else the shipped model: nothing to train
+        demo = config.demo
+        train_images = (1 - config.data.val_fraction) * (4 * demo.per_class + demo.none)
         stage = stages["train_demo"]
-        stage.jobs, stage.forward_passes = 1, int(TRAIN_PASSES * train_images * demo["epochs"])
+        stage.jobs, stage.forward_passes = 1, int(TRAIN_PASSES * train_images * demo.epochs)
         # trained at demo.size, before tune_forward: scale the rate by the pixel count
-        scaled = rate * height * width / demo["size"] ** 2
+        scaled = rate * height * width / demo.size ** 2
         stage.seconds = overhead + stage.forward_passes / scaled
     return {name: stage for name, stage in stages.items() if stage.jobs}
 
@@ -150,7 +151,7 @@ def hours(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
-def make_plan(config: dict, image_table: str | Path, settings: dict, source: str, cores: int,
+def make_plan(config: Config, image_table: str | Path, settings: dict, source: str, cores: int,
               results: str | Path = "results", overhead: float | None = None) -> dict:
     """The plan as a dict; `overhead` (start-up seconds per job) defaults to this process's own."""
     shards = shard_sizes(image_table)
@@ -158,12 +159,12 @@ def make_plan(config: dict, image_table: str | Path, settings: dict, source: str
     channels = layer_channels(config)  # imports torch and builds the model, as every job does
     overhead = process_age() if overhead is None else overhead
     stages = build_stages(config, shards, rate, channels, overhead)
-    parallel = max(1, cores // max(1, config["threads"]))
+    parallel = max(1, cores // max(1, config.threads))
     total_job_seconds = sum(s.seconds for s in stages.values())
     disk = sum(s.disk_bytes for s in stages.values())
     results = Path(results)
     free = check_disk(disk, results, existing_bytes([results / "masks", results / "saliency", results / "metrics"]))
-    return {"images": sum(shards), "shards": len(shards), "images_per_job": config["images_per_job"],
+    return {"images": sum(shards), "shards": len(shards), "images_per_job": config.images_per_job,
             "jobs": sum(s.jobs for s in stages.values()), "rate": rate, "rate_source": source, "job_overhead": overhead,
             "settings": {k: settings.get(k) for k in ("memory_format", "batch_size", "precision", "device", "threads")},
             "parallel": parallel, "cores": cores, "stages": [asdict(s) for s in stages.values()],

@@ -1,4 +1,4 @@
-"""From a validated workflow config to the list of mask sets, method configurations and shards.
+"""From the typed workflow config (`config.Config`) to the list of mask sets, method configurations and shards.
 
 The Snakefile stays thin: it asks this module what to build. Ids are stable, because
 they name files and table rows; each method defines its own (`methods/`: mask sets and RISE
@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from .config import Config
 from .errors import UserError, require
 from .methods import MethodConfig, get_method, load_plugins
 from .methods import methods as registered_methods
@@ -21,7 +22,7 @@ from .methods.rise import MaskConfig, mask_configs  # noqa: F401  (the Snakefile
 DEMO_ROOT = "results/demo"
 
 
-def method_configs(config: dict) -> list[MethodConfig]:
+def method_configs(config: Config) -> list[MethodConfig]:
     """Every registered method's configurations for this config, in registry order (chance last)."""
     load_method_plugins(config)
     methods = [method for spec in registered_methods() for method in spec.configurations(config)]
@@ -31,72 +32,72 @@ def method_configs(config: dict) -> list[MethodConfig]:
     return methods
 
 
-def load_method_plugins(config: dict) -> None:
+def load_method_plugins(config: Config) -> None:
     """Import the config's method plugins here and, through the environment, in every job."""
-    plugins = list(config.get("method_plugins", []))
+    plugins = list(config.method_plugins)
     if plugins:
         load_plugins(plugins)
         os.environ[PLUGINS_VARIABLE] = ",".join(plugins)
 
 
-def sanity_method_names(config: dict) -> list[str]:
+def sanity_method_names(config: Config) -> list[str]:
     """The methods the randomisation check runs: the configured ones that are not chance baselines."""
     return sorted({m.method for m in method_configs(config) if not get_method(m.method).is_chance})
 
 
-def uses_demo(config: dict) -> bool:
+def uses_demo(config: Config) -> bool:
     """The demo runs when the config names neither data nor a model of the user's."""
-    data, model = config["data"], config["model"]
-    return not (data.get("root") or data.get("file_list")) and not (model.get("checkpoint") or model.get("weights"))
+    data, model = config.data, config.model
+    return not (data.root or data.file_list) and not (model.checkpoint or model.weights)
 
 
-def check_data_and_model(config: dict) -> None:
-    data, model = config["data"], config["model"]
-    has_data = bool(data.get("root") or data.get("file_list"))
-    has_model = bool(model.get("checkpoint") or model.get("weights"))
+def check_data_and_model(config: Config) -> None:
+    data, model = config.data, config.model
+    has_data = bool(data.root or data.file_list)
+    has_model = bool(model.checkpoint or model.weights)
     require(has_data == has_model, "the config names " + ("data but no model" if has_data else "a model but no data")
             + "; set both data.root (or data.file_list) and model.checkpoint (or model.weights), or neither for the demo")
 
 
-def check_demo(config: dict) -> None:
+def check_demo(config: Config) -> None:
     """With demo.train false the shipped model explains the demo: the data must be generated and
     split as when it was trained, or the explained "validation" images could be training images."""
-    if not uses_demo(config) or config["demo"].get("train", False):
+    if not uses_demo(config) or config.demo.train:
         return
     from .demo.shipped import shipped_settings
 
-    differing = [f"{section}.{key} is {config[section].get(key)}, the shipped model's is {value}"
+    differing = [f"{section}.{key} is {getattr(getattr(config, section), key)}, the shipped model's is {value}"
                  for section, values in shipped_settings().items() for key, value in values.items()
-                 if config[section].get(key) != value]
+                 if getattr(getattr(config, section), key) != value]
     require(not differing, f"demo.train is false, so the shipped demo model is used, but {'; '.join(differing)}; "
             "restore the default or set demo.train: true to train a model on these settings")
 
 
-def class_names(config: dict) -> list[str]:
+def class_names(config: Config) -> list[str]:
     from .data import discover_images
 
-    if config["data"].get("class_names"):
-        return list(config["data"]["class_names"])
+    if config.data.class_names:
+        return list(config.data.class_names)
     if uses_demo(config):
         from .demo import CLASSES
 
         return list(CLASSES)
-    if config["model"].get("weights"):
+    if config.model.weights:
         return []  # torchvision's 1000 ImageNet classes
-    root = config["data"].get("root")
+    root = config.data.root
     require(bool(root), "data.class_names is required with data.file_list (the checkpoint's classes, in order)")
     return discover_images(root)[1]
 
 
-def num_classes(config: dict) -> int:
-    if config["model"].get("num_classes"):
-        return int(config["model"]["num_classes"])
-    if config["model"].get("weights"):
+def num_classes(config: Config) -> int:
+    if config.model.num_classes:
+        return int(config.model.num_classes)
+    if config.model.weights:
         return 1000
     return len(class_names(config))
 
 
-def image_labels(config: dict) -> list[int]:
+def image_labels(config: Config) -> list[int]:
     """The class index of every image the data source lists, in discovery order (-1: unknown).
 
     Known before any job runs: the demo's tree is fixed by its config (classes sorted, as
@@ -104,58 +105,45 @@ def image_labels(config: dict) -> list[int]:
     """
     from .data import discover_images, read_file_list, records_from_list
 
-    data = config["data"]
+    data = config.data
     if uses_demo(config):
         from .demo import CLASSES
 
-        return [label for label in range(len(CLASSES)) for _ in range(config["demo"]["per_class"])]
-    if data.get("root"):
-        return [record.label for record in discover_images(data["root"])[0]]
-    return [record.label for record in records_from_list(read_file_list(data["file_list"]), data.get("list_root"))]
+        return [label for label in range(len(CLASSES)) for _ in range(config.demo.per_class)]
+    if data.root:
+        return [record.label for record in discover_images(data.root)[0]]
+    return [record.label for record in records_from_list(read_file_list(data.file_list), data.list_root)]
 
 
-def selected_image_count(config: dict) -> int:
+def selected_image_count(config: Config) -> int:
     """How many images the workflow explains; known before any job runs, so shards are too."""
     from .data import select_images
 
-    data = config["data"]
-    count = len(select_images(image_labels(config), data.get("split", "val"), data.get("val_fraction", 0.2),
-                              data.get("split_seed", 42), data.get("limit"), data.get("per_class_limit")))
+    data = config.data
+    count = len(select_images(image_labels(config), data.split, data.val_fraction, data.split_seed, data.limit,
+                              data.per_class_limit))
     require(count >= 1, "no images selected; check data.split, data.val_fraction and data.limit")
     return count
 
 
-def shard_count(config: dict) -> int:
-    return math.ceil(selected_image_count(config) / config["images_per_job"])
+def shard_count(config: Config) -> int:
+    return math.ceil(selected_image_count(config) / config.images_per_job)
 
 
-def check_layers(config: dict) -> None:
+def check_layers(config: Config) -> None:
     """Unknown Abs-CAM layer names fail before any job runs."""
-    layers = config.get("abscam", {}).get("layers", [])
-    if not layers or not config.get("abscam", {}).get("variants", ["init", "final"]):
+    layers = config.abscam.layers
+    if not layers or not config.abscam.variants:
         return
     from .models import build_model
 
-    model = build_model(config["model"].get("arch", "resnet18"), max(num_classes(config), 1))
+    model = build_model(config.model.arch, max(num_classes(config), 1))
     names = {name for name, _ in model.named_modules() if name}
     unknown = [layer for layer in layers if layer not in names]
     if unknown:
         top = [name for name, _ in model.named_children()]
-        raise UserError(f"abscam.layers: unknown layer(s) {unknown} for {config['model'].get('arch', 'resnet18')}; "
+        raise UserError(f"abscam.layers: unknown layer(s) {unknown} for {config.model.arch}; "
                         f"valid top-level names: {', '.join(top)}")
-
-
-def validate_config(config: dict, schema_path: str | Path) -> None:
-    """Check `config` against the JSON schema; the first problem becomes one line naming the key."""
-    import jsonschema
-    import yaml
-
-    schema = yaml.safe_load(Path(schema_path).read_text())
-    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
-    if errors:
-        error = errors[0]
-        key = ".".join(str(part) for part in error.absolute_path) or "(top level)"
-        raise UserError(f"config key {key}: {error.message}; see config/README.md for the allowed values")
 
 
 def expose_cli(conda: bool, source_dir: str | Path) -> None:

@@ -16,9 +16,9 @@ rule aggregate:
         markdown="results/tables/summary.md",
     params:
         evidence=f"--evidence-root {q(EVIDENCE_ROOT)}" if EVIDENCE_ROOT else "",
-        bootstrap=config["stats"]["bootstrap"],
-        seed=config["stats"]["seed"],
-        alpha=config["stats"]["alpha"],
+        bootstrap=CONFIG.stats.bootstrap,
+        seed=CONFIG.stats.seed,
+        alpha=CONFIG.stats.alpha,
         out_dir=lambda wildcards, output: os.path.dirname(output.summary),
         code=stage_fingerprint("aggregate"),
     threads: 1

@@ -4,9 +4,10 @@ import os
 import shlex
 from pathlib import Path
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 from saliency_bench import workflow_config as wc
+from saliency_bench.config import load_config
 from saliency_bench.errors import UserError
 from saliency_bench.figures import split_stem
 from saliency_bench.fingerprint import stage_fingerprint
@@ -33,23 +34,22 @@ def fail(message):
 
 
 try:
-    wc.validate_config(config, SCHEMA)
-    validate(config, SCHEMA, set_default=True)
+    CONFIG = load_config(config, SCHEMA)  # validated, the schema's defaults filled in: every rule reads it
     if workflow.is_main_process:  # cluster jobs re-read this file; the main process has checked already
-        wc.check_data_and_model(config)
-        wc.check_demo(config)
-        wc.check_layers(config)  # builds the model: seconds per job if every job did it
-    N_SHARDS = wc.shard_count(config)
-    MASKS = {m.mask_id: m for m in wc.mask_configs(config)}
-    METHODS = {m.method_id: m for m in wc.method_configs(config)}  # imports the config's method plugins
+        wc.check_data_and_model(CONFIG)
+        wc.check_demo(CONFIG)
+        wc.check_layers(CONFIG)  # builds the model: seconds per job if every job did it
+    N_SHARDS = wc.shard_count(CONFIG)
+    MASKS = {m.mask_id: m for m in wc.mask_configs(CONFIG)}
+    METHODS = {m.method_id: m for m in wc.method_configs(CONFIG)}  # imports the config's method plugins
 except UserError as error:
     fail(str(error))
 
 SHARDS = list(range(N_SHARDS))
-DEMO = wc.uses_demo(config)
+DEMO = wc.uses_demo(CONFIG)
 DEMO_DIR = wc.DEMO_ROOT
-GPU = 1 if config["device"].startswith("cuda") else 0
-EVIDENCE_ROOT = f"{DEMO_DIR}/data/evidence" if DEMO else config["data"].get("evidence_root")
+GPU = 1 if CONFIG.device.startswith("cuda") else 0
+EVIDENCE_ROOT = f"{DEMO_DIR}/data/evidence" if DEMO else CONFIG.data.evidence_root
 
 IMAGE_TABLE = "results/images.csv"
 FORWARD_SETTINGS = "results/model/forward_settings.json"
@@ -67,7 +67,7 @@ wildcard_constraints:
 
 
 def checkpoint_path():
-    return f"{DEMO_DIR}/model.pt" if DEMO else config["model"].get("checkpoint")
+    return f"{DEMO_DIR}/model.pt" if DEMO else CONFIG.model.checkpoint
 
 
 def checkpoint_input():
@@ -78,7 +78,7 @@ def checkpoint_input():
 
 def tunes_forward():
     """Whether memory format or batch size is left to measurement (auto) on the machine that runs."""
-    return "auto" in (config["memory_format"], config["batch_size"], config["precision"])
+    return "auto" in (CONFIG.memory_format, CONFIG.batch_size, CONFIG.precision)
 
 
 def forward_settings_input():
@@ -88,17 +88,17 @@ def forward_settings_input():
 def forward_args():
     if tunes_forward():
         return f"--forward-settings {FORWARD_SETTINGS}"
-    return f"--batch-size {config['batch_size']} --memory-format {config['memory_format']}"
+    return f"--batch-size {CONFIG.batch_size} --memory-format {CONFIG.memory_format}"
 
 
 def model_source_args():
     """Which model: architecture, classes, device and where its weights come from."""
-    model = config["model"]
-    args = ["--arch", model["arch"], "--num-classes", str(wc.num_classes(config)), "--device", config["device"]]
+    model = CONFIG.model
+    args = ["--arch", model.arch, "--num-classes", str(wc.num_classes(CONFIG)), "--device", CONFIG.device]
     if checkpoint_path():
         args += ["--checkpoint", checkpoint_path()]
-    if model.get("weights"):
-        args += ["--weights", model["weights"]]
+    if model.weights:
+        args += ["--weights", model.weights]
     return " ".join(args)
 
 
@@ -107,14 +107,14 @@ def q(value):
 
 
 def preprocess_args():
-    pre = config["preprocess"]
-    return " ".join(["--size", *map(str, pre["size"]), "--mean", *map(str, pre["mean"]), "--std", *map(str, pre["std"])])
+    pre = CONFIG.preprocess
+    return " ".join(["--size", *map(str, pre.size), "--mean", *map(str, pre.mean), "--std", *map(str, pre.std)])
 
 
 def model_args():
     """The model as the methods and metrics run it: source, batch size, precision, memory format."""
-    fold = "" if config["fold_bn"] else " --no-fold-bn"
-    return f"{model_source_args()} --precision {config['precision']}{fold} {forward_args()}"
+    fold = "" if CONFIG.fold_bn else " --no-fold-bn"
+    return f"{model_source_args()} --precision {CONFIG.precision}{fold} {forward_args()}"
 
 
 def method_input(wildcards):
@@ -129,11 +129,11 @@ def per_shard(pattern):
 def images_source():
     if DEMO:
         return f"--root {DEMO_DIR}/data/images"
-    data = config["data"]
-    if data.get("root"):
-        return f"--root {q(data['root'])}"
-    root = f" --list-root {q(data['list_root'])}" if data.get("list_root") else ""
-    return f"--file-list {q(data['file_list'])}{root}"
+    data = CONFIG.data
+    if data.root:
+        return f"--root {q(data.root)}"
+    root = f" --list-root {q(data.list_root)}" if data.list_root else ""
+    return f"--file-list {q(data.file_list)}{root}"
 
 
 FIGURES = "results/figures"
@@ -165,7 +165,7 @@ def all_targets():
     targets = intermediates + TABLES + figure_targets() + report_targets()
     if DEMO:
         targets.append(f"{DEMO_DIR}/model_card.json")
-    if config["sanity"]["enabled"]:
+    if CONFIG.sanity.enabled:
         targets += sanity_targets()
     return targets
 
@@ -186,11 +186,11 @@ def method_figure(name):
 
 
 def layer_figure(name):
-    return split_stem(name, config["abscam"]["layers"])
+    return split_stem(name, CONFIG.abscam.layers)
 
 
 def demo_model_description():
-    if config["demo"]["train"]:
+    if CONFIG.demo.train:
         return "trained by the workflow on the demo data (demo.train: true)"
     return "the shipped demo model (see src/saliency_bench/demo/weights/MODEL_CARD.md)"
 
@@ -198,7 +198,8 @@ def demo_model_description():
 def report_run():
     """What the report's introduction says was run (the config's values)."""
     keys = ("device", "precision", "memory_format", "batch_size", "threads")
-    weights = demo_model_description() if DEMO else (checkpoint_path() or config["model"].get("weights"))
-    return {"model": config["model"]["arch"], "classes": wc.num_classes(config), "weights": weights,
-            "size": config["preprocess"]["size"], "rise": config["rise"], "abscam": config["abscam"],
-            "alpha": config["stats"]["alpha"], **{key: config[key] for key in keys}}
+    weights = demo_model_description() if DEMO else (checkpoint_path() or CONFIG.model.weights)
+    values = CONFIG.to_dict()
+    return {"model": CONFIG.model.arch, "classes": wc.num_classes(CONFIG), "weights": weights,
+            "size": values["preprocess"]["size"], "rise": values["rise"], "abscam": values["abscam"],
+            "alpha": CONFIG.stats.alpha, **{key: values[key] for key in keys}}

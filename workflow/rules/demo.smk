@@ -9,10 +9,10 @@ rule demo_data:
     output:
         directory(f"{DEMO_DIR}/data"),
     params:
-        per_class=config["demo"]["per_class"],
-        none=config["demo"]["none"],
-        size=config["demo"]["size"],
-        seed=config["demo"]["seed"],
+        per_class=CONFIG.demo.per_class,
+        none=CONFIG.demo.none,
+        size=CONFIG.demo.size,
+        seed=CONFIG.demo.seed,
         code=stage_fingerprint("demo_data"),
     threads: 2
     resources:
@@ -27,7 +27,7 @@ rule demo_data:
         " --size {params.size} --seed {params.seed} --workers {threads} > {log} 2>&1"
 
 
-if config["demo"]["train"]:
+if CONFIG.demo.train:
 
     rule train_demo:
         conda:
@@ -38,12 +38,12 @@ if config["demo"]["train"]:
             model=f"{DEMO_DIR}/model.pt",
             card=f"{DEMO_DIR}/model_card.json",
         params:
-            size=config["demo"]["size"],
-            epochs=config["demo"]["epochs"],
-            seed=config["demo"]["seed"],
-            time_limit=config["demo"]["time_limit"],
-            val_fraction=config["data"]["val_fraction"],
-            split_seed=config["data"]["split_seed"],
+            size=CONFIG.demo.size,
+            epochs=CONFIG.demo.epochs,
+            seed=CONFIG.demo.seed,
+            time_limit=CONFIG.demo.time_limit,
+            val_fraction=CONFIG.data.val_fraction,
+            split_seed=CONFIG.data.split_seed,
             code=stage_fingerprint("train_demo"),
         threads: 2
         resources:

@@ -13,13 +13,13 @@ rule evaluate:
         records=RECORDS_FILE,
         curves=CURVES_FILE,
     params:
-        step_rows=config["metrics"]["step_rows"],
-        deletion=q(config["metrics"]["deletion_substrate"]),
-        insertion=q(config["metrics"]["insertion_substrate"]),
+        step_rows=CONFIG.metrics.step_rows,
+        deletion=q(CONFIG.metrics.deletion_substrate),
+        insertion=q(CONFIG.metrics.insertion_substrate),
         preprocess=preprocess_args(),
         model=model_args(),
         code=stage_fingerprint("evaluate"),
-    threads: config["threads"]
+    threads: CONFIG.threads
     resources:
         mem_mb=3000,
         runtime=60,

@@ -17,7 +17,7 @@ rule explain:
         preprocess=preprocess_args(),
         model=model_args(),
         code=stage_fingerprint("explain"),
-    threads: config["threads"]
+    threads: CONFIG.threads
     resources:
         mem_mb=3000,
         runtime=120,

@@ -44,7 +44,7 @@ rule figures_saliency:
     params:
         common=lambda wildcards, input: f"--saliency {' '.join(input.saliency)} --images {input.images}",
         preprocess=preprocess_args(),
-        max_images=config["figures"]["max_images"],
+        max_images=CONFIG.figures.max_images,
         code=stage_fingerprint("figures"),
     threads: 1
     resources:
@@ -77,7 +77,7 @@ rule figures_curves:
                            category="Metrics", caption="../report/mean_curves.rst", subcategory="Mean curves",
                            labels={"method": "{name}"}),
     params:
-        max_images=config["figures"]["max_images"],
+        max_images=CONFIG.figures.max_images,
         code=stage_fingerprint("figures"),
     threads: 1
     resources:

@@ -10,12 +10,12 @@ rule images:
         IMAGE_TABLE,
     params:
         source=images_source(),
-        split=config["data"]["split"],
-        val_fraction=config["data"]["val_fraction"],
-        split_seed=config["data"]["split_seed"],
-        limit=f"--limit {config['data']['limit']}" if config["data"].get("limit") else "",
-        per_class=f"--per-class-limit {config['data']['per_class_limit']}" if config["data"].get("per_class_limit") else "",
-        images_per_job=config["images_per_job"],
+        split=CONFIG.data.split,
+        val_fraction=CONFIG.data.val_fraction,
+        split_seed=CONFIG.data.split_seed,
+        limit=f"--limit {CONFIG.data.limit}" if CONFIG.data.limit else "",
+        per_class=f"--per-class-limit {CONFIG.data.per_class_limit}" if CONFIG.data.per_class_limit else "",
+        images_per_job=CONFIG.images_per_job,
         code=stage_fingerprint("images"),
     threads: 1
     resources:

@@ -13,10 +13,10 @@ rule masks:
         MASK_FILE,
     params:
         generator=lambda wildcards: MASKS[wildcards.mask_id].cli_args(),
-        n=config["rise"]["n_masks"],
-        s=config["rise"]["s"],
-        size=" ".join(map(str, config["preprocess"]["size"])),
-        dtype=config["rise"]["mask_dtype"],
+        n=CONFIG.rise.n_masks,
+        s=CONFIG.rise.s,
+        size=" ".join(map(str, CONFIG.preprocess.size)),
+        dtype=CONFIG.rise.mask_dtype,
         code=stage_fingerprint("masks"),
     threads: 1
     resources:

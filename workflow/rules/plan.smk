@@ -16,11 +16,11 @@ rule plan:
         md=PLAN,
         json=PLAN_JSON,
     params:
-        config=q(json.dumps(config, sort_keys=True)),
-        size=" ".join(map(str, config["preprocess"]["size"])),
+        config=q(json.dumps(CONFIG.to_dict(), sort_keys=True)),
+        size=" ".join(map(str, CONFIG.preprocess.size)),
         model=model_args(),
         code=stage_fingerprint("plan"),
-    threads: config["threads"]
+    threads: CONFIG.threads
     resources:
         mem_mb=2000,
         runtime=10,

@@ -13,13 +13,13 @@ rule sanity:
         table=report("results/sanity/sanity.csv", category="Sanity", caption="../report/sanity.rst"),
         figure=report("results/figures/sanity.png", category="Sanity", caption="../report/sanity.rst"),
     params:
-        methods=" ".join(wc.sanity_method_names(config)),
-        layers=" ".join(config["abscam"]["layers"]),
-        n_images=config["sanity"]["images"],
+        methods=" ".join(wc.sanity_method_names(CONFIG)),
+        layers=" ".join(CONFIG.abscam.layers),
+        n_images=CONFIG.sanity.images,
         preprocess=preprocess_args(),
         model=model_args(),
         code=stage_fingerprint("sanity"),
-    threads: config["threads"]
+    threads: CONFIG.threads
     resources:
         mem_mb=3000,
         runtime=60,

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..config import Config, build_config
 from ..errors import UserError, atomic_path, require
 from ._options import add_model_args
 
@@ -29,14 +30,16 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def load_config(text: str) -> dict:
+def load_config(text: str) -> Config:
+    """The workflow's effective config (validated, defaults filled in), typed."""
     import yaml
 
     path = Path(text)
     try:
-        return yaml.safe_load(path.read_text() if path.suffix in (".json", ".yaml", ".yml") else text)
+        values = yaml.safe_load(path.read_text() if path.suffix in (".json", ".yaml", ".yml") else text)
     except (OSError, yaml.YAMLError) as error:
         raise UserError(f"--config is neither a config file nor JSON text ({error.__class__.__name__})") from None
+    return build_config(values)
 
 
 def forward_settings(args: argparse.Namespace) -> tuple[dict, str]:

@@ -3,10 +3,13 @@ The computation is `saliency_bench.abscam`."""
 from __future__ import annotations
 
 import argparse
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from ..errors import require
 from .base import Method, MethodConfig, Option
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 LAYER_OPTION = Option("--layer", "abscam: module name of the target layer, e.g. layer3")
 
@@ -15,12 +18,11 @@ class AbsCam(Method):
     """What Init and Final share: one configuration per configured layer, id abscam-<variant>-<layer>."""
     abscam_variant = ""
 
-    def configurations(self, config: dict) -> list[MethodConfig]:
-        abscam = config.get("abscam", {})
-        if self.abscam_variant not in abscam.get("variants", ["init", "final"]):
+    def configurations(self, config: Config) -> list[MethodConfig]:
+        if self.abscam_variant not in config.abscam.variants:
             return []
         return [MethodConfig(f"{self.name}-{layer}", self.name, layer, None, ("--layer", layer))
-                for layer in abscam.get("layers", [])]
+                for layer in config.abscam.layers]
 
     def layer_from_args(self, args: argparse.Namespace) -> str:
         require(args.layer is not None, f"method {self.name} needs --layer, e.g. --layer layer3 for a ResNet")
@@ -44,7 +46,7 @@ class AbsCamInit(AbsCam):
     # one forward and one backward pass: about 3 forward passes
     PASSES = 3
 
-    def forward_passes(self, config: dict, method: MethodConfig, channels: dict[str, int]) -> int:
+    def forward_passes(self, config: Config, method: MethodConfig, channels: dict[str, int]) -> int:
         return self.PASSES
 
     def params_from_args(self, args, image_ids):
@@ -76,7 +78,7 @@ class AbsCamFinal(AbsCam):
                                     default="logits", choices=("logits", "softmax")))
     params = frozenset({"layer", "score", "skip_constant", "progress"})
 
-    def forward_passes(self, config: dict, method: MethodConfig, channels: dict[str, int]) -> int:
+    def forward_passes(self, config: Config, method: MethodConfig, channels: dict[str, int]) -> int:
         return channels.get(method.variant, 0) + 1  # one per channel of the layer, and the image
 
     def params_from_args(self, args, image_ids):

@@ -21,9 +21,12 @@ from __future__ import annotations
 import argparse
 import shlex
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 from ..errors import require
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 
 @dataclass(frozen=True)
@@ -80,11 +83,11 @@ class Method:
         """The plan's stage whose time and disk this method's jobs count in."""
         return "chance" if self.is_chance else self.name
 
-    def configurations(self, config: dict) -> list[MethodConfig]:
-        """The configurations that a validated workflow config asks for (default: none)."""
+    def configurations(self, config: Config) -> list[MethodConfig]:
+        """The configurations that the workflow config asks for (default: none)."""
         return []
 
-    def forward_passes(self, config: dict, method: MethodConfig, channels: dict[str, int]) -> int:
+    def forward_passes(self, config: Config, method: MethodConfig, channels: dict[str, int]) -> int:
         """Forward-pass equivalents per image, for the plan (`channels`: Abs-CAM layers' widths)."""
         return 1
 

@@ -2,7 +2,12 @@
 Gaussian). A chance method's configuration id is its name. The maps come from `saliency_bench.baselines`."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .base import Method, MethodConfig, Option
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 
 class RandomMaps(Method):
@@ -12,9 +17,8 @@ class RandomMaps(Method):
     options = (Option("--seed", "random: seed of the noise maps (default 0)", type=int, default=0),)
     params = frozenset({"seed", "keys"})
 
-    def configurations(self, config: dict) -> list[MethodConfig]:
-        seed = config.get("baselines", {}).get("seed", 0)
-        return [MethodConfig(self.name, self.name, "chance", None, ("--seed", str(seed)))]
+    def configurations(self, config: Config) -> list[MethodConfig]:
+        return [MethodConfig(self.name, self.name, "chance", None, ("--seed", str(config.baselines.seed)))]
 
     def params_from_args(self, args, image_ids):
         # every image's noise is seeded by its id, so a map does not depend on the sharding
@@ -37,7 +41,7 @@ class CentreMaps(Method):
                       default=0.25),)
     params = frozenset({"sigma_fraction"})
 
-    def configurations(self, config: dict) -> list[MethodConfig]:
+    def configurations(self, config: Config) -> list[MethodConfig]:
         return [MethodConfig(self.name, self.name, "chance")]
 
     def variant(self, recorded: dict) -> str:

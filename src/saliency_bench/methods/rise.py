@@ -12,10 +12,13 @@ from __future__ import annotations
 import argparse
 import shlex
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ..errors import require
 from .base import Method, MethodConfig, Option
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 SCORE_OPTION = Option("--score", "rise: f = logits (the study) or softmax (original RISE)", default="logits",
                       choices=("logits", "softmax"))
@@ -47,27 +50,24 @@ def _p_label(p: float) -> str:
     return f"p{p:g}"
 
 
-def mask_configs(config: dict) -> list[MaskConfig]:
-    rise = config["rise"]
+def mask_configs(config: Config) -> list[MaskConfig]:
+    rise = config.rise
     masks = []
-    for repeat in range(rise.get("repeats", 1)):
+    for repeat in range(rise.repeats):
         suffix = f"-seed{repeat}" if repeat else ""
-        seed = rise.get("seed", 0) + repeat
-        upsample = rise.get("upsample", "reflect")
-        for p in rise.get("binary", {}).get("p", []):
+        seed = rise.seed + repeat
+        for p in rise.binary.p:
             base = f"binary-{_p_label(p)}"
-            masks.append(MaskConfig(base + suffix, base, "binary", float(p), seed, (), upsample))
-        gaussian = rise.get("gaussian", {})
-        if gaussian.get("enabled", True):
-            params = (("mean", gaussian.get("mean", 0.5)), ("std", gaussian.get("std", 0.25)))
-            masks.append(MaskConfig(f"gaussian{suffix}", "gaussian", "gaussian", None, seed, params, upsample))
-        perlin = rise.get("perlin", {})
-        if perlin.get("enabled", True):
-            engine = perlin.get("engine", "study")
-            params = (("perlin-engine", engine), ("frequency", perlin.get("frequency", 5)))
-            if engine == "fbm":  # octaves and phase belong to the fbm engine only
-                params += (("octaves", perlin.get("octaves", 5)), ("phase", perlin.get("phase", True)))
-            masks.append(MaskConfig(f"perlin{suffix}", "perlin", "perlin", None, seed, params, upsample))
+            masks.append(MaskConfig(base + suffix, base, "binary", float(p), seed, (), rise.upsample))
+        if rise.gaussian.enabled:
+            params = (("mean", rise.gaussian.mean), ("std", rise.gaussian.std))
+            masks.append(MaskConfig(f"gaussian{suffix}", "gaussian", "gaussian", None, seed, params, rise.upsample))
+        perlin = rise.perlin
+        if perlin.enabled:
+            params = (("perlin-engine", perlin.engine), ("frequency", perlin.frequency))
+            if perlin.engine == "fbm":  # octaves and phase belong to the fbm engine only
+                params += (("octaves", perlin.octaves), ("phase", perlin.phase))
+            masks.append(MaskConfig(f"perlin{suffix}", "perlin", "perlin", None, seed, params, rise.upsample))
     return masks
 
 
@@ -82,14 +82,13 @@ class Rise(Method):
     )
     params = frozenset({"masks", "p", "score", "chunk_size", "progress"})
 
-    def configurations(self, config: dict) -> list[MethodConfig]:
-        score = config["rise"].get("score", "logits")
+    def configurations(self, config: Config) -> list[MethodConfig]:
         return [MethodConfig(f"rise-{mask.mask_id}", self.name, mask.base_id, mask.mask_id,
-                             ("--score", score) + (("--p", f"{mask.p:g}") if mask.p is not None else ()))
+                             ("--score", config.rise.score) + (("--p", f"{mask.p:g}") if mask.p is not None else ()))
                 for mask in mask_configs(config)]
 
-    def forward_passes(self, config: dict, method: MethodConfig, channels: dict[str, int]) -> int:
-        return config["rise"]["n_masks"] + 1  # every mask, and the image for its class
+    def forward_passes(self, config: Config, method: MethodConfig, channels: dict[str, int]) -> int:
+        return config.rise.n_masks + 1  # every mask, and the image for its class
 
     def params_from_args(self, args: argparse.Namespace, image_ids: Sequence[str]) -> tuple[dict, dict]:
         require(args.masks is not None, "method rise needs --masks FILE.h5 (create it with `saliency-bench masks`)")

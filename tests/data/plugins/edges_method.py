@@ -2,6 +2,7 @@
 
 It is a plugin, as a user would write one: one module, one `Method` subclass, one `register` call.
 """
+from saliency_bench.config import Config
 from saliency_bench.methods import Method, MethodConfig, Option, register
 
 
@@ -11,7 +12,7 @@ class Edges(Method):
     options = (Option("--edge-power", "edges: exponent of the gradient magnitude (default 1)", type=float, default=1.0),)
     params = frozenset({"edge_power"})
 
-    def configurations(self, config: dict) -> list[MethodConfig]:
+    def configurations(self, config: Config) -> list[MethodConfig]:
         return [MethodConfig("edges", self.name, "sobel", None, ("--edge-power", "2"))]
 
     def variant(self, recorded: dict) -> str:

@@ -1,0 +1,78 @@
+"""The typed config: the schema is the one source of keys' defaults; `Config` names the same keys."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import typing
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from saliency_bench.config import Config, build_config, load_config
+from saliency_bench.errors import UserError
+from workflow_helpers import REPO, SCHEMA
+
+
+def schema_keys(rule: dict, where: str = "") -> dict[str, dict]:
+    """Dotted key -> schema rule, for every property of every object section."""
+    found = {}
+    for key, child in rule.get("properties", {}).items():
+        found[f"{where}{key}"] = child
+        found.update(schema_keys(child, f"{where}{key}."))
+    return found
+
+
+def config_keys(cls: type, where: str = "") -> set[str]:
+    found = set()
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        found.add(f"{where}{field.name}")
+        if dataclasses.is_dataclass(hints[field.name]):
+            found |= config_keys(hints[field.name], f"{where}{field.name}.")
+    return found
+
+
+def test_the_typed_config_names_exactly_the_schemas_keys():
+    assert config_keys(Config) == set(schema_keys(yaml.safe_load(SCHEMA.read_text())))
+
+
+def test_every_leaf_key_has_its_default_in_the_schema_only():
+    """`load_config({})` must be complete, so every default is the schema's (the classes have none)."""
+    leaves = {key for key, rule in schema_keys(yaml.safe_load(SCHEMA.read_text())).items() if "properties" not in rule}
+    assert all("default" in schema_keys(yaml.safe_load(SCHEMA.read_text()))[key] for key in leaves)
+    assert all(field.default is dataclasses.MISSING for field in dataclasses.fields(Config))
+    assert load_config({}, SCHEMA).rise.n_masks == 6000
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
+def test_the_defaults_filled_in_are_those_snakemake_fills_in(name):
+    values = yaml.safe_load((REPO / "config" / name).read_text())
+    expected = copy.deepcopy(values)
+    validate(expected, str(SCHEMA), set_default=True)
+    config = load_config(values, SCHEMA)
+    assert config.to_dict() == expected
+    assert values == yaml.safe_load((REPO / "config" / name).read_text())  # the input is left as it was
+
+
+def test_the_config_is_typed_and_read_only():
+    config = load_config({"rise": {"binary": {"p": [0.5]}}, "preprocess": {"size": [64, 48]}}, SCHEMA)
+    assert config.rise.binary.p == (0.5,) and config.preprocess.size == (64, 48)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.rise.n_masks = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"rise": {"n_masks": 0}}, "config key rise.n_masks: 0 is less than the minimum of 1"),
+    ({"rise": {"nmasks": 10}}, "config key rise: Additional properties"),
+    ({"data": []}, "config key data: "),
+])
+def test_a_bad_config_is_one_line_naming_the_key(values, message):
+    with pytest.raises(UserError, match=message) as error:
+        load_config(values, SCHEMA)
+    assert "\n" not in str(error.value) and "config/README.md" in str(error.value)
+
+
+def test_an_unvalidated_dict_is_refused_by_name():
+    with pytest.raises(UserError, match=r"config rise: missing keys \['s', 'seed'"):
+        build_config({**load_config({}, SCHEMA).to_dict(), "rise": {"n_masks": 10}})
