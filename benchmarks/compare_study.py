@@ -52,7 +52,7 @@ import numpy as np
 
 from saliency_bench.console import show_messages
 from saliency_bench.commands._options import batch_size_arg
-from saliency_bench.throughput import in_fresh_process, native_bf16, peak_rss_mb, settle_forward_args
+from saliency_bench.runtime.throughput import in_fresh_process, native_bf16, peak_rss_mb, settle_forward_args
 
 SIDES = ("study", "ours")
 STAGES = ("masks", "rise", "abscam-init", "abscam-final", "causal")
@@ -96,8 +96,8 @@ def setup(args, side: str):
 
     from saliency_bench.data import preprocess
     from saliency_bench.demo.synth import CLASSES, render_sample
-    from saliency_bench.forward import set_fold_bn, set_memory_format
-    from saliency_bench.models import build_model, load_checkpoint, resolve_device
+    from saliency_bench.runtime.forward import set_fold_bn, set_memory_format
+    from saliency_bench.runtime.models import build_model, load_checkpoint, resolve_device
     from PIL import Image
 
     if args.threads:
@@ -311,9 +311,9 @@ def run_study_stage(stage: str, args, model, images, folder: Path) -> None:
 def run_our_stage(stage: str, args, model, images, folder: Path, side: str = "ours") -> None:
     """Our stage; side "ours-bf16" runs it in bf16 on the masks of side "ours"."""
     from saliency_bench.explain import compute_maps
-    from saliency_bench.forward import ModelRunner
+    from saliency_bench.runtime.forward import ModelRunner
     from saliency_bench.masks import write_masks
-    from saliency_bench.metrics import CurveRequest, causal_curve_sets
+    from saliency_bench.metrics.causal import CurveRequest, causal_curve_sets
     from saliency_bench.numeric import auc
 
     out = folder / side
@@ -346,7 +346,7 @@ def run_stage(side: str, stage: str, args, folder: str) -> dict:
     the peak GPU memory allocated by torch."""
     import torch
 
-    from saliency_bench.throughput import synchronise
+    from saliency_bench.runtime.throughput import synchronise
 
     model, images = setup(args, side)
     synchronise(images.device)
@@ -366,8 +366,8 @@ def run_stage(side: str, stage: str, args, folder: str) -> dict:
 def bf16_batch(args) -> dict:
     """One forward batch in bf16 and in fp32 on our side (images/s of each, top-1 agreement): shows that
     bf16 runs where it is emulated, without the minutes a full emulated run would take."""
-    from saliency_bench.forward import ModelRunner
-    from saliency_bench.throughput import capped_images_per_second
+    from saliency_bench.runtime.forward import ModelRunner
+    from saliency_bench.runtime.throughput import capped_images_per_second
 
     model, images = setup(args, "ours")
     batch = images[:1].expand(args.batch_size, -1, -1, -1).contiguous()

@@ -32,7 +32,7 @@ import time
 
 from saliency_bench.console import show_messages
 from saliency_bench.commands._options import batch_size_arg
-from saliency_bench.throughput import in_fresh_process, peak_rss_mb, reset_peak_rss, settle_forward_args, synchronise
+from saliency_bench.runtime.throughput import in_fresh_process, peak_rss_mb, reset_peak_rss, settle_forward_args, synchronise
 
 STAGES = ("masks", "rise", "abscam-init", "abscam-final", "causal")
 
@@ -66,8 +66,8 @@ def setup(args):
     """Model and images, identical in every process (seeded), in the chosen memory format."""
     import torch
 
-    from saliency_bench.forward import set_fold_bn, set_memory_format
-    from saliency_bench.models import build_model, resolve_device
+    from saliency_bench.runtime.forward import set_fold_bn, set_memory_format
+    from saliency_bench.runtime.models import build_model, resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -86,8 +86,8 @@ def tuning_model(args):
 
 def measure_throughput(args) -> float:
     """Images per second of plain forward passes at the benchmark's batch size, precision and memory format."""
-    from saliency_bench.forward import ModelRunner
-    from saliency_bench.throughput import images_per_second, probe_batch
+    from saliency_bench.runtime.forward import ModelRunner
+    from saliency_bench.runtime.throughput import images_per_second, probe_batch
 
     model, _, device = setup(args)
     runner = ModelRunner(model, args.batch_size, args.precision)
@@ -97,7 +97,7 @@ def measure_throughput(args) -> float:
 def timed_runner(model, args):
     """A ModelRunner that also adds up the seconds spent in forward passes: the share of the
     stage's wall time that the model took, which a drifting machine speed does not disturb."""
-    from saliency_bench.forward import ModelRunner
+    from saliency_bench.runtime.forward import ModelRunner
 
     class TimedRunner(ModelRunner):
         forward_seconds = 0.0
@@ -141,7 +141,7 @@ def run_stage(stage: str, args, mask_path: str) -> dict:
     seconds), peak RSS in MB, and the model's throughput measured before and after the stage."""
     from saliency_bench.formats.masks import MaskSet
     from saliency_bench.masks import write_masks
-    from saliency_bench.throughput import images_per_second, probe_batch
+    from saliency_bench.runtime.throughput import images_per_second, probe_batch
 
     model, images, device = setup(args)
     runner = timed_runner(model, args)
@@ -168,7 +168,7 @@ def run_stage(stage: str, args, mask_path: str) -> dict:
     elif stage == "causal":
         import torch
 
-        from saliency_bench.metrics import CurveRequest, causal_curve_sets
+        from saliency_bench.metrics.causal import CurveRequest, causal_curve_sets
 
         # All maps and both modes of the images in one call: shared first and last points, full batches.
         maps = [torch.rand(len(images), *args.size, generator=torch.Generator().manual_seed(2 + index)).numpy()

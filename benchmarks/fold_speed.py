@@ -18,9 +18,9 @@ import time
 import torch
 
 from saliency_bench.commands._options import batch_size_arg
-from saliency_bench.forward import ModelRunner, set_memory_format
-from saliency_bench.models import build_model, resolve_device
-from saliency_bench.throughput import probe_batch, tune_forward
+from saliency_bench.runtime.forward import ModelRunner, set_memory_format
+from saliency_bench.runtime.models import build_model, resolve_device
+from saliency_bench.runtime.throughput import probe_batch, tune_forward
 
 
 def timed(runner: ModelRunner, batch: torch.Tensor, seconds: float) -> tuple[float, float]:

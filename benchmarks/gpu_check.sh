@@ -53,7 +53,7 @@ else
 fi
 "$PY" - > "$OUT/machine.txt" 2>&1 <<'EOF'
 import platform, torch
-from saliency_bench.throughput import native_bf16
+from saliency_bench.runtime.throughput import native_bf16
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 print("torch", torch.__version__, "cuda", torch.version.cuda, "device", torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or platform.machine())
 print("native bf16:", native_bf16(device), "cpu capability:", torch.backends.cpu.get_cpu_capability())

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from saliency_bench.console import show_messages
-from saliency_bench.throughput import in_fresh_process
+from saliency_bench.runtime.throughput import in_fresh_process
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -57,8 +57,8 @@ def setup(args):
 
     from saliency_bench.data import preprocess
     from saliency_bench.demo.synth import CLASSES, render_sample
-    from saliency_bench.forward import set_memory_format
-    from saliency_bench.models import build_model, load_checkpoint
+    from saliency_bench.runtime.forward import set_memory_format
+    from saliency_bench.runtime.models import build_model, load_checkpoint
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -85,8 +85,8 @@ def methods(args) -> list[tuple[str, str, dict]]:
 def run_precision(precision: str, args, mask_path: str) -> dict:
     """In a fresh process: maps, AUCs and wall times of every method at one precision."""
     from saliency_bench.explain import compute_maps
-    from saliency_bench.forward import ModelRunner
-    from saliency_bench.metrics import SharedScores, causal_curves
+    from saliency_bench.runtime.forward import ModelRunner
+    from saliency_bench.metrics.causal import SharedScores, causal_curves
     from saliency_bench.numeric import auc
 
     model, images = setup(args)

@@ -7,7 +7,7 @@ import torch
 
 from saliency_bench import UserError
 from saliency_bench.abscam import FixedShapeScorer, abscam_final, abscam_init, activations_and_weights, channel_masks
-from saliency_bench.forward import ModelRunner
+from saliency_bench.runtime.forward import ModelRunner
 from tolerances import assert_same_maps
 
 SIZE = (32, 32)  # layer2 of a ResNet is 4x4 here: cheap, and some channels are constant

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from saliency_bench.summary import annotate, normalised_auc, summarise
+from saliency_bench.analysis.summary import annotate, normalised_auc, summarise
 from saliency_bench.cli import main
 from saliency_bench.data import ImageRecord
 from saliency_bench.formats.image_table import write_image_table

@@ -12,7 +12,7 @@ from PIL import Image
 from torch import nn
 
 from saliency_bench import UserError, __version__, cli
-from saliency_bench.models import build_model
+from saliency_bench.runtime.models import build_model
 
 SCRIPT = Path(sys.executable).with_name("saliency-bench")
 

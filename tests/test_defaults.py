@@ -4,7 +4,7 @@ from __future__ import annotations
 import yaml
 
 from saliency_bench.formats.image_table import DEFAULT_IMAGES_PER_JOB
-from saliency_bench.metrics import DEFAULT_STEP_ROWS, default_step
+from saliency_bench.metrics.causal import DEFAULT_STEP_ROWS, default_step
 from workflow_helpers import REPO
 
 SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())

@@ -20,7 +20,7 @@ from saliency_bench.demo.card import dataset_sha256
 from saliency_bench.demo.shipped import CARD_JSON, CARD_MD, CHECKPOINT, SHA256, file_sha256, shipped_card, verified_checkpoint
 from saliency_bench.demo.synth import GENERATOR_VERSION, MANIFEST, NONE_INDEX, image_name, render_linear, sample_from_name
 from saliency_bench.errors import UserError
-from saliency_bench.models import load_model
+from saliency_bench.runtime.models import load_model
 from workflow_helpers import typed_config
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ from PIL import Image
 from saliency_bench.cli import main
 from saliency_bench.data import discover_images, load_images
 from saliency_bench.explain import compute_maps
-from saliency_bench.models import load_model
+from saliency_bench.runtime.models import load_model
 from saliency_bench.formats.image_table import write_image_table
 from saliency_bench.formats.masks import MaskSet
 from saliency_bench.formats.saliency import read_saliency

@@ -12,7 +12,7 @@ from matplotlib.container import BarContainer
 from matplotlib.figure import Figure
 from PIL import Image
 
-from saliency_bench import figures
+from saliency_bench.report import figures
 from saliency_bench.cli import main
 from saliency_bench.data import discover_images, load_images
 from saliency_bench.errors import UserError

@@ -37,7 +37,7 @@ def test_closure_follows_imports_into_subpackages_and_functions():
     closure = relative(import_closure("train_demo"))
     # train_demo's command reaches demo/synth.py only through demo/train.py
     assert {"commands/train_demo.py", "demo/train.py", "demo/synth.py", "demo/__init__.py", "cli.py"} <= closure
-    assert "aggregate.py" not in closure
+    assert "analysis/aggregate.py" not in closure
 
 
 def test_unknown_stage_is_an_error():

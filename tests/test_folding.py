@@ -1,4 +1,4 @@
-"""Conv-BN folding (src/saliency_bench/folding.py): same function, names kept, original untouched."""
+"""Conv-BN folding (src/saliency_bench/runtime/folding.py): same function, names kept, original untouched."""
 from __future__ import annotations
 
 import pytest
@@ -8,8 +8,8 @@ from torch import nn
 
 from saliency_bench.abscam import abscam_final, activations_and_weights
 from saliency_bench.errors import UserError
-from saliency_bench.folding import conv_bn_pairs, fold_batchnorm
-from saliency_bench.forward import ModelRunner, set_fold_bn
+from saliency_bench.runtime.folding import conv_bn_pairs, fold_batchnorm
+from saliency_bench.runtime.forward import ModelRunner, set_fold_bn
 
 
 def randomised_statistics(model: nn.Module, seed: int = 0) -> nn.Module:

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from saliency_bench.errors import UserError
-from saliency_bench.localisation import (dilate, dilation_radius, energy_pointing_game, evidence_path,
+from saliency_bench.metrics.localisation import (dilate, dilation_radius, energy_pointing_game, evidence_path,
                                          load_evidence_mask, localise, pointing_game)
 
 

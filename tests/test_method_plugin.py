@@ -18,9 +18,9 @@ import torch
 from saliency_bench import methods as registry
 from saliency_bench import workflow_config as wc
 from saliency_bench.explain import compute_maps
-from saliency_bench.models import build_model
+from saliency_bench.runtime.models import build_model
 from saliency_bench.plan import build_stages
-from saliency_bench.summary import annotate, summarise
+from saliency_bench.analysis.summary import annotate, summarise
 from test_workflow import effective_config
 from workflow_helpers import REPO, planned_jobs, snakemake, typed_config, write_config
 

@@ -9,8 +9,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from saliency_bench import UserError, auc, causal_curves, gkern
-from saliency_bench.forward import ModelRunner
-from saliency_bench.metrics import CurveRequest, SharedScores, blur, causal_curve_sets, pixel_ranks, substrate_images
+from saliency_bench.runtime.forward import ModelRunner
+from saliency_bench.metrics.causal import CurveRequest, SharedScores, blur, causal_curve_sets, pixel_ranks, substrate_images
 from tolerances import assert_same_maps, assert_same_probs
 
 H, W = 12, 16

@@ -10,7 +10,7 @@ from torch import nn
 
 import saliency_bench
 from saliency_bench import UserError
-from saliency_bench.models import build_model, load_checkpoint, load_model, read_state_dict, resolve_device
+from saliency_bench.runtime.models import build_model, load_checkpoint, load_model, read_state_dict, resolve_device
 
 SOURCE = Path(saliency_bench.__file__).parent  # the package under test, wherever it is installed
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from saliency_bench import UserError
-from saliency_bench.forward import ModelRunner, pinned
+from saliency_bench.runtime.forward import ModelRunner, pinned
 from saliency_bench.formats.masks import prefetched
 from saliency_bench.masks import generate_masks, write_masks
 from saliency_bench.rise import rise_saliency

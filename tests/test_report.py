@@ -10,10 +10,10 @@ from html.parser import HTMLParser
 import pandas as pd
 import pytest
 
-from saliency_bench.summary import CHECK
-from saliency_bench.summary_markdown import best_values
+from saliency_bench.analysis.summary import CHECK
+from saliency_bench.analysis.markdown import best_values
 from saliency_bench.cli import main
-from saliency_bench.report_html import write_report_pages
+from saliency_bench.report.html import write_report_pages
 from test_aggregate import synthetic_records, write_records
 from workflow_helpers import snakemake
 

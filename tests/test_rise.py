@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from saliency_bench import UserError
-from saliency_bench.forward import ModelRunner
+from saliency_bench.runtime.forward import ModelRunner
 from saliency_bench.masks import generate_masks, write_masks
 from saliency_bench.rise import rise_saliency
 from tolerances import assert_same_maps

@@ -6,7 +6,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from saliency_bench.errors import UserError
-from saliency_bench.stats import (bootstrap_means, has_power, holm, min_wilcoxon_p, percentile_ci,
+from saliency_bench.analysis.stats import (bootstrap_means, has_power, holm, min_wilcoxon_p, percentile_ci,
                                   wilcoxon_p)
 
 

@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from saliency_bench.commands._options import add_model_args
-from saliency_bench import throughput
-from saliency_bench.forward import ModelRunner
-from saliency_bench.throughput import (images_per_second, in_fresh_process, peak_rss_mb, probe_batch,
+from saliency_bench.runtime import throughput
+from saliency_bench.runtime.forward import ModelRunner
+from saliency_bench.runtime.throughput import (images_per_second, in_fresh_process, peak_rss_mb, probe_batch,
                                        read_forward_precision, reset_peak_rss, tune_forward, write_forward_settings)
 
 

@@ -123,7 +123,7 @@ def test_adding_a_layer_runs_only_that_layer(tiny_run):
 def test_changing_stage_code_reruns_that_stage(tiny_run, tmp_path):
     source = tmp_path / "src"
     shutil.copytree(REPO / "src" / "saliency_bench", source / "saliency_bench")
-    with open(source / "saliency_bench" / "metrics.py", "a") as handle:
+    with open(source / "saliency_bench" / "metrics" / "causal.py", "a") as handle:
         handle.write("\n# an edit to the metrics code\n")
     jobs = planned_jobs(tiny_run, env={"PYTHONPATH": str(source)})
     config = effective_config(tiny_run)

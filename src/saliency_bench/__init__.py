@@ -23,14 +23,15 @@ _EXPORTS = {
     "UserError": "errors",
     "ImageRecord": "data", "discover_images": "data", "load_images": "data", "select_split": "data",
     "preprocess": "data", "open_rgb": "data",
-    "build_model": "models", "load_checkpoint": "models", "load_model": "models", "resolve_device": "models",
+    "build_model": "runtime.models", "load_checkpoint": "runtime.models", "load_model": "runtime.models",
+    "resolve_device": "runtime.models",
     "generate_masks": "masks", "write_masks": "masks", "MaskSet": "formats.masks",
     "rise_saliency": "rise",
     "abscam_init": "abscam", "abscam_final": "abscam",
-    "causal_curves": "metrics", "causal_curve_sets": "metrics", "CurveRequest": "metrics", "SharedScores": "metrics",
-    "auc": "numeric", "gkern": "metrics",
-    "bootstrap_means": "stats", "holm": "stats",
-    "pointing_game": "localisation", "energy_pointing_game": "localisation",
+    "causal_curves": "metrics.causal", "causal_curve_sets": "metrics.causal", "CurveRequest": "metrics.causal",
+    "SharedScores": "metrics.causal", "auc": "numeric", "gkern": "metrics.causal",
+    "bootstrap_means": "analysis.stats", "holm": "analysis.stats",
+    "pointing_game": "metrics.localisation", "energy_pointing_game": "metrics.localisation",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -27,7 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .errors import UserError, require
-from .forward import ModelRunner, batches, model_device
+from .runtime.forward import ModelRunner, batches, model_device
 
 FINAL_SCORES = ("logits", "softmax")
 EPS = 1e-8

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from .errors import require
-from .forward import ModelRunner
+from .runtime.forward import ModelRunner
 from .methods import get_method
 
 

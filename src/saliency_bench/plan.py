@@ -53,7 +53,7 @@ def layer_channels(config: Config) -> dict[str, int]:
         return {}
     import torch
 
-    from .models import build_model
+    from .runtime.models import build_model
 
     model = build_model(config.model.arch, max(wc.num_classes(config), 1)).eval()
     found: dict[str, int] = {}

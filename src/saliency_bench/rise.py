@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from .errors import require
-from .forward import ModelRunner, batches, pinned
+from .runtime.forward import ModelRunner, batches, pinned
 from .formats.masks import MaskSet, prefetched
 
 SCORES = ("logits", "softmax")

@@ -135,7 +135,7 @@ def check_layers(config: Config) -> None:
     layers = config.abscam.layers
     if not layers or not config.abscam.variants:
         return
-    from .models import build_model
+    from .runtime.models import build_model
 
     model = build_model(config.model.arch, max(num_classes(config), 1))
     names = {name for name, _ in model.named_modules() if name}

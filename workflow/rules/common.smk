@@ -9,7 +9,7 @@ from snakemake.utils import min_version
 from saliency_bench import workflow_config as wc
 from saliency_bench.config import load_config
 from saliency_bench.errors import UserError
-from saliency_bench.figures import split_stem
+from saliency_bench.report.figures import split_stem
 from saliency_bench.fingerprint import stage_fingerprint
 
 min_version("9.0")
@@ -148,7 +148,7 @@ REPORT_PAGES = "results/report"  # the report's HTML tables and introduction (ru
 
 
 def report_targets():
-    from saliency_bench.report_html import PAGES
+    from saliency_bench.report.html import PAGES
 
     return [f"{REPORT_PAGES}/{page}" for page in PAGES]
 

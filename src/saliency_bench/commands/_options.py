@@ -9,8 +9,8 @@ import torch
 from ..data import IMAGENET_MEAN, IMAGENET_STD, load_images
 from ..formats.image_table import read_image_table
 
-from ..models import load_model, resolve_device
-from ..throughput import CPU_BATCH_CANDIDATES, CUDA_BATCH_SIZE, REDUCED_PRECISION_MARGIN
+from ..runtime.models import load_model, resolve_device
+from ..runtime.throughput import CPU_BATCH_CANDIDATES, CUDA_BATCH_SIZE, REDUCED_PRECISION_MARGIN
 
 
 def add_preprocess_args(parser: argparse.ArgumentParser) -> None:
@@ -83,8 +83,8 @@ def batch_size_arg(text: str) -> int | str:
 def model_from_args(args: argparse.Namespace) -> torch.nn.Module:
     """The model on its device in its memory format; sets args.batch_size and args.memory_format
     to what the model runs with (read from --forward-settings, or tuned now where auto)."""
-    from ..forward import set_fold_bn, set_memory_format
-    from ..throughput import read_forward_precision, read_forward_settings, tune_forward
+    from ..runtime.forward import set_fold_bn, set_memory_format
+    from ..runtime.throughput import read_forward_precision, read_forward_settings, tune_forward
 
     if args.threads:
         torch.set_num_threads(args.threads)

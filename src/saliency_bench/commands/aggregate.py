@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..aggregate import aggregate
+from ..analysis.aggregate import aggregate
 
 
 def register(subparsers) -> None:

@@ -6,7 +6,7 @@ import argparse
 import torch
 
 from ..errors import require
-from ..models import load_model
+from ..runtime.models import load_model
 from ._options import add_model_source_args
 
 

@@ -5,10 +5,10 @@ import argparse
 import sys
 
 from ..errors import require
-from ..evaluate import evaluate_saliency, write_evaluation
+from ..metrics.evaluate import evaluate_saliency, write_evaluation
 from ..formats.saliency import read_saliency
-from ..forward import ModelRunner
-from ..metrics import DEFAULT_STEP_ROWS, SUBSTRATES
+from ..runtime.forward import ModelRunner
+from ..metrics.causal import DEFAULT_STEP_ROWS, SUBSTRATES
 from ._options import add_image_table_args, add_model_args, images_from_args, model_from_args
 
 

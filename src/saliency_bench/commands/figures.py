@@ -10,7 +10,7 @@ per-image ones are best declared as a `directory()` output with report `patterns
 - `figures summary --out F`:      F
 
 <image> is the image id with its extension dropped, '/' -> '__' and other unsafe
-characters -> '_' (`saliency_bench.figures.file_stem`).
+characters -> '_' (`saliency_bench.report.figures.file_stem`).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import argparse
 import os
 import sys
 
-from .. import figures
+from ..report import figures
 from ..data import IMAGENET_MEAN, IMAGENET_STD
 from ..formats.image_table import read_image_table
 

@@ -1,7 +1,7 @@
 """`saliency-bench models`: list the torchvision classifiers usable as model.arch."""
 from __future__ import annotations
 
-from ..models import classifier_names
+from ..runtime.models import classifier_names
 
 
 def register(subparsers) -> None:

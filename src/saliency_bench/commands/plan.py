@@ -52,9 +52,9 @@ def forward_settings(args: argparse.Namespace) -> tuple[dict, str]:
             "plan needs --forward-settings or named --memory-format and --batch-size")
     import torch
 
-    from ..forward import set_fold_bn
-    from ..models import load_model, resolve_device
-    from ..throughput import measure_forward
+    from ..runtime.forward import set_fold_bn
+    from ..runtime.models import load_model, resolve_device
+    from ..runtime.throughput import measure_forward
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -6,7 +6,7 @@ import json
 import sys
 
 from ..errors import UserError
-from ..report_html import write_report_pages
+from ..report.html import write_report_pages
 
 
 def register(subparsers) -> None:

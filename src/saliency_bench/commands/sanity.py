@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     with atomic_path(args.out) as tmp:
         table.to_csv(tmp, index=False)
     if args.figure:
-        from ..figures import sanity_figure
+        from ..report.figures import sanity_figure
 
         with atomic_path(args.figure) as tmp:
             sanity_figure(table).savefig(tmp, format="png", dpi=110)

@@ -22,7 +22,7 @@ from PIL import Image
 from .. import __version__
 from ..data import load_images
 from ..errors import atomic_path, require
-from ..models import load_model, read_state_dict
+from ..runtime.models import load_model, read_state_dict
 from .shipped import CARD_JSON, CARD_MD, CHECKPOINT, file_sha256
 from .synth import read_manifest
 from .train import ARCH, demo_split, occlusion_check, predict

@@ -29,7 +29,7 @@ from scipy.ndimage import binary_dilation
 from .. import __version__
 from ..data import IMAGENET_MEAN, IMAGENET_STD, ImageRecord, discover_images, load_images, preprocess, select_split
 from ..errors import UserError, atomic_path, require
-from ..models import build_model
+from ..runtime.models import build_model
 from .synth import NONE, read_manifest, render_sample, sample_from_name
 
 log = logging.getLogger(__name__)

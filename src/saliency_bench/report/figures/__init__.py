@@ -19,8 +19,8 @@ size, a title or axis labels on every axes and a label on every colorbar, and is
 """
 from __future__ import annotations
 
-from ..data import IMAGENET_MEAN, IMAGENET_STD
-from ..methods import method_sort_key
+from ...data import IMAGENET_MEAN, IMAGENET_STD
+from ...methods import method_sort_key
 from .builders import (SUMMARY_METRICS, abscam_init_vs_final_figure, abscam_layers_figure, curves_figure, masks_figure,
                        mean_curves_figure, overview_figure, sanity_figure, summary_figure)
 from .style import (DPI, MAX_HEIGHT_PX, MIN_FONT_PT, STYLE, _new_figure, figure_problems,

@@ -12,13 +12,13 @@ import numpy as np
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
-from ..data import IMAGENET_MEAN, IMAGENET_STD, ImageRecord, load_images
-from ..errors import require
-from ..formats.curves import read_curve_files
-from ..formats.masks import MaskSet
-from ..formats.saliency import read_image_ids, read_rows
-from ..formats.tables import read_table
-from ..methods import method_sort_key
+from ...data import IMAGENET_MEAN, IMAGENET_STD, ImageRecord, load_images
+from ...errors import require
+from ...formats.curves import read_curve_files
+from ...formats.masks import MaskSet
+from ...formats.saliency import read_image_ids, read_rows
+from ...formats.tables import read_table
+from ...methods import method_sort_key
 from .builders import (_natural_key, abscam_init_vs_final_figure, abscam_layers_figure, curves_figure, masks_figure,
                        mean_curves_figure, overview_figure, summary_figure)
 from .style import DPI, STYLE, file_stem, plt, save_figure, unique_stems, unnormalise

@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .errors import require
-from .formats.tables import STUDY_COLUMNS
-from .methods import chance_ids
+from ..errors import require
+from ..formats.tables import STUDY_COLUMNS
+from ..methods import chance_ids
 from .stats import bootstrap_means, has_power, holm, min_wilcoxon_p, percentile_ci, wilcoxon_p
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,7 @@ from collections import Counter
 import torch
 from torch import nn
 
-from .errors import require
+from ..errors import require
 
 _PAIRS_CACHE: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple[str, str], ...]]" = weakref.WeakKeyDictionary()
 

@@ -28,8 +28,8 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from .errors import UserError, require
-from .forward import ModelRunner, batches
+from ..errors import UserError, require
+from ..runtime.forward import ModelRunner, batches
 
 MODES = ("deletion", "insertion")
 SUBSTRATES = ("zeros", "blur", "mean", "uniform noise")

@@ -13,7 +13,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from .errors import require
+from ..errors import require
 from .folding import fold_batchnorm
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}

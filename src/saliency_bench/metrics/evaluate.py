@@ -14,14 +14,14 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .errors import require
-from .formats.curves import write_curves
-from .formats.records import write_records
-from .formats.saliency import SaliencyFile
-from .forward import ModelRunner
-from .metrics import (DEFAULT_SUBSTRATE, CurveRequest, SharedScores, canonical_substrate, causal_curve_sets, check_saliency,
+from ..errors import require
+from ..formats.curves import write_curves
+from ..formats.records import write_records
+from ..formats.saliency import SaliencyFile
+from ..runtime.forward import ModelRunner
+from .causal import (DEFAULT_SUBSTRATE, CurveRequest, SharedScores, canonical_substrate, causal_curve_sets, check_saliency,
                       default_step)
-from .numeric import auc
+from ..numeric import auc
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 from scipy import stats as scipy_stats
 
-from .errors import require
+from ..errors import require
 
 # A chunk holds at most this many (resample, image) draw counts, so memory stays bounded
 # whatever the number of images (about 16 MB of float64).

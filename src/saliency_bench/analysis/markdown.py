@@ -6,8 +6,8 @@ import math
 
 import pandas as pd
 
-from .formats.tables import STUDY_COLUMNS
-from .methods import chance_ids
+from ..formats.tables import STUDY_COLUMNS
+from ..methods import chance_ids
 from .summary import CHECK, STABILITY_METRICS, Summary
 
 def number(value: float, digits: int = 4) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import UserError, atomic_path, require
+from ..errors import UserError, atomic_path, require
 from .forward import MEMORY_FORMATS, PRECISIONS, ModelRunner, model_device, set_memory_format
 
 # batch_size auto: CPU candidates are timed; a GPU gets one large batch.

@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
 
-from .errors import UserError
+from ..errors import UserError
 
 DILATION_AT_224 = 15.0
 PEAK_TOLERANCE = 1e-5  # of max - min: far above float32 round-off (~1e-7), far below any real difference

@@ -17,9 +17,9 @@ from matplotlib import pyplot as plt  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from ..data import IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
-from ..errors import atomic_path, require  # noqa: E402
-from ..numeric import minmax  # noqa: E402
+from ...data import IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from ...errors import atomic_path, require  # noqa: E402
+from ...numeric import minmax  # noqa: E402
 
 DPI = 110
 MIN_FONT_PT = 8.0

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..data import IMAGENET_MEAN, IMAGENET_STD
-from ..errors import require
-from ..methods import chance_ids, method_sort_key
-from ..numeric import auc
+from ...data import IMAGENET_MEAN, IMAGENET_STD
+from ...errors import require
+from ...methods import chance_ids, method_sort_key
+from ...numeric import auc
 from .style import (DIFFERENCE_CMAP, MAX_HEIGHT_IN, STYLE, _image_panel, _new_figure, _overlay_panel,
                     _saliency_colorbar, minmax, plt, unnormalise)
 

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import UserError, require
+from ..errors import UserError, require
 
 STATE_DICT_KEYS = ("state_dict", "model_state_dict")
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")

@@ -22,12 +22,12 @@ from typing import Sequence
 
 import pandas as pd
 
-from .summary import AUC_METRICS, CHECK, LOCALISATION_METRICS, headline_facts
-from .summary_markdown import best_values, method_label, number, with_ci
-from .errors import atomic_path, require
-from .formats.tables import STUDY_COLUMNS, read_table
-from .methods import chance_ids
-from .plan import measured_seconds
+from ..analysis.summary import AUC_METRICS, CHECK, LOCALISATION_METRICS, headline_facts
+from ..analysis.markdown import best_values, method_label, number, with_ci
+from ..errors import atomic_path, require
+from ..formats.tables import STUDY_COLUMNS, read_table
+from ..methods import chance_ids
+from ..plan import measured_seconds
 
 PAGES = ("summary.html", "per_image.html", "introduction.html")
 HEADERS = {"deletion_auc": "Deletion AUC", "insertion_auc": "Insertion AUC", "score": "Score",

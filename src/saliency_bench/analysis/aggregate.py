@@ -1,6 +1,6 @@
 """`aggregate`: per_image.csv, summary.csv and summary.md from the per-shard records, the saliency
 files (localisation) and the image table. Statistics in `summary.py`, rendering in
-`summary_markdown.py`, file formats in `formats/`."""
+`markdown.py`, file formats in `formats/`."""
 from __future__ import annotations
 
 import os
@@ -12,14 +12,14 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from .errors import atomic_path, require
-from .formats.image_table import read_image_table
-from .formats.records import read_records
-from .formats.saliency import read_params, read_saliency
-from .formats.tables import write_table
-from .localisation import evidence_path, load_evidence_mask, localise
+from ..errors import atomic_path, require
+from ..formats.image_table import read_image_table
+from ..formats.records import read_records
+from ..formats.saliency import read_params, read_saliency
+from ..formats.tables import write_table
+from ..metrics.localisation import evidence_path, load_evidence_mask, localise
 from .summary import annotate, summarise
-from .summary_markdown import render_markdown
+from .markdown import render_markdown
 
 
 def localisation_scores(saliency_paths: Sequence[str | os.PathLike], evidence_root: str | os.PathLike) -> tuple[pd.DataFrame, int]:

@@ -1,0 +1,1 @@
+"""Tables -> what a reader sees: the figures (`figures/`) and the HTML pages (`html`)."""
