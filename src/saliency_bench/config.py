@@ -1,19 +1,23 @@
 """The workflow config as one typed, read-only object (`Config`), built once from a validated dict.
 
-The JSON schema (`workflow/schemas/config.schema.yaml`) is the single source of the keys'
-defaults: the Snakefile validates the config against it with the defaults filled in, then builds
-`Config` once (`build_config`), and every rule and library function reads that object. These
-classes name the keys and their types only; a key missing here or in the schema is an error
+The JSON schema (`config.schema.yaml` beside this module; `workflow/schemas/` links to it) is the
+single source of the keys' defaults: the Snakefile validates the config against it with the
+defaults filled in and builds `Config` once (`load_config`); every rule and library function reads
+that object, and the CLI's options take their defaults from it (`defaults()`). These classes name
+the keys and their types only; a key missing here or in the schema is an error
 (tests/test_config.py compares the two), so no default can be written twice.
 """
 from __future__ import annotations
 
 import copy
+import functools
 import typing
 from dataclasses import asdict, dataclass, fields, is_dataclass
 from pathlib import Path
 
 from .errors import UserError
+
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
 
 @dataclass(frozen=True)
@@ -154,7 +158,7 @@ class Config:
         return _plain(asdict(self))
 
 
-def load_config(values: typing.Mapping, schema_path: str | Path) -> Config:
+def load_config(values: typing.Mapping, schema_path: str | Path = SCHEMA_PATH) -> Config:
     """Check `values` against the schema, fill in the schema's defaults and build the typed config:
     what the Snakefile does once. `values` itself is left as it is."""
     schema = read_schema(schema_path)
@@ -162,6 +166,15 @@ def load_config(values: typing.Mapping, schema_path: str | Path) -> Config:
     fill_defaults(completed, schema)
     validate_config(completed, schema)
     return build_config(completed)
+
+
+@functools.cache
+def defaults() -> Config:
+    """The schema's defaults as a config: the CLI's options default to these, so that a command
+    run by hand does what the workflow does with an empty config."""
+    values: dict = {}
+    fill_defaults(values, read_schema(SCHEMA_PATH))
+    return build_config(values)
 
 
 def build_config(validated: typing.Mapping) -> Config:
@@ -205,7 +218,7 @@ def _build(cls: type, values: typing.Mapping, where: str):
     if missing or unknown:
         problem = f"missing keys {missing}" if missing else f"unknown keys {unknown}"
         raise UserError(f"config {where or '(top level)'}: {problem}; build the config from one the schema "
-                        "(workflow/schemas/config.schema.yaml) has validated with its defaults filled in")
+                        "(saliency_bench/config.schema.yaml) has validated with its defaults filled in")
     hints = typing.get_type_hints(cls)
     return cls(**{name: _value(hints[name], values[name], f"{where}.{name}".lstrip(".")) for name in names})
 

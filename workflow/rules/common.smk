@@ -7,14 +7,13 @@ from pathlib import Path
 from snakemake.utils import min_version
 
 from saliency_bench import workflow_config as wc
-from saliency_bench.config import load_config
+from saliency_bench.config import SCHEMA_PATH, load_config
 from saliency_bench.errors import UserError
 from saliency_bench.report.figures import split_stem
 from saliency_bench.fingerprint import stage_fingerprint
 
 min_version("9.0")
 
-SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
 CONDA_ENV = "../../envs/saliency-bench.yaml"
 
 
@@ -34,7 +33,7 @@ def fail(message):
 
 
 try:
-    CONFIG = load_config(config, SCHEMA)  # validated, the schema's defaults filled in: every rule reads it
+    CONFIG = load_config(config, SCHEMA_PATH)  # validated, the schema's defaults filled in: every rule reads it
     if workflow.is_main_process:  # cluster jobs re-read this file; the main process has checked already
         wc.check_data_and_model(CONFIG)
         wc.check_demo(CONFIG)

@@ -6,18 +6,25 @@ import sys
 
 import torch
 
-from ..data import IMAGENET_MEAN, IMAGENET_STD, load_images
+from ..config import defaults
+from ..data import load_images
 from ..formats.image_table import read_image_table
-
 from ..runtime.models import load_model, resolve_device
 from ..runtime.throughput import CPU_BATCH_CANDIDATES, CUDA_BATCH_SIZE, REDUCED_PRECISION_MARGIN
 
 
 def add_preprocess_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("preprocessing")
-    group.add_argument("--size", type=int, nargs=2, default=(224, 224), metavar=("H", "W"), help="input size (default 224 224)")
-    group.add_argument("--mean", type=float, nargs=3, default=IMAGENET_MEAN, help="normalisation mean (ImageNet)")
-    group.add_argument("--std", type=float, nargs=3, default=IMAGENET_STD, help="normalisation std (ImageNet)")
+    pre = defaults().preprocess
+    add_size_arg(group)
+    group.add_argument("--mean", type=float, nargs=3, default=pre.mean, help="normalisation mean (default: ImageNet's)")
+    group.add_argument("--std", type=float, nargs=3, default=pre.std, help="normalisation std (default: ImageNet's)")
+
+
+def add_size_arg(parser, help: str = "input size") -> None:
+    size = defaults().preprocess.size
+    parser.add_argument("--size", type=int, nargs=2, default=size, metavar=("H", "W"),
+                        help=f"{help} (default {size[0]} {size[1]})")
 
 
 def add_image_table_args(parser: argparse.ArgumentParser) -> None:
@@ -30,11 +37,13 @@ def add_image_table_args(parser: argparse.ArgumentParser) -> None:
 def add_model_source_args(parser: argparse.ArgumentParser):
     """Which model: architecture, class count, weights, device. Returns the argument group."""
     group = parser.add_argument_group("model")
-    group.add_argument("--arch", default="resnet18", help="torchvision classifier name (default resnet18; all: saliency-bench models)")
+    model = defaults().model
+    group.add_argument("--arch", default=model.arch,
+                       help=f"torchvision classifier name (default {model.arch}; all: saliency-bench models)")
     group.add_argument("--num-classes", type=int, required=True, help="number of classes of the checkpoint")
     group.add_argument("--checkpoint", default=None, help="state dict saved with torch.save (loaded with weights_only=True)")
     group.add_argument("--weights", default=None, help="torchvision weights name, e.g. DEFAULT (ImageNet; needs a download)")
-    group.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    group.add_argument("--device", default=defaults().device, help=f"auto, cpu or cuda (default {defaults().device})")
     return group
 
 
@@ -51,8 +60,8 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 def add_precision_args(group) -> None:
     """Precision, threads and conv-BN folding: how the model computes (model jobs and tune-forward)."""
-    group.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16", "auto"),
-                       help="autocast precision (default fp32); auto (opt-in): bf16 where tune-forward measures it "
+    group.add_argument("--precision", default=defaults().precision, choices=("fp32", "bf16", "fp16", "auto"),
+                       help=f"autocast precision (default {defaults().precision}); auto (opt-in): bf16 where tune-forward measures it "
                             f"at least {REDUCED_PRECISION_MARGIN}x faster than fp32, else fp32")
     group.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     group.add_argument("--no-fold-bn", dest="fold_bn", action="store_false",

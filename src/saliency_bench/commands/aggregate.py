@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from ..analysis.aggregate import aggregate
+from ..config import defaults
 
 
 def register(subparsers) -> None:
@@ -15,9 +16,11 @@ def register(subparsers) -> None:
     parser.add_argument("--saliency", nargs="+", default=[], help="saliency HDF5 files (needed for localisation)")
     parser.add_argument("--evidence-root", default=None, help="folder of binary evidence masks at <root>/<image_id> (255 = evidence)")
     parser.add_argument("--images", default=None, help="image table (adds label and class_name, orders rows)")
-    parser.add_argument("--bootstrap", type=int, default=10_000, help="bootstrap resamples (default 10000)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    parser.add_argument("--alpha", type=float, default=0.05, help="significance level; CIs are 1 - alpha (default 0.05)")
+    stats = defaults().stats
+    parser.add_argument("--bootstrap", type=int, default=stats.bootstrap, help=f"bootstrap resamples (default {stats.bootstrap})")
+    parser.add_argument("--seed", type=int, default=stats.seed, help=f"bootstrap seed (default {stats.seed})")
+    parser.add_argument("--alpha", type=float, default=stats.alpha,
+                        help=f"significance level; CIs are 1 - alpha (default {stats.alpha:g})")
     parser.add_argument("--out-dir", required=True, help="folder for per_image.csv, summary.csv, summary.md")
     parser.set_defaults(func=run)
 

@@ -7,7 +7,7 @@ import torch
 
 from ..errors import require
 from ..runtime.models import load_model
-from ._options import add_model_source_args
+from ._options import add_model_source_args, add_size_arg
 
 
 def register(subparsers) -> None:
@@ -17,7 +17,7 @@ def register(subparsers) -> None:
                     "loads the checkpoint (weights_only=True), runs one zero image through it and prints the "
                     "output shape and parameter count.")
     add_model_source_args(parser)
-    parser.add_argument("--size", type=int, nargs=2, default=(224, 224), metavar=("H", "W"), help="input size (default 224 224)")
+    add_size_arg(parser)
     parser.set_defaults(func=run)
 
 

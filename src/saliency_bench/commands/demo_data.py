@@ -5,6 +5,8 @@ import argparse
 import sys
 import time
 
+from ..config import defaults
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -12,10 +14,12 @@ def register(subparsers) -> None:
         description="Write DIR/images/<class>/ (an ImageFolder with 4 classes), DIR/evidence/<class>/ (binary masks, "
                     "same relative paths), DIR/none/ (animals without a class feature, for training only) and DIR/demo.json.")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (new, empty, or an earlier demo data set)")
-    parser.add_argument("--per-class", type=int, default=160, help="images per class (default 160)")
-    parser.add_argument("--none", type=int, default=160, help="'none' animals, stubs only (default 160)")
-    parser.add_argument("--size", type=int, default=112, help="image size in px (default 112)")
-    parser.add_argument("--seed", type=int, default=0, help="base seed; each image's seed derives from it (default 0)")
+    demo = defaults().demo
+    parser.add_argument("--per-class", type=int, default=demo.per_class, help=f"images per class (default {demo.per_class})")
+    parser.add_argument("--none", type=int, default=demo.none, help=f"'none' animals, stubs only (default {demo.none})")
+    parser.add_argument("--size", type=int, default=demo.size, help=f"image size in px (default {demo.size})")
+    parser.add_argument("--seed", type=int, default=demo.seed,
+                        help=f"base seed; each image's seed derives from it (default {demo.seed})")
     parser.add_argument("--workers", type=int, default=2, help="processes (default 2; the output does not depend on it)")
     parser.set_defaults(func=run)
 

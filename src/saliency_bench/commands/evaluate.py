@@ -4,11 +4,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..config import defaults
 from ..errors import require
-from ..metrics.evaluate import evaluate_saliency, write_evaluation
 from ..formats.saliency import read_saliency
+from ..metrics.causal import SUBSTRATES
+from ..metrics.evaluate import evaluate_saliency, write_evaluation
 from ..runtime.forward import ModelRunner
-from ..metrics.causal import DEFAULT_STEP_ROWS, SUBSTRATES
 from ._options import add_image_table_args, add_model_args, images_from_args, model_from_args
 
 
@@ -19,13 +20,17 @@ def register(subparsers) -> None:
                     "(CSV) and the curves (HDF5).")
     parser.add_argument("--saliency", required=True, help="saliency file written by `saliency-bench explain`")
     step = parser.add_mutually_exclusive_group()
-    step.add_argument("--step-rows", type=int, default=DEFAULT_STEP_ROWS,
-                      help=f"pixels changed per step, in image rows (default {DEFAULT_STEP_ROWS}: 8 * W pixels)")
+    metrics = defaults().metrics
+    step.add_argument("--step-rows", type=int, default=metrics.step_rows,
+                      help=f"pixels changed per step, in image rows (default {metrics.step_rows}: "
+                           f"{metrics.step_rows} * W pixels)")
     step.add_argument("--step", type=int, default=None, help="pixels changed per step (overrides --step-rows)")
-    parser.add_argument("--deletion-substrate", default="zeros",
-                        help=f"what deleted pixels become: {', '.join(SUBSTRATES)} (default zeros = mean colour)")
-    parser.add_argument("--insertion-substrate", default="blur",
-                        help=f"what insertion starts from: {', '.join(SUBSTRATES)} (default blur, gkern(11, 5))")
+    parser.add_argument("--deletion-substrate", default=metrics.deletion_substrate,
+                        help=f"what deleted pixels become: {', '.join(SUBSTRATES)} (default {metrics.deletion_substrate};"
+                             " zeros = the mean colour)")
+    parser.add_argument("--insertion-substrate", default=metrics.insertion_substrate,
+                        help=f"what insertion starts from: {', '.join(SUBSTRATES)} (default {metrics.insertion_substrate};"
+                             " blur = gkern(11, 5))")
     parser.add_argument("--seed", type=int, default=0, help="seed of the 'uniform noise' substrate (default 0)")
     parser.add_argument("--out-records", required=True, help="per-image records CSV")
     parser.add_argument("--out-curves", required=True, help="curves HDF5")

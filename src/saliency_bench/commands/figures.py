@@ -18,9 +18,9 @@ import argparse
 import os
 import sys
 
-from ..report import figures
-from ..data import IMAGENET_MEAN, IMAGENET_STD
+from ..config import defaults
 from ..formats.image_table import read_image_table
+from ..report import figures
 
 
 def register(subparsers) -> None:
@@ -44,7 +44,9 @@ def register(subparsers) -> None:
                           help="class names by index, or one text file with one name per line (default: the table's class_name)")
     saliency.add_argument("--kinds", nargs="+", default=list(figures.SALIENCY_KINDS), choices=figures.SALIENCY_KINDS,
                           help="which figures (default: all)")
-    saliency.add_argument("--max-images", type=int, default=8, help="figures for at most this many images (default 8; 0: none)")
+    max_images = defaults().figures.max_images
+    saliency.add_argument("--max-images", type=int, default=max_images,
+                          help=f"figures for at most this many images (default {max_images}; 0: none)")
     _add_display_args(saliency, with_size=True)
     saliency.add_argument("--out-dir", required=True, help="output folder")
     saliency.set_defaults(func=run_saliency)
@@ -55,7 +57,8 @@ def register(subparsers) -> None:
                         help="which figures (default: all)")
     curves.add_argument("--band", default="se", choices=("se", "percentile"),
                         help="band around the mean curve: 1 standard error (default) or the 2.5-97.5 percentile")
-    curves.add_argument("--max-images", type=int, default=8, help="per-image curves for at most this many images (default 8; 0: only the means)")
+    curves.add_argument("--max-images", type=int, default=max_images,
+                        help=f"per-image curves for at most this many images (default {max_images}; 0: only the means)")
     curves.add_argument("--out-dir", required=True, help="output folder")
     curves.set_defaults(func=run_curves)
 
@@ -70,8 +73,9 @@ def _add_display_args(parser: argparse.ArgumentParser, with_size: bool) -> None:
     if with_size:
         group.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
                            help="input size; must match the masks / maps (default: their size)")
-    group.add_argument("--mean", type=float, nargs=3, default=IMAGENET_MEAN, help="normalisation mean (ImageNet)")
-    group.add_argument("--std", type=float, nargs=3, default=IMAGENET_STD, help="normalisation std (ImageNet)")
+    pre = defaults().preprocess
+    group.add_argument("--mean", type=float, nargs=3, default=pre.mean, help="normalisation mean (default: ImageNet's)")
+    group.add_argument("--std", type=float, nargs=3, default=pre.std, help="normalisation std (default: ImageNet's)")
 
 
 def _report(paths, out: str) -> int:

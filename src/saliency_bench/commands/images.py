@@ -4,9 +4,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..config import defaults
 from ..data import check_images, discover_images, read_file_list, records_from_list, select_images
-from ..formats.image_table import DEFAULT_IMAGES_PER_JOB, write_image_table
 from ..errors import require
+from ..formats.image_table import write_image_table
 
 
 def register(subparsers) -> None:
@@ -16,15 +17,18 @@ def register(subparsers) -> None:
     source.add_argument("--root", help="ImageFolder tree: one sub-folder per class")
     source.add_argument("--file-list", help="text file with one image path per line")
     parser.add_argument("--list-root", default=None, help="with --file-list: folder the image ids are relative to")
-    parser.add_argument("--split", default="val", choices=("val", "train", "all"), help="which images (default: the study's validation split)")
-    parser.add_argument("--val-fraction", type=float, default=0.2, help="validation fraction (default 0.2)")
-    parser.add_argument("--split-seed", type=int, default=42, help="random_split seed (default 42)")
+    data = defaults().data
+    parser.add_argument("--split", default=data.split, choices=("val", "train", "all"),
+                        help=f"which images (default {data.split}: the study's validation split)")
+    parser.add_argument("--val-fraction", type=float, default=data.val_fraction,
+                        help=f"validation fraction (default {data.val_fraction:g})")
+    parser.add_argument("--split-seed", type=int, default=data.split_seed, help=f"random_split seed (default {data.split_seed})")
     parser.add_argument("--limit", type=int, default=None, help="explain at most this many images (first of the split)")
     parser.add_argument("--per-class-limit", type=int, default=None,
                         help="explain at most this many images per class (the first of each class in split order; "
                              "applied before --limit); needs --root")
-    parser.add_argument("--images-per-job", type=int, default=DEFAULT_IMAGES_PER_JOB,
-                        help=f"images per shard (default {DEFAULT_IMAGES_PER_JOB})")
+    parser.add_argument("--images-per-job", type=int, default=defaults().images_per_job,
+                        help=f"images per shard (default {defaults().images_per_job})")
     parser.add_argument("--out", required=True, help="output CSV")
     parser.set_defaults(func=run)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..config import defaults
 from ..errors import require
 from ..formats.masks import STORAGE_DTYPES, MaskSet
 from ..masks import DEFAULT_PARAMS, KINDS, UPSAMPLE_MODES, rerender_error, write_masks
@@ -23,11 +24,14 @@ def register(subparsers) -> None:
     parser.add_argument("--p", type=float, default=None, help="binary masks: keep probability in (0, 1]")
     parser.add_argument("--n", type=int, help="number of masks (the study: 6000) (required)")
     parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="mask size = image size (required)")
-    parser.add_argument("--s", type=int, default=8, help="grid cells per side (default 8)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0); the set's generator seed is a hash of it and --set-id")
+    rise = defaults().rise
+    parser.add_argument("--s", type=int, default=rise.s, help=f"grid cells per side (default {rise.s})")
+    parser.add_argument("--seed", type=int, default=rise.seed,
+                        help=f"random seed (default {rise.seed}); the set's generator seed is a hash of it and --set-id")
     parser.add_argument("--set-id", default=None, help="the set's id, hashed with --seed (default: binary-p<p>, gaussian or perlin)")
-    parser.add_argument("--upsample", default="reflect", choices=UPSAMPLE_MODES,
-                        help="grid border: reflect (scikit-image resize mode='reflect', the study; default) or clamp")
+    parser.add_argument("--upsample", default=rise.upsample, choices=UPSAMPLE_MODES,
+                        help=f"grid border: reflect (scikit-image resize mode='reflect', the study) or clamp "
+                             f"(default {rise.upsample})")
     parser.add_argument("--mean", type=float, default=None, help="gaussian masks: mean of the grid values (default 0.5)")
     parser.add_argument("--std", type=float, default=None, help="gaussian masks: std of the grid values (default 0.25)")
     parser.add_argument("--perlin-engine", dest="engine", default=None, choices=ENGINES,
@@ -39,7 +43,7 @@ def register(subparsers) -> None:
     parser.add_argument("--phase", dest="phase", action="store_true", default=None,
                         help="perlin fbm only: a random per-mask offset of the coordinates (the default)")
     parser.add_argument("--no-phase", dest="phase", action="store_false", help="perlin fbm only: fixed coordinates i/s, j/s")
-    parser.add_argument("--dtype", default="float16", choices=STORAGE_DTYPES, help="stored dtype (default float16)")
+    parser.add_argument("--dtype", default=rise.mask_dtype, choices=STORAGE_DTYPES, help=f"stored dtype (default {rise.mask_dtype})")
     parser.add_argument("--chunk", type=int, default=256, help="masks generated and written per step (default 256)")
     parser.add_argument("--out", help="output HDF5 file (required)")
     parser.add_argument("--verify", metavar="FILE", default=None, help="audit FILE instead of generating masks")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..config import Config, build_config
 from ..errors import UserError, atomic_path, require
-from ._options import add_model_args
+from ._options import add_model_args, add_size_arg
 
 
 def register(subparsers) -> None:
@@ -23,7 +23,7 @@ def register(subparsers) -> None:
     parser.add_argument("--cores", type=int, default=len(os.sched_getaffinity(0)),
                         help="cores the run may use (jobs at a time = cores / threads; default: this machine's, as --cores all)")
     parser.add_argument("--results", default="results", help="results folder whose free space is checked")
-    parser.add_argument("--size", type=int, nargs=2, default=(224, 224), metavar=("H", "W"), help="input size of the measurement")
+    add_size_arg(parser, "input size of the measurement")
     parser.add_argument("--out", required=True, help="plan (markdown)")
     parser.add_argument("--out-json", required=True, help="plan (JSON), read by `saliency-bench timing`")
     add_model_args(parser)

@@ -6,6 +6,7 @@ import sys
 
 import pandas as pd
 
+from ..config import defaults
 from ..errors import atomic_path, require
 from ..methods import methods
 from ..sanity import SanityMethod, run_sanity
@@ -18,7 +19,8 @@ def register(subparsers) -> None:
     parser.add_argument("--methods", nargs="+", default=checkable, choices=checkable, help="methods to check")
     parser.add_argument("--layers", nargs="*", default=["layer4"], help="Abs-CAM layers")
     parser.add_argument("--masks", nargs="*", default=[], help="RISE mask file(s); the first is used")
-    parser.add_argument("--n-images", type=int, default=4, help="images to check (default 4)")
+    n_images = defaults().sanity.images
+    parser.add_argument("--n-images", type=int, default=n_images, help=f"images to check (default {n_images})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the re-initialisation")
     parser.add_argument("--out", required=True, help="output CSV")
     parser.add_argument("--figure", default=None, help="output PNG")

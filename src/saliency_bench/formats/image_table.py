@@ -15,7 +15,6 @@ from ..data import ImageRecord
 from ..errors import atomic_path, require
 
 IMAGE_TABLE_FIELDS = ("image_id", "path", "label", "class_name", "shard")
-DEFAULT_IMAGES_PER_JOB = 16  # the schema's images_per_job default (a test keeps them equal)
 
 
 def write_image_table(path: str | os.PathLike, records: Sequence[ImageRecord], images_per_job: int) -> None:
