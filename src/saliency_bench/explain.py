@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from .errors import require
-from .runtime.forward import ModelRunner
 from .methods import get_method
+from .runtime.forward import ModelRunner
 
 
 def explained_class(model: torch.nn.Module, images: torch.Tensor, target=None, *, batch_size: int = 64,

@@ -17,8 +17,8 @@ import torch
 from tqdm import tqdm
 
 from .errors import require
-from .runtime.forward import ModelRunner, batches, pinned
 from .formats.masks import MaskSet, prefetched
+from .runtime.forward import ModelRunner, batches, pinned
 
 SCORES = ("logits", "softmax")
 

@@ -18,8 +18,8 @@ from ..formats.records import read_records
 from ..formats.saliency import read_params, read_saliency
 from ..formats.tables import write_table
 from ..metrics.localisation import evidence_path, load_evidence_mask, localise
-from .summary import annotate, summarise
 from .markdown import render_markdown
+from .summary import annotate, summarise
 
 
 def localisation_scores(saliency_paths: Sequence[str | os.PathLike], evidence_root: str | os.PathLike) -> tuple[pd.DataFrame, int]:

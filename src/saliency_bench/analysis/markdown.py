@@ -10,6 +10,7 @@ from ..formats.tables import STUDY_COLUMNS
 from ..methods import chance_ids
 from .summary import CHECK, STABILITY_METRICS, Summary
 
+
 def number(value: float, digits: int = 4) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 

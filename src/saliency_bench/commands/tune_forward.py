@@ -7,8 +7,8 @@ import platform
 import torch
 
 from ..errors import require
-from ..runtime.models import load_model, resolve_device
 from ..runtime.forward import set_fold_bn
+from ..runtime.models import load_model, resolve_device
 from ..runtime.throughput import CHANNELS_LAST_MARGIN, REDUCED_PRECISION_MARGIN, tune_forward, write_forward_settings
 from ._options import add_forward_args, add_model_source_args, add_precision_args
 

@@ -34,7 +34,7 @@ from scipy.ndimage import correlate1d
 from tqdm import tqdm
 
 from ..errors import require
-from .shapes import exact_exp, bezier, blob_coverage, ellipse_coverage, paint, stroke_coverage
+from .shapes import bezier, blob_coverage, ellipse_coverage, exact_exp, paint, stroke_coverage
 
 CLASSES = ("antennule", "eggs", "eye", "spine")  # sorted: ImageFolder label order
 NONE = "none"

@@ -18,10 +18,10 @@ from ..errors import require
 from ..formats.curves import write_curves
 from ..formats.records import write_records
 from ..formats.saliency import SaliencyFile
-from ..runtime.forward import ModelRunner
-from .causal import (DEFAULT_SUBSTRATE, CurveRequest, SharedScores, canonical_substrate, causal_curve_sets, check_saliency,
-                      default_step)
 from ..numeric import auc
+from ..runtime.forward import ModelRunner
+from .causal import (DEFAULT_SUBSTRATE, CurveRequest, SharedScores, canonical_substrate, causal_curve_sets,
+                     check_saliency, default_step)
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from typing import Sequence
 
 import pandas as pd
 
-from ..analysis.summary import AUC_METRICS, CHECK, LOCALISATION_METRICS, headline_facts
 from ..analysis.markdown import best_values, method_label, number, with_ci
+from ..analysis.summary import AUC_METRICS, CHECK, LOCALISATION_METRICS, headline_facts
 from ..errors import atomic_path, require
 from ..formats.tables import STUDY_COLUMNS, read_table
 from ..methods import chance_ids
