@@ -1,14 +1,19 @@
-"""Every default the CLI states for a config key is the schema's (one fact, read from one place)."""
+"""Every default the CLI and the public API state for a config key is the schema's (one fact: the
+CLI reads it from the schema; the API's keyword defaults are checked against it here)."""
 from __future__ import annotations
 
 import argparse
+import inspect
 
 import pytest
 import yaml
 
+from saliency_bench import data, masks
+from saliency_bench.analysis import aggregate, stats, summary
 from saliency_bench.cli import build_parser
 from saliency_bench.config import defaults
 from saliency_bench.metrics.causal import DEFAULT_STEP_ROWS, default_step
+from saliency_bench.rise import rise_saliency
 from workflow_helpers import SCHEMA
 
 # (command, option dest) -> the config key whose default it must have
@@ -56,3 +61,32 @@ def test_the_typed_defaults_are_the_schemas():
 def test_step_default_is_the_schemas():
     assert schema_default("metrics.step_rows") == DEFAULT_STEP_ROWS  # the library's default_step, for API callers
     assert default_step(224) == 1792  # the protocol's 8 rows at 224 px
+
+
+# (function, keyword) -> the config key whose default it must have
+API_KEYS = {
+    **{(function, keyword): key for function in (data.select_split, data.select_images)
+       for keyword, key in (("split", "data.split"), ("fraction", "data.val_fraction"), ("seed", "data.split_seed"))},
+    **{(function, keyword): f"preprocess.{keyword}" for function in (data.preprocess, data.load_images)
+       for keyword in ("size", "mean", "std")},
+    **{(function, keyword): f"rise.{keyword}" for function in (masks.plan_masks, masks.generate_masks, masks.write_masks)
+       for keyword in ("s", "seed")},
+    (masks.plan_masks, "upsample"): "rise.upsample", (masks.write_masks, "upsample"): "rise.upsample",
+    (masks.write_masks, "dtype"): "rise.mask_dtype", (rise_saliency, "score"): "rise.score",
+    **{(function, keyword): key for function in (aggregate.aggregate, summary.summarise, stats.bootstrap_means)
+       for keyword, key in (("n_resamples", "stats.bootstrap"), ("seed", "stats.seed"), ("alpha", "stats.alpha"))
+       if keyword in inspect.signature(function).parameters},
+}
+
+
+@pytest.mark.parametrize("function, keyword", sorted(API_KEYS, key=lambda k: (k[0].__qualname__, k[1])),
+                         ids=lambda v: getattr(v, "__qualname__", v))
+def test_the_api_default_is_the_schemas(function, keyword):
+    default = inspect.signature(function).parameters[keyword].default
+    assert (list(default) if isinstance(default, tuple) else default) == schema_default(API_KEYS[function, keyword])
+
+
+@pytest.mark.parametrize("kind, keyword", [("gaussian", "mean"), ("gaussian", "std"), ("perlin", "engine"),
+                                           ("perlin", "frequency"), ("perlin", "octaves"), ("perlin", "phase")])
+def test_the_mask_generators_defaults_are_the_schemas(kind, keyword):
+    assert masks.DEFAULT_PARAMS[kind][keyword] == schema_default(f"rise.{kind}.{keyword}")
