@@ -28,6 +28,9 @@ CLI_KEYS = {
     ("aggregate", "bootstrap"): "stats.bootstrap", ("aggregate", "seed"): "stats.seed", ("aggregate", "alpha"): "stats.alpha",
     ("demo-data", "per_class"): "demo.per_class", ("demo-data", "none"): "demo.none", ("demo-data", "size"): "demo.size",
     ("demo-data", "seed"): "demo.seed",
+    ("train-demo", "size"): "demo.size", ("train-demo", "epochs"): "demo.epochs", ("train-demo", "seed"): "demo.seed",
+    ("train-demo", "time_limit"): "demo.time_limit", ("train-demo", "val_fraction"): "data.val_fraction",
+    ("train-demo", "split_seed"): "data.split_seed",
     ("masks", "s"): "rise.s", ("masks", "seed"): "rise.seed", ("masks", "upsample"): "rise.upsample",
     ("masks", "dtype"): "rise.mask_dtype", ("sanity", "n_images"): "sanity.images",
 }

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..config import defaults
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -10,13 +12,17 @@ def register(subparsers) -> None:
         description="Train resnet18(num_classes=4) from scratch on DIR/images (train split) plus DIR/none (uniform "
                     "target); validate on the workflow's evaluation split; write a state dict and a JSON model card.")
     parser.add_argument("--data", required=True, metavar="DIR", help="folder written by `saliency-bench demo-data`")
-    parser.add_argument("--size", type=int, default=112, help="training input size in px (default 112)")
-    parser.add_argument("--epochs", type=int, default=10, help="epochs (default 10)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling and augmentation (default 0)")
-    parser.add_argument("--val-fraction", type=float, default=0.2, help="validation fraction, as in `images` (default 0.2)")
-    parser.add_argument("--split-seed", type=int, default=42, help="random_split seed, as in `images` (default 42)")
-    parser.add_argument("--time-limit", type=float, default=300.0,
-                        help="stop training after this many seconds, keeping the model so far (default 300)")
+    demo, data = defaults().demo, defaults().data
+    parser.add_argument("--size", type=int, default=demo.size, help=f"training input size in px (default {demo.size})")
+    parser.add_argument("--epochs", type=int, default=demo.epochs, help=f"epochs (default {demo.epochs})")
+    parser.add_argument("--seed", type=int, default=demo.seed,
+                        help=f"seed of weights, shuffling and augmentation (default {demo.seed})")
+    parser.add_argument("--val-fraction", type=float, default=data.val_fraction,
+                        help=f"validation fraction, as in `images` (default {data.val_fraction:g})")
+    parser.add_argument("--split-seed", type=int, default=data.split_seed,
+                        help=f"random_split seed, as in `images` (default {data.split_seed})")
+    parser.add_argument("--time-limit", type=float, default=demo.time_limit,
+                        help=f"stop training after this many seconds, keeping the model so far (default {demo.time_limit:g})")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: torch's choice); the weights depend on it")
     parser.add_argument("--out", required=True, metavar="CHECKPOINT.pt", help="output state dict")
