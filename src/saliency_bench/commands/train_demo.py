@@ -21,7 +21,7 @@ def register(subparsers) -> None:
                         help=f"validation fraction, as in `images` (default {data.val_fraction:g})")
     parser.add_argument("--split-seed", type=int, default=data.split_seed,
                         help=f"random_split seed, as in `images` (default {data.split_seed})")
-    parser.add_argument("--time-limit", type=float, default=demo.time_limit,
+    parser.add_argument("--time-limit", type=float, default=float(demo.time_limit),
                         help=f"stop training after this many seconds, keeping the model so far (default {demo.time_limit:g})")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: torch's choice); the weights depend on it")
