@@ -60,8 +60,9 @@ def incomplete_outputs(workdir: Path) -> set[str]:
 
 
 def model_outputs(workdir: Path) -> dict[str, int]:
-    """Saliency and metric files -> mtime (ns)."""
-    files = [*workdir.glob("results/saliency/*/*.h5"), *workdir.glob("results/metrics/*/*.csv")]
+    """Mask, saliency and metric files -> mtime (ns)."""
+    files = [*workdir.glob("results/masks/*.h5"), *workdir.glob("results/saliency/*/*.h5"),
+             *workdir.glob("results/metrics/*/*.csv")]
     return {str(f.relative_to(workdir)): f.stat().st_mtime_ns for f in files}
 
 
@@ -102,13 +103,12 @@ def test_a_killed_run_resumes_with_only_the_unfinished_jobs(tiny_run, tmp_path):
     after = model_outputs(workdir)
     finished = {path for path in before if path not in unfinished}
     assert {path for path in finished if after[path] != before[path]} == set()  # nothing finished is rebuilt
-    n_explain, n_evaluate = (sum(path.startswith(f"results/{kind}/") and path.endswith(suffix) for path in after)
-                             for kind, suffix in (("saliency", ".h5"), ("metrics", ".csv")))
-    done_explain = sum(p.startswith("results/saliency/") for p in finished)
+    # every job whose output was missing or cut off runs again, and no other
+    for rule, folder in (("masks", "masks"), ("explain", "saliency"), ("evaluate", "metrics")):
+        outputs = [path for path in after if path.startswith(f"results/{folder}/")]
+        assert jobs.get(rule, 0) == len(outputs) - sum(path in finished for path in outputs), rule
+    assert {"demo_data", "train_demo", "tune_forward", "images", "plan"}.isdisjoint(jobs)
     done_evaluate = sum(p.startswith("results/metrics/") for p in finished)
-    assert jobs.get("explain", 0) == n_explain - done_explain
-    assert jobs.get("evaluate", 0) == n_evaluate - done_evaluate
-    assert {"demo_data", "train_demo", "tune_forward", "masks", "images", "plan"}.isdisjoint(jobs)
     # the kill came once 3 records files existed; a records file is written before its job's curves file,
     # so up to 2 of them (2 cores) can belong to jobs that were still running
     assert done_evaluate >= 1 and jobs["evaluate"] >= 1
