@@ -17,7 +17,6 @@ from saliency_bench.plan import build_stages, check_disk, layer_channels, make_p
     timing_table
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def effective(path: Path, changes: dict | None = None):
