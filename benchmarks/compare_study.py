@@ -36,6 +36,12 @@ Every (side, stage) runs in a fresh process (multiprocessing spawn), so its peak
 per stage and overall, speed-up = study wall time / ours, memory = our peak / study peak,
 the largest difference of any AUC, and whether both sides rank the methods alike.
 
+The machine's limit: every image through the model is counted on both sides (a hook on the model,
+which the folded copies keep), and this machine's float32 matrix-product rate (the best of a timing
+before and one after the stages) with the model's FLOPs per image gives each side's rate as a share
+of that limit, and the ceiling: the speed-up our side would reach if its forward passes ran at the
+matrix-product rate and took all of its time (a gradient pass counts as one forward pass there).
+
     python benchmarks/compare_study.py --size 224 224 --n-masks 1000 --images 2 --layers layer3 layer4
 """
 from __future__ import annotations
@@ -55,6 +61,7 @@ from saliency_bench.commands._options import batch_size_arg
 from saliency_bench.runtime.throughput import in_fresh_process, native_bf16, peak_rss_mb, settle_forward_args
 
 SIDES = ("study", "ours")
+IMAGES_THROUGH_MODEL = [0]  # of this process: counted by `count_images`, a forward pre-hook on the model
 STAGES = ("masks", "rise", "abscam-init", "abscam-final", "causal")
 
 
@@ -104,6 +111,7 @@ def setup(args, side: str):
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     model = build_model(args.arch, args.num_classes)
+    model.register_forward_pre_hook(count_images)  # deep copies (the folded model) keep it
     if args.checkpoint:
         load_checkpoint(model, args.checkpoint)
     elif hasattr(model, "fc"):
@@ -117,6 +125,19 @@ def setup(args, side: str):
     images = torch.stack([preprocess(Image.fromarray(render_sample(0, i % len(CLASSES), i // len(CLASSES), render).image),
                                      tuple(args.size)) for i in range(args.images)])
     return model, images.to(device)
+
+
+def count_images(_module, inputs) -> None:
+    IMAGES_THROUGH_MODEL[0] += len(inputs[0])
+
+
+def machine_limit(args) -> dict:
+    """This machine's float32 matrix-product rate (GFLOP/s, the stages' thread count) and the model's GFLOP per image."""
+    from saliency_bench.runtime.throughput import forward_flops, matmul_flops_per_second
+
+    model, images = setup(args, "ours")
+    return {"matmul_gflops": matmul_flops_per_second(images.device) / 1e9,
+            "gflop_per_image": forward_flops(model, tuple(args.size)) / 1e9}
 
 
 def tuning_model(args):
@@ -350,6 +371,7 @@ def run_stage(side: str, stage: str, args, folder: str) -> dict:
 
     model, images = setup(args, side)
     synchronise(images.device)
+    IMAGES_THROUGH_MODEL[0] = 0
     start = time.perf_counter()
     if side == "study":
         run_study_stage(stage, args, model, images, Path(folder))
@@ -357,7 +379,7 @@ def run_stage(side: str, stage: str, args, folder: str) -> dict:
         run_our_stage(stage, args, model, images, Path(folder), side)
     synchronise(images.device)
     wall = time.perf_counter() - start
-    result = {"wall_s": wall, "peak_rss_mb": peak_rss_mb()}
+    result = {"wall_s": wall, "peak_rss_mb": peak_rss_mb(), "images": IMAGES_THROUGH_MODEL[0]}
     if images.device.type == "cuda":
         result["gpu_peak_mb"] = torch.cuda.max_memory_allocated(images.device) / 2**20
     return result
@@ -454,6 +476,32 @@ def report(args, timings: dict, comparison: dict) -> None:
         print(f"peak GPU memory: study {gpu['study']:.0f} MB, ours {gpu['ours']:.0f} MB ({gpu['ours'] / max(gpu['study'], 1e-9):.2f})")
 
 
+def limit_report(timings: dict, limits: list[dict]) -> dict:
+    """Each side's forward rate as a share of the machine's matrix-product rate, and our ceiling (see the
+    module's docstring). Stages without forward passes (mask generation) count as measured."""
+    rate = max(limit["matmul_gflops"] for limit in limits)
+    flop = limits[0]["gflop_per_image"]
+    measured = " and ".join(f"{limit['matmul_gflops']:.0f}" for limit in limits)
+    print(f"machine limit: float32 matrix products at {rate:.0f} GFLOP/s (best of {measured}, before and after the "
+          f"stages); the model: {flop:.2f} GFLOP per image, so at most {rate / flop:.1f} images/s")
+    print(f"{'stage':<14}{'study_img':>10}{'ours_img':>10}{'study_share':>12}{'ours_share':>11}{'ours_at_limit_s':>16}{'ceiling':>9}")
+    at_limit = {}
+    for stage in STAGES:
+        study, ours = timings["study"][stage], timings["ours"][stage]
+        if not ours["images"]:
+            at_limit[stage] = ours["wall_s"]
+            continue
+        at_limit[stage] = ours["images"] * flop / rate
+        share = {side: row["images"] * flop / row["wall_s"] / rate for side, row in (("study", study), ("ours", ours))}
+        print(f"{stage:<14}{study['images']:>10}{ours['images']:>10}{share['study']:>12.2f}{share['ours']:>11.2f}"
+              f"{at_limit[stage]:>16.2f}{study['wall_s'] / at_limit[stage]:>8.2f}x")
+    study_total = sum(timings["study"][stage]["wall_s"] for stage in STAGES)
+    ceiling = study_total / sum(at_limit.values())
+    print(f"{'overall':<14}{'':>10}{'':>10}{'':>12}{'':>11}{sum(at_limit.values()):>16.2f}{ceiling:>8.2f}x")
+    return {"matmul_gflops": rate, "gflop_per_image": flop, "limits": limits, "ours_at_limit_s": at_limit,
+            "ceiling": ceiling}
+
+
 def bf16_line(args, folder: Path, timings: dict) -> dict:
     """Where bf16 is native: every stage of ours again in bf16, against the same study run. Elsewhere one
     bf16 batch (it runs) and the line says to measure elsewhere."""
@@ -484,6 +532,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     settle_forward_args(tuning_model, args)
     timings = {side: {} for side in SIDES}
+    limits = [in_fresh_process(machine_limit, args)]
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         for side in SIDES:
@@ -498,12 +547,14 @@ def main(argv=None) -> int:
             if stage == "masks" and not args.own_masks:
                 os.remove(folder / "study" / "masks.npy")  # timed and measured; the RISE stages read our masks
         comparison = compare_outputs(args, folder)
+        limits.append(in_fresh_process(machine_limit, args))
         report(args, timings, comparison)
+        limit = limit_report(timings, limits)
         sys.stdout.flush()
         bf16 = bf16_line(args, folder, timings) if args.bf16_line else None
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"args": vars(args), "timings": timings, **comparison, "bf16": bf16},
+        Path(args.json).write_text(json.dumps({"args": vars(args), "timings": timings, **comparison, "limit": limit, "bf16": bf16},
                                               indent=1))
     return 0
 

@@ -2,9 +2,10 @@
 
 Both run through `ModelRunner` (fold_bn on / off) at the same memory format and batch size (auto:
 tuned on the folded model, as the workflow does), timed in turn for --rounds rounds, each keeping
-its best round (a shared machine's speed drifts). Also prints the largest logit change, and the
+its best round (a shared machine's speed drifts). Also prints the largest logit change, the
 process CPU time per image of each (with --threads 1 the work itself, which other jobs on a shared
-machine disturb far less than the wall time).
+machine disturb far less than the wall time), and the folded model's FLOP rate as a share of this
+machine's float32 matrix-product rate (the ceiling of any fp32 convolution code).
 
     python benchmarks/fold_speed.py --size 224 224
     python benchmarks/fold_speed.py --size 112 112 --num-classes 4   # the demo's size
@@ -20,7 +21,7 @@ import torch
 from saliency_bench.commands._options import batch_size_arg
 from saliency_bench.runtime.forward import ModelRunner, set_memory_format
 from saliency_bench.runtime.models import build_model, resolve_device
-from saliency_bench.runtime.throughput import probe_batch, tune_forward
+from saliency_bench.runtime.throughput import forward_flops, matmul_flops_per_second, probe_batch, tune_forward
 
 
 def timed(runner: ModelRunner, batch: torch.Tensor, seconds: float) -> tuple[float, float]:
@@ -66,10 +67,14 @@ def main(argv=None) -> int:
         for fold, runner in runners.items():
             rate, cpu_per_image = timed(runner, batch, args.seconds)
             best[fold], cpu[fold] = max(best[fold], rate), min(cpu[fold], cpu_per_image)
+    flop = forward_flops(runners[True].model, tuple(args.size))
+    matmul = matmul_flops_per_second(device)
     print(f"{args.arch} {args.size[0]}x{args.size[1]} {settings.memory_format} batch {settings.batch_size} on {device}, "
           f"{torch.get_num_threads()} threads: as is {best[False]:.1f} images/s, folded {best[True]:.1f} images/s, "
           f"speed-up {best[True] / best[False]:.2f}x; CPU time per image {1e3 * cpu[False]:.1f} ms as is, "
-          f"{1e3 * cpu[True]:.1f} ms folded ({cpu[False] / cpu[True]:.2f}x); largest logit change {change:.1e}")
+          f"{1e3 * cpu[True]:.1f} ms folded ({cpu[False] / cpu[True]:.2f}x); largest logit change {change:.1e}; "
+          f"folded {best[True] * flop / 1e9:.0f} GFLOP/s ({flop / 1e9:.2f} GFLOP per image), "
+          f"{best[True] * flop / matmul:.2f} of the {matmul / 1e9:.0f} GFLOP/s of float32 matrix products")
     return 0
 
 

@@ -113,3 +113,21 @@ def test_a_slow_precision_costs_one_batch(one_thread):
     start = time.perf_counter()
     rate = throughput.capped_images_per_second(runner, torch.zeros(2, 1, 2, 2), budget=0.3)
     assert runner.forward_passes == 2 and time.perf_counter() - start < 0.35 and 8 < rate < 10.1
+
+
+def test_forward_flops_counts_multiply_adds_twice():
+    conv_macs = 14 * 14 * 4 * 3 * 3 * 3  # 3 -> 4 channels, 3x3 kernel, 16x16 -> 14x14
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.Flatten(), nn.Linear(4 * 14 * 14, 5, bias=False)).eval()
+    assert throughput.forward_flops(model, (16, 16)) == 2 * (conv_macs + 4 * 14 * 14 * 5)
+
+
+def test_forward_flops_of_a_resnet18_match_torchvision():
+    from torchvision.models import ResNet18_Weights, resnet18
+
+    gmacs = ResNet18_Weights.IMAGENET1K_V1.meta["_ops"]  # torchvision's own count, in giga multiply-adds
+    assert throughput.forward_flops(resnet18().eval(), (224, 224)) / 2e9 == pytest.approx(gmacs, rel=5e-3)
+
+
+def test_the_matmul_rate_is_a_plausible_flop_rate(one_thread):
+    rate = throughput.matmul_flops_per_second(n=256, seconds=0.1)
+    assert 1e8 < rate < 1e13  # one core: more than 0.1 GFLOP/s, less than 10 TFLOP/s
