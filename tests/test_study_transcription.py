@@ -1,5 +1,6 @@
-"""The study-side transcription in benchmarks/compare_study.py reproduces the golden outputs of
-the original code, so the benchmark compares us with the study's algorithm, not a strawman."""
+"""The study-side transcription in benchmarks/study_code.py (the study side of compare_study.py)
+reproduces the golden outputs of the original code, so the benchmark compares us with the study's
+algorithm, not a strawman."""
 from __future__ import annotations
 
 import importlib.util
@@ -12,12 +13,12 @@ import torch.nn.functional as F
 
 from tolerances import GOLDEN_RTOL, assert_golden_aucs, assert_golden_curves, assert_golden_map
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_study.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "study_code.py"
 
 
 @pytest.fixture(scope="module")
 def study():
-    spec = importlib.util.spec_from_file_location("compare_study", SCRIPT)
+    spec = importlib.util.spec_from_file_location("study_code", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
