@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check, from a fresh clone on a machine with one NVIDIA GPU, in at most 8 minutes:
 #   1. a pip venv as the Makefile makes it (torch==2.14.1 / torchvision==0.29.1 from PyPI are CUDA builds);
-#   2. the golden and metric tests with the models on CUDA (SALIENCY_BENCH_TEST_DEVICE=cuda, tests/conftest.py);
+#   2. the golden and metric tests with the models on CUDA (SALIENCY_BENCH_TEST_DEVICE=cuda, tests/conftest.py),
+#      and tests/test_models.py (every way the package puts a model to work on CUDA turns TF32 off);
 #   3. benchmarks/efficiency.py --device cuda at 224 px, N=6000;
 #   4. benchmarks/compare_study.py on CUDA (with its bf16 line);
 #   5. the paper protocol (224 px, N=6000, 6 RISE sets, Abs-CAM at layer1..layer4) on 8 demo images.
@@ -43,7 +44,8 @@ if (( SMOKE )); then
     TESTS=(tests/test_golden_metrics.py tests/test_folding.py -k "golden or resnet18")
 else
     DEVICE=cuda; SIZE="224 224"; N=6000; IMAGES=2; LAYERS="layer3 layer4"
-    TESTS=(tests/test_golden_methods.py tests/test_golden_metrics.py tests/test_metrics.py tests/test_folding.py)
+    TESTS=(tests/test_golden_methods.py tests/test_golden_metrics.py tests/test_metrics.py tests/test_folding.py
+           tests/test_models.py)
     if [[ ! -x "$PY" ]] || ! "$PY" -c "import saliency_bench" 2>/dev/null; then
         step install bash -c "python3 -m venv '$VENV' && '$VENV/bin/pip' install --quiet --upgrade pip \
             && '$VENV/bin/pip' install --quiet -r envs/requirements.txt && '$VENV/bin/pip' install --quiet -e '.[test]'"

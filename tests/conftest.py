@@ -20,6 +20,8 @@ import numpy as np
 import pytest
 import torch
 
+from saliency_bench.runtime.forward import exact_float32
+
 GOLDEN_DIR = Path(__file__).parent / "data" / "golden"
 GOLDEN_SHA256 = "13f57e68696c1414e8ddfa941825ba58eaf20a70de4eb2df6a0b50fbb0664e8c"
 
@@ -68,10 +70,10 @@ def _golden_model_checked(golden_case) -> torch.nn.Module:
 
 
 # SALIENCY_BENCH_TEST_DEVICE=cuda runs the golden comparisons on a GPU (benchmarks/gpu_check.sh), with
-# TF32 off: its 10-bit mantissa is not float32 round-off.
+# TF32 off as the package runs (its 10-bit mantissa is not float32 round-off), also for the tests' own
+# direct model calls.
 TEST_DEVICE = torch.device(os.environ.get("SALIENCY_BENCH_TEST_DEVICE", "cpu"))
-if TEST_DEVICE.type == "cuda":
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+exact_float32(TEST_DEVICE)
 
 
 @pytest.fixture

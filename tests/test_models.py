@@ -10,6 +10,8 @@ from torch import nn
 
 import saliency_bench
 from saliency_bench import UserError
+from saliency_bench.abscam import abscam_init
+from saliency_bench.runtime.forward import ModelRunner, exact_float32
 from saliency_bench.runtime.models import build_model, load_checkpoint, load_model, read_state_dict, resolve_device
 
 SOURCE = Path(saliency_bench.__file__).parent  # the package under test, wherever it is installed
@@ -162,6 +164,41 @@ def test_devices():
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(UserError, match="unknown device 'tpu'"):
         resolve_device("tpu")
+
+
+def tf32_flags() -> tuple[bool, bool]:
+    return torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+
+
+def allow_tf32(allowed: bool) -> None:
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = allowed
+
+
+@pytest.fixture
+def tf32_allowed():
+    """TF32 allowed (cuDNN's default in PyTorch) during the test; the flags restored afterwards."""
+    before = tf32_flags()
+    allow_tf32(True)
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def test_float32_on_cuda_means_float32_not_tf32(tf32_allowed):
+    exact_float32(torch.device("cpu"))
+    assert tf32_flags() == (True, True)  # other devices leave the flags alone
+    exact_float32(torch.device("cuda:0"))
+    assert tf32_flags() == (False, False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_every_way_the_package_puts_a_model_to_work_on_cuda_turns_tf32_off(tf32_allowed):
+    model = build_model("resnet18", 4).eval().cuda()
+    image = torch.zeros(1, 3, 32, 32, device="cuda")
+    for start in (lambda: resolve_device("cuda"), lambda: ModelRunner(model, 2),
+                  lambda: abscam_init(model, image, "layer2")):
+        allow_tf32(True)
+        start()
+        assert tf32_flags() == (False, False)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised when CUDA is missing")

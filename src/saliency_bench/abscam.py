@@ -27,7 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .errors import UserError, require
-from .runtime.forward import ModelRunner, batches, model_device
+from .runtime.forward import ModelRunner, batches, exact_float32, model_device
 
 FINAL_SCORES = ("logits", "softmax")
 EPS = 1e-8
@@ -54,6 +54,7 @@ def gradient_pass(model: nn.Module, images: torch.Tensor, layer: str, target: to
     """`activations_and_weights` and the logits (B, classes) of the same forward pass."""
     module = find_layer(model, layer)
     device = model_device(model)
+    exact_float32(device)
     images = images.to(device)
     captured: dict[str, torch.Tensor] = {}
 

@@ -37,6 +37,17 @@ def pinned(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x
 
 
+def exact_float32(device: torch.device) -> None:
+    """On CUDA, run float32 convolutions and matrix products in float32: PyTorch lets cuDNN use
+    TF32 by default, whose 10-bit mantissa moves logits by about 1e-3, far beyond float32 round-off
+    (the golden tolerances). Called wherever the package puts a model to work (ModelRunner, the
+    Abs-CAM gradient pass, `models.resolve_device`); a no-op on other devices. Reduced precision
+    is asked for explicitly instead (`precision: bf16` / `fp16`)."""
+    if torch.device(device).type == "cuda":
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+
+
 def model_device(model: nn.Module) -> torch.device:
     parameter = next(model.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
@@ -97,6 +108,7 @@ class ModelRunner:
         require(batch_size >= 1, f"batch_size must be at least 1, got {batch_size}")
         self.model = model
         self.device = model_device(model)
+        exact_float32(self.device)
         self.batch_size = batch_size
         self.precision = precision
         autocast_context(self.device, precision)  # validate early

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError, require
+from .forward import exact_float32
 
 STATE_DICT_KEYS = ("state_dict", "model_state_dict")
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -21,9 +22,10 @@ def resolve_device(device: str = "auto") -> torch.device:
     require(device in ("auto", "cpu", "cuda") or device.startswith("cuda:"),
             f"unknown device {device!r}; use auto, cpu or cuda")
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda"):
         require(torch.cuda.is_available(), f"device {device} requested but CUDA is not available; use device: cpu or auto")
+    exact_float32(torch.device(device))
     return torch.device(device)
 
 
