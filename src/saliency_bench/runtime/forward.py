@@ -39,8 +39,8 @@ def pinned(x: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 def exact_float32(device: torch.device) -> None:
     """On CUDA, run float32 convolutions and matrix products in float32: PyTorch lets cuDNN use
-    TF32 by default, whose 10-bit mantissa moves logits by about 1e-3, far beyond float32 round-off
-    (the golden tolerances). Called wherever the package puts a model to work (ModelRunner, the
+    TF32 by default, whose 10-bit mantissa rounds each input to about 5e-4 relative (float32: 6e-8),
+    far beyond the golden tolerances. Called wherever the package puts a model to work (ModelRunner, the
     Abs-CAM gradient pass, `models.resolve_device`); a no-op on other devices. Reduced precision
     is asked for explicitly instead (`precision: bf16` / `fp16`)."""
     if torch.device(device).type == "cuda":
