@@ -9,20 +9,6 @@ import torch
 
 from .errors import require
 from .methods import get_method
-from .runtime.forward import ModelRunner
-
-
-def explained_class(model: torch.nn.Module, images: torch.Tensor, target=None, *, batch_size: int = 64,
-                    precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
-    """(target, its softmax probability) on the unperturbed images; target defaults to top-1."""
-    logits = ModelRunner(model, batch_size, precision).run(images)
-    probabilities = logits.softmax(dim=1)
-    if target is None:
-        target = logits.argmax(dim=1)
-    target = torch.as_tensor(target, dtype=torch.long, device=logits.device).reshape(-1)
-    require(len(target) == len(images), f"target has {len(target)} entries for {len(images)} images")
-    require(bool(((target >= 0) & (target < logits.shape[1])).all()), f"target classes must lie in [0, {logits.shape[1]})")
-    return target, probabilities.gather(1, target[:, None])[:, 0]
 
 
 def compute_maps(model: torch.nn.Module, images: torch.Tensor, method: str, *, target=None, batch_size: int = 64,

@@ -111,7 +111,7 @@ class Method:
     def explain_with_class(self, model, images, target, *, batch_size: int, precision: str, **params):
         """(maps, target, its softmax probability). target None: the top-1 class. A method whose own
         forward pass yields the logits overrides this to save the extra pass."""
-        from ..explain import explained_class
+        from ..runtime.forward import explained_class
 
         target, probability = explained_class(model, images, target, batch_size=batch_size, precision=precision)
         return self.explain(model, images, target, batch_size=batch_size, precision=precision, **params), target, probability

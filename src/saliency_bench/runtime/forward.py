@@ -156,3 +156,16 @@ class ModelRunner:
     def run(self, x: torch.Tensor) -> torch.Tensor:
         """Outputs for any number of images, `batch_size` at a time."""
         return torch.cat([self(x[part]) for part in batches(x.shape[0], self.batch_size)])
+
+
+def explained_class(model: torch.nn.Module, images: torch.Tensor, target=None, *, batch_size: int = 64,
+                    precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
+    """(target, its softmax probability) on the unperturbed images; target defaults to top-1."""
+    logits = ModelRunner(model, batch_size, precision).run(images)
+    probabilities = logits.softmax(dim=1)
+    if target is None:
+        target = logits.argmax(dim=1)
+    target = torch.as_tensor(target, dtype=torch.long, device=logits.device).reshape(-1)
+    require(len(target) == len(images), f"target has {len(target)} entries for {len(images)} images")
+    require(bool(((target >= 0) & (target < logits.shape[1])).all()), f"target classes must lie in [0, {logits.shape[1]})")
+    return target, probabilities.gather(1, target[:, None])[:, 0]
