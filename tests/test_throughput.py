@@ -130,4 +130,6 @@ def test_forward_flops_of_a_resnet18_match_torchvision():
 
 def test_the_matmul_rate_is_a_plausible_flop_rate(one_thread):
     rate = throughput.matmul_flops_per_second(n=256, seconds=0.1)
-    assert 1e8 < rate < 1e13  # one core: more than 0.1 GFLOP/s, less than 10 TFLOP/s
+    # One core: more than 1 GFLOP/s (any x86 core since SSE2; a rate counted per n^2 instead of n^3 lands
+    # 256x lower, under it), less than 10 TFLOP/s.
+    assert 1e9 < rate < 1e13
