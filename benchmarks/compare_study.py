@@ -298,6 +298,11 @@ def tied_fraction(maps: np.ndarray) -> float:
     return float(np.mean([1 - len(np.unique(row)) / len(row) for row in flat]))
 
 
+def total_wall_s(timings: dict, side: str) -> float:
+    """A side's wall time over all stages: the "overall" of every speed-up printed."""
+    return sum(timings[side][stage]["wall_s"] for stage in STAGES)
+
+
 def report(args, timings: dict, comparison: dict) -> None:
     print(f"# {args.arch} ({args.num_classes} classes), {args.size[0]}x{args.size[1]}, {args.images} demo images, "
           f"N={args.n_masks} binary masks p={args.p}, layers {' '.join(args.layers)}; ours: {args.precision} "
@@ -305,7 +310,7 @@ def report(args, timings: dict, comparison: dict) -> None:
           f"study: fp32 contiguous, RISE batch {args.study_batch}, Abs-CAM Final batch K, metrics batch 1; on {args.device}")
     print(f"{'stage':<14}{'study_s':>10}{'ours_s':>10}{'speedup':>9}{'study_mb':>10}{'ours_mb':>9}{'memory':>8}")
     rows = [(stage, timings["study"][stage], timings["ours"][stage]) for stage in STAGES]
-    overall = {side: {"wall_s": sum(timings[side][stage]["wall_s"] for stage in STAGES),
+    overall = {side: {"wall_s": total_wall_s(timings, side),
                       "peak_rss_mb": max(timings[side][stage]["peak_rss_mb"] for stage in STAGES)} for side in SIDES}
     rows.append(("overall", overall["study"], overall["ours"]))
     for name, study, ours in rows:
@@ -344,8 +349,7 @@ def limit_report(timings: dict, limits: list[dict]) -> dict:
         share = {side: row["images"] * flop / row["wall_s"] / rate for side, row in (("study", study), ("ours", ours))}
         print(f"{stage:<14}{study['images']:>10}{ours['images']:>10}{share['study']:>12.2f}{share['ours']:>11.2f}"
               f"{at_limit[stage]:>16.2f}{study['wall_s'] / at_limit[stage]:>8.2f}x")
-    study_total = sum(timings["study"][stage]["wall_s"] for stage in STAGES)
-    ceiling = study_total / sum(at_limit.values())
+    ceiling = total_wall_s(timings, "study") / sum(at_limit.values())
     print(f"{'overall':<14}{'':>10}{'':>10}{'':>12}{'':>11}{sum(at_limit.values()):>16.2f}{ceiling:>8.2f}x")
     return {"matmul_gflops": rate, "gflop_per_image": flop, "limits": limits, "ours_at_limit_s": at_limit,
             "ceiling": ceiling}
@@ -368,7 +372,7 @@ def bf16_line(args, folder: Path, timings: dict) -> dict:
     for stage in STAGES[1:]:
         walls[stage] = in_fresh_process(run_stage, "ours-bf16", stage, args, str(folder))["wall_s"]
     comparison = compare_outputs(args, folder, "ours-bf16")
-    study = sum(timings["study"][stage]["wall_s"] for stage in STAGES)
+    study = total_wall_s(timings, "study")
     largest = comparison["largest_auc_difference"]
     print(f"bf16 (ours): overall {sum(walls.values()):.2f} s, {study / sum(walls.values()):.2f}x the study; largest "
           f"|AUC difference| {largest['difference']:.2e} ({largest['method']}, {largest['mode']}); rankings "
