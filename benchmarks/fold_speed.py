@@ -5,7 +5,8 @@ tuned on the folded model, as the workflow does), timed in turn for --rounds rou
 its best round (a shared machine's speed drifts). Also prints the largest logit change, the
 process CPU time per image of each (with --threads 1 the work itself, which other jobs on a shared
 machine disturb far less than the wall time), and the folded model's FLOP rate as a share of this
-machine's float32 matrix-product rate (the ceiling of any fp32 convolution code).
+machine's fastest float32 dense kernel (matrix product or 3x3 convolution: the practical ceiling of any fp32
+convolution code).
 
     python benchmarks/fold_speed.py --size 224 224
     python benchmarks/fold_speed.py --size 112 112 --num-classes 4   # the demo's size
@@ -21,7 +22,7 @@ import torch
 from saliency_bench.commands._options import batch_size_arg
 from saliency_bench.runtime.forward import ModelRunner, set_memory_format
 from saliency_bench.runtime.models import build_model, resolve_device
-from saliency_bench.runtime.throughput import forward_flops, matmul_flops_per_second, probe_batch, tune_forward
+from saliency_bench.runtime.throughput import dense_flops_per_second, forward_flops, probe_batch, tune_forward
 
 
 def timed(runner: ModelRunner, batch: torch.Tensor, seconds: float) -> tuple[float, float]:
@@ -68,13 +69,15 @@ def main(argv=None) -> int:
             rate, cpu_per_image = timed(runner, batch, args.seconds)
             best[fold], cpu[fold] = max(best[fold], rate), min(cpu[fold], cpu_per_image)
     flop = forward_flops(runners[True].model, tuple(args.size))
-    matmul = matmul_flops_per_second(device)
+    dense = dense_flops_per_second(device)
+    kernel = max(dense, key=dense.get)
     print(f"{args.arch} {args.size[0]}x{args.size[1]} {settings.memory_format} batch {settings.batch_size} on {device}, "
           f"{torch.get_num_threads()} threads: as is {best[False]:.1f} images/s, folded {best[True]:.1f} images/s, "
           f"speed-up {best[True] / best[False]:.2f}x; CPU time per image {1e3 * cpu[False]:.1f} ms as is, "
           f"{1e3 * cpu[True]:.1f} ms folded ({cpu[False] / cpu[True]:.2f}x); largest logit change {change:.1e}; "
           f"folded {best[True] * flop / 1e9:.0f} GFLOP/s ({flop / 1e9:.2f} GFLOP per image), "
-          f"{best[True] * flop / matmul:.2f} of the {matmul / 1e9:.0f} GFLOP/s of float32 matrix products")
+          f"{best[True] * flop / dense[kernel]:.2f} of this machine's fastest float32 dense kernel ({kernel} "
+          f"{dense[kernel] / 1e9:.0f} GFLOP/s; {', '.join(f'{name} {rate / 1e9:.0f}' for name, rate in dense.items())})")
     return 0
 
 

@@ -128,8 +128,26 @@ def test_forward_flops_of_a_resnet18_match_torchvision():
     assert throughput.forward_flops(resnet18().eval(), (224, 224)) / 2e9 == pytest.approx(gmacs, rel=5e-3)
 
 
-def test_the_matmul_rate_is_a_plausible_flop_rate(one_thread):
-    rate = throughput.matmul_flops_per_second(n=256, seconds=0.1)
-    # One core: more than 1 GFLOP/s (any x86 core since SSE2; a rate counted per n^2 instead of n^3 lands
-    # 256x lower, under it), less than 10 TFLOP/s.
-    assert 1e9 < rate < 1e13
+def test_the_dense_kernel_rates_are_plausible_flop_rates(one_thread):
+    rates = throughput.dense_flops_per_second(seconds=0.1, n=256, channels=64, size=14, batch=4)
+    assert set(rates) == {"matmul", "conv3x3"}
+    for rate in rates.values():
+        # One core: more than 1 GFLOP/s (any x86 core since SSE2; a rate counted per n^2 instead of n^3 lands
+        # 256x lower, under it), less than 10 TFLOP/s.
+        assert 1e9 < rate < 1e13
+
+
+def test_counted_flops_of_a_matrix_product():
+    a, b = torch.ones(3, 4), torch.ones(4, 5)
+    assert throughput.counted_flops(lambda: a @ b) == 2 * 3 * 4 * 5
+
+
+def test_a_kernel_rate_is_its_flops_per_call_over_the_time_per_call():
+    a, b = torch.ones(8, 8), torch.ones(8, 8)
+
+    def kernel():  # 1024 FLOP taking at least 10 ms: the sleep sets the time, never shorter than asked
+        time.sleep(0.01)
+        return a @ b
+
+    rate = throughput.best_flops_per_second(kernel, torch.device("cpu"), seconds=0.3)
+    assert 1024 / 0.02 < rate <= 1024 / 0.01

@@ -275,32 +275,50 @@ def native_bf16(device: torch.device) -> bool:
 
 
 # ---- helpers of the benchmarks ----------------------------------------------------------------------------
-def forward_flops(model: nn.Module, size: tuple[int, int]) -> float:
-    """Floating-point operations of one image's forward pass, in the ops torch's FLOP counter
-    knows (convolutions and matrix products, a multiply-add counted as two): ResNet-18 at 224 px, 3.63e9."""
+def counted_flops(kernel) -> float:
+    """Floating-point operations of one call of `kernel()`, in the ops torch's FLOP counter knows
+    (convolutions and matrix products, a multiply-add counted as two)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(probe_batch(1, size, model_device(model)))
+        kernel()
     return float(counter.get_total_flops())
 
 
-def matmul_flops_per_second(device: torch.device = torch.device("cpu"), n: int = 2048, seconds: float = 2.0) -> float:
-    """This machine's float32 dense matrix-product rate (FLOP/s, n x n times n x n, best of three
-    timings): the practical ceiling of any fp32 forward pass made of convolutions."""
+def forward_flops(model: nn.Module, size: tuple[int, int]) -> float:
+    """`counted_flops` of one image's forward pass: ResNet-18 at 224 px, 3.63e9."""
+    return counted_flops(lambda: model(probe_batch(1, size, model_device(model))))
+
+
+def best_flops_per_second(kernel, device: torch.device, seconds: float) -> float:
+    """FLOP/s of `kernel()` (its `counted_flops`), best of three timings of about seconds / 3 each."""
+    flop, best = counted_flops(kernel), 0.0
+    with torch.no_grad():
+        for _ in range(3):
+            kernel()  # warm-up: threads woken, caches filled, primitives made
+            synchronise(device)
+            start, repeats = time.perf_counter(), 0
+            while repeats < 2 or time.perf_counter() - start < seconds / 3:
+                kernel()
+                repeats += 1
+            synchronise(device)
+            best = max(best, repeats * flop / (time.perf_counter() - start))
+    return best
+
+
+def dense_flops_per_second(device: torch.device = torch.device("cpu"), seconds: float = 2.0,
+                           n: int = 2048, channels: int = 256, size: int = 28, batch: int = 32) -> dict[str, float]:
+    """This machine's float32 rate (FLOP/s) of its two dense kernels, each timed for `seconds`: "matmul"
+    (n x n times n x n) and "conv3x3" (a channels-last 3x3 convolution, channels -> channels on
+    batch x size x size, as in a ResNet's layer3). Their maximum is the practical ceiling of an fp32
+    forward pass made of convolutions. Both are needed: the libraries behind them can run different
+    instruction sets on one CPU (on an AMD AVX-512 CPU the convolutions ran 1.2-1.3x the matrix products)."""
     generator = torch.Generator().manual_seed(0)
     a, b = (torch.randn(n, n, generator=generator).to(device) for _ in range(2))
-    best = 0.0
-    for _ in range(3):
-        a @ b  # warm-up: threads woken, caches filled
-        synchronise(device)
-        start, repeats = time.perf_counter(), 0
-        while repeats < 2 or time.perf_counter() - start < seconds / 3:
-            a @ b
-            repeats += 1
-        synchronise(device)
-        best = max(best, repeats * 2 * n ** 3 / (time.perf_counter() - start))
-    return best
+    x = torch.randn(batch, channels, size, size, generator=generator).to(device).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(channels, channels, 3, 3, generator=generator).to(device).contiguous(memory_format=torch.channels_last)
+    return {"matmul": best_flops_per_second(lambda: a @ b, device, seconds),
+            "conv3x3": best_flops_per_second(lambda: nn.functional.conv2d(x, weight, padding=1), device, seconds)}
 
 
 def peak_rss_mb() -> float:
