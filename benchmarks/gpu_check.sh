@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The GPU check, from a fresh clone on a machine with one NVIDIA GPU, in at most 8 minutes:
-#   1. a pip venv as the Makefile makes it (torch==2.14.1 / torchvision==0.29.1 from PyPI are CUDA builds);
+#   1. the environment: an existing $VENV (default .venv) that has the project; else, where the folder
+#      $WHEELS (default .wheels, from benchmarks/gpu_wheels.sh) was carried along, the machine's own python3
+#      ($GPU_PYTHON) and its CUDA torch, with the wheels installed into $SITE: no network needed;
+#      else a pip venv as the Makefile makes it (torch==2.14.1 / torchvision==0.29.1 from PyPI are CUDA builds);
 #   2. the golden and metric tests with the models on CUDA (SALIENCY_BENCH_TEST_DEVICE=cuda, tests/conftest.py),
 #      and tests/test_models.py (every way the package puts a model to work on CUDA turns TF32 off);
 #   3. benchmarks/efficiency.py --device cuda at 224 px, N=6000;
@@ -11,7 +14,8 @@
 #
 #   bash benchmarks/gpu_check.sh               # the real check (needs CUDA)
 #   bash benchmarks/gpu_check.sh --cpu-smoke   # every step on the CPU at toy sizes (about 10-20 min on 2 cores):
-#                                              # checks the script, not the GPU; uses an existing .venv
+#                                              # checks the script, not the GPU
+#   bash benchmarks/gpu_wheels.sh && bash benchmarks/gpu_check.sh   # prepare here, run where nothing can be fetched
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-./gpu-check-out}
@@ -20,7 +24,8 @@ OUT=$(cd "$OUT" && pwd)
 SMOKE=0
 [[ "${1:-}" == "--cpu-smoke" ]] && SMOKE=1
 VENV=${VENV:-.venv}
-PY="$VENV/bin/python"
+WHEELS=${WHEELS:-.wheels}
+SITE=${SITE:-/tmp/saliency-bench-site}
 DEADLINE=$(( $(date +%s) + ${GPU_CHECK_SECONDS:-470} ))  # 8 minutes, less a margin for the summary
 FAILED=0
 : > "$OUT/summary.txt"
@@ -46,10 +51,21 @@ else
     DEVICE=cuda; SIZE="224 224"; N=6000; IMAGES=2; LAYERS="layer3 layer4"
     TESTS=(tests/test_golden_methods.py tests/test_golden_metrics.py tests/test_metrics.py tests/test_folding.py
            tests/test_models.py)
-    if [[ ! -x "$PY" ]] || ! "$PY" -c "import saliency_bench" 2>/dev/null; then
-        step install bash -c "python3 -m venv '$VENV' && '$VENV/bin/pip' install --quiet --upgrade pip \
-            && '$VENV/bin/pip' install --quiet -r envs/requirements.txt && '$VENV/bin/pip' install --quiet -e '.[test]'"
-    fi
+fi
+if [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c "import saliency_bench, snakemake" 2>/dev/null; then
+    PY="$VENV/bin/python"
+elif [[ -d "$WHEELS" ]]; then  # offline: what the machine lacks comes from the carried wheels
+    PY=$(command -v "${GPU_PYTHON:-python3}")
+    step install "$PY" -m pip install --quiet --no-index --no-deps --no-compile --upgrade --target "$SITE" "$WHEELS"/*.whl
+    export PYTHONPATH="$SITE:$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+else
+    PY="$VENV/bin/python"
+    step install bash -c "python3 -m venv '$VENV' && '$VENV/bin/pip' install --quiet --upgrade pip \
+        && '$VENV/bin/pip' install --quiet -r envs/requirements.txt && '$VENV/bin/pip' install --quiet -e '.[test]'"
+fi
+"$PY" -c "import saliency_bench, snakemake" \
+    || { echo "no environment with the project: see install.log, or run benchmarks/gpu_wheels.sh first" | tee -a "$OUT/summary.txt"; exit 1; }
+if (( ! SMOKE )); then
     "$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device visible to torch'" \
         || { echo "no CUDA device: nothing to check (use --cpu-smoke to test the script)" | tee -a "$OUT/summary.txt"; exit 1; }
 fi
@@ -61,7 +77,7 @@ print("torch", torch.__version__, "cuda", torch.version.cuda, "device", torch.cu
 print("native bf16:", native_bf16(device), "cpu capability:", torch.backends.cpu.get_cpu_capability())
 EOF
 
-step tests env SALIENCY_BENCH_TEST_DEVICE=$DEVICE "$VENV/bin/pytest" -q -p no:cacheprovider "${TESTS[@]}"
+step tests env SALIENCY_BENCH_TEST_DEVICE=$DEVICE "$PY" -m pytest -q -p no:cacheprovider "${TESTS[@]}"
 # shellcheck disable=SC2086
 step efficiency "$PY" benchmarks/efficiency.py --device $DEVICE --size $SIZE --n-masks $N --images $IMAGES
 # shellcheck disable=SC2086
@@ -85,7 +101,7 @@ EOF
 WORK="$OUT/paper-demo"
 mkdir -p "$WORK"
 DRY=(); (( SMOKE )) && DRY=(-n)  # the smoke test only plans the workflow
-step paper_protocol "$VENV/bin/snakemake" --snakefile "$PWD/Snakefile" --directory "$WORK" --configfile "$OUT/paper_demo.yaml" \
+step paper_protocol "$PY" -m snakemake --snakefile "$PWD/Snakefile" --directory "$WORK" --configfile "$OUT/paper_demo.yaml" \
     --cores all "${DRY[@]}"
 if [[ -f "$WORK/results/tables/summary.md" ]]; then cp "$WORK/results/tables/summary.md" "$OUT/paper_demo_summary.md"; fi
 if [[ -f "$WORK/results/model/forward_settings.json" ]]; then cp "$WORK/results/model/forward_settings.json" "$OUT/"; fi

@@ -1,8 +1,10 @@
-"""pyproject.toml, envs/requirements.txt and envs/saliency-bench.yaml agree; the console script is declared."""
+"""pyproject.toml, envs/requirements.txt and envs/saliency-bench.yaml agree; the console script is declared;
+benchmarks/gpu_wheels.sh (the offline GPU check's wheels) refuses bad arguments before fetching anything."""
 from __future__ import annotations
 
 import importlib
 import re
+import subprocess
 import tomllib
 from importlib import metadata
 from pathlib import Path
@@ -90,3 +92,17 @@ def test_console_script_is_declared_and_importable():
     (script,) = [e for e in metadata.entry_points(group="console_scripts") if e.name == "saliency-bench"]
     module, function = script.value.split(":")
     assert callable(getattr(importlib.import_module(module), function))
+
+
+@pytest.mark.parametrize("arguments, problem", [
+    (["--colour", "red"], "unknown argument '--colour'"),
+    (["--have", "no-such-list.txt"], "no package list 'no-such-list.txt'"),
+    (["--python", "no-such-python"], "cannot run 'no-such-python'"),
+])
+def test_gpu_wheels_refuses_bad_arguments_with_one_line(tmp_path, arguments, problem):
+    out = tmp_path / "wheels"
+    run = subprocess.run(["bash", "benchmarks/gpu_wheels.sh", *arguments, "--out", str(out)],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 2
+    assert problem in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert not out.exists()  # nothing fetched, nothing half-written
