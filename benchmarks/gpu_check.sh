@@ -9,11 +9,14 @@
 #   3. benchmarks/efficiency.py --device cuda at 224 px, N=6000;
 #   4. benchmarks/compare_study.py on CUDA (with its bf16 line);
 #   5. the paper protocol (224 px, N=6000, 6 RISE sets, Abs-CAM at layer1..layer4) on 8 demo images.
-# Everything goes under $OUT (default ./gpu-check-out): one log per step, summary.txt with each step's
-# status and seconds. A step that fails is recorded and the next one still runs; exit status 1 if any failed.
+# Everything goes under $OUT (default ./gpu-check-out): summary.txt (the machine, each step's status and
+# seconds), one log per step, compare_study.json, the paper run's summary table and forward settings; the paper
+# run itself works in $PAPER_WORK (default /tmp/saliency-bench-paper-demo: its mask files take gigabytes).
+# With --bundle all but summary.txt is packed into gpu-check.tar.gz, for transfers that take few files.
+# A step that fails is recorded and the next one still runs; exit status 1 if any failed.
 #
 #   bash benchmarks/gpu_check.sh               # the real check (needs CUDA)
-#   bash benchmarks/gpu_check.sh --cpu-smoke   # every step on the CPU at toy sizes (about 10-20 min on 2 cores):
+#   bash benchmarks/gpu_check.sh --cpu-smoke   # every step on the CPU at toy sizes (about 10 min on 2 cores):
 #                                              # checks the script, not the GPU
 #   bash benchmarks/gpu_wheels.sh && bash benchmarks/gpu_check.sh   # prepare here, run where nothing can be fetched
 set -uo pipefail
@@ -22,11 +25,20 @@ OUT=${OUT:-./gpu-check-out}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 SMOKE=0
-[[ "${1:-}" == "--cpu-smoke" ]] && SMOKE=1
+BUNDLE=0
+for argument in "$@"; do
+    case $argument in
+        --cpu-smoke) SMOKE=1 ;;
+        --bundle) BUNDLE=1 ;;
+        *) echo "gpu_check.sh: unknown argument '$argument' (known: --cpu-smoke, --bundle)" >&2; exit 2 ;;
+    esac
+done
+WORK=${PAPER_WORK:-/tmp/saliency-bench-paper-demo}
 VENV=${VENV:-.venv}
 WHEELS=${WHEELS:-.wheels}
 SITE=${SITE:-/tmp/saliency-bench-site}
-DEADLINE=$(( $(date +%s) + ${GPU_CHECK_SECONDS:-470} ))  # 8 minutes, less a margin for the summary
+DEFAULT_SECONDS=$(( SMOKE ? 1500 : 470 ))  # on the GPU 8 minutes, less a margin for the summary
+DEADLINE=$(( $(date +%s) + ${GPU_CHECK_SECONDS:-$DEFAULT_SECONDS} ))
 FAILED=0
 : > "$OUT/summary.txt"
 
@@ -69,7 +81,7 @@ if (( ! SMOKE )); then
     "$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device visible to torch'" \
         || { echo "no CUDA device: nothing to check (use --cpu-smoke to test the script)" | tee -a "$OUT/summary.txt"; exit 1; }
 fi
-"$PY" - > "$OUT/machine.txt" 2>&1 <<'EOF'
+"$PY" - >> "$OUT/summary.txt" 2>&1 <<'EOF'
 import platform, torch
 from saliency_bench.runtime.throughput import native_bf16
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -85,7 +97,8 @@ step compare_study "$PY" benchmarks/compare_study.py --device $DEVICE --size $SI
     --images $IMAGES --layers $LAYERS --json "$OUT/compare_study.json"
 
 # The paper protocol on 8 demo images: config/paper.yaml's preprocessing, RISE and Abs-CAM on the demo's data and model.
-"$PY" - "$OUT/paper_demo.yaml" "$DEVICE" "$SMOKE" <<'EOF'
+mkdir -p "$WORK"
+"$PY" - "$WORK/paper_demo.yaml" "$DEVICE" "$SMOKE" <<'EOF'
 import sys, yaml
 out, device, smoke = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 demo, paper = (yaml.safe_load(open(f"config/{name}.yaml")) for name in ("config", "paper"))
@@ -98,12 +111,15 @@ if smoke:
     config["rise"] = {**config["rise"], "n_masks": 16}
 yaml.safe_dump(config, open(out, "w"), sort_keys=False)
 EOF
-WORK="$OUT/paper-demo"
-mkdir -p "$WORK"
-DRY=(); (( SMOKE )) && DRY=(-n)  # the smoke test only plans the workflow
-step paper_protocol "$PY" -m snakemake --snakefile "$PWD/Snakefile" --directory "$WORK" --configfile "$OUT/paper_demo.yaml" \
-    --cores all "${DRY[@]}"
-if [[ -f "$WORK/results/tables/summary.md" ]]; then cp "$WORK/results/tables/summary.md" "$OUT/paper_demo_summary.md"; fi
+step paper_protocol "$PY" -m snakemake --snakefile "$PWD/Snakefile" --directory "$WORK" --configfile "$WORK/paper_demo.yaml" \
+    --cores all
+for table in summary timing; do  # the comparison, and each stage's time beside the plan's estimate
+    if [[ -f "$WORK/results/tables/$table.md" ]]; then cp "$WORK/results/tables/$table.md" "$OUT/paper_demo_$table.md"; fi
+done
 if [[ -f "$WORK/results/model/forward_settings.json" ]]; then cp "$WORK/results/model/forward_settings.json" "$OUT/"; fi
-echo "results under $OUT" | tee -a "$OUT/summary.txt"
+if (( BUNDLE )); then
+    (cd "$OUT" && find . -mindepth 1 -maxdepth 1 ! -name summary.txt ! -name gpu-check.tar.gz -printf '%P\n' \
+        | tar czf gpu-check.tar.gz -T - --remove-files)
+fi
+echo "results under $OUT ($(ls "$OUT" | tr '\n' ' '))" | tee -a "$OUT/summary.txt"
 exit $FAILED
