@@ -16,7 +16,7 @@
 # A step that fails is recorded and the next one still runs; exit status 1 if any failed.
 #
 #   bash benchmarks/gpu_check.sh               # the real check (needs CUDA)
-#   bash benchmarks/gpu_check.sh --cpu-smoke   # every step on the CPU at toy sizes (about 10 min on 2 cores):
+#   bash benchmarks/gpu_check.sh --cpu-smoke   # every step on the CPU at toy sizes (7 min on 2 cores here):
 #                                              # checks the script, not the GPU
 #   bash benchmarks/gpu_wheels.sh && bash benchmarks/gpu_check.sh   # prepare here, run where nothing can be fetched
 set -uo pipefail
