@@ -11,8 +11,8 @@
 #   5. the paper protocol (224 px, N=6000, 6 RISE sets, Abs-CAM at layer1..layer4) on 8 demo images.
 # Everything goes under $OUT (default ./gpu-check-out): summary.txt (the machine, each step's status and
 # seconds), one log per step, compare_study.json, the paper run's summary and timing tables (and its forward
-# settings where they were tuned); the paper
-# run itself works in $PAPER_WORK (default /tmp/saliency-bench-paper-demo: its mask files take gigabytes).
+# settings where they were tuned); the paper run itself works in $PAPER_WORK (default
+# /tmp/saliency-bench-paper-demo: its mask files take gigabytes).
 # With --bundle all but summary.txt is packed into gpu-check.tar.gz, for transfers that take few files.
 # A step that fails is recorded and the next one still runs; exit status 1 if any failed.
 #
