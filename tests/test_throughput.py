@@ -151,3 +151,27 @@ def test_a_kernel_rate_is_its_flops_per_call_over_the_time_per_call():
 
     rate = throughput.best_flops_per_second(kernel, torch.device("cpu"), seconds=0.3)
     assert 1024 / 0.02 < rate <= 1024 / 0.01
+
+
+def test_the_winograd_bound_times_a_real_convolution():
+    """benchmarks/winograd_bound.py's F(2,3) and F(4,3) convolutions equal the direct one to fp32 round-off,
+    odd sizes (partial tiles) included: its 'full' timings measure the same function."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "winograd_bound.py"
+    spec = importlib.util.spec_from_file_location("winograd_bound", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    torch.manual_seed(0)
+    conv = nn.Conv2d(6, 5, 3, padding=1).eval()
+    x = torch.randn(2, 6, 9, 7)
+    with torch.no_grad():
+        reference = conv(x)
+        for m in (2, 4):
+            winograd = module.WinogradConv3x3(conv, m)
+            assert torch.allclose(winograd(x), reference, atol=1e-5, rtol=1e-5), m
+    square = nn.Conv2d(6, 6, 3, padding=1)
+    strided = nn.Conv2d(6, 6, 3, padding=1, stride=2)
+    found = module.conv_inputs(nn.Sequential(square, nn.ReLU(), strided, square), x)
+    assert [conv for conv, _ in found] == [square, square] and found[1][1].shape == (2, 6, 5, 4)
