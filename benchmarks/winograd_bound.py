@@ -9,7 +9,9 @@ folded model (channels last, the tuned batch) this times:
 - product: the batched matrix products alone (the better of `torch.bmm` and a grouped 1x1 convolution),
   i.e. Winograd with free transforms: a bound no implementation can beat;
 - full: the whole Winograd convolution (tile gather, transform products, scatter), and its largest
-  error against float64.
+  error against float64;
+- NNPACK: PyTorch's built-in fast-algorithm convolution (Winograd or FFT, its own choice), where the
+  build has it.
 It then bounds the model: its measured batch time minus, for every such convolution, what the product
 alone (or the full version) would save. If even the bound stays small, Winograd is not worth writing.
 
@@ -138,7 +140,7 @@ def main(argv=None) -> int:
           f"{torch.get_num_threads()} threads: folded model {1e3 * model_s:.1f} ms per batch "
           f"({settings.batch_size / model_s:.1f} images/s)")
     print("input shape          out  count  direct_ms  F(m,3)  product_ms  ratio  full_ms  ratio  full_max_rel_err")
-    saved = {(m, kind): 0.0 for m in TRANSFORMS for kind in ("product", "full")}
+    saved = {(m, kind): 0.0 for m in TRANSFORMS for kind in ("product", "full")} | {"NNPACK": 0.0}
     with torch.no_grad():
         for key, count in counts.items():
             conv, x = examples[key]
@@ -155,10 +157,20 @@ def main(argv=None) -> int:
                 print(f"{str(list(key[0])):20s} {key[1]:4d} {count:6d} {1e3 * direct:10.2f}  F({m},3) "
                       f"{1e3 * product:11.2f} {direct / product:5.2f}x {1e3 * full:8.2f} {direct / full:5.2f}x "
                       f"{error:17.1e}")
+            if torch.backends.nnpack.is_available():
+                nnpack_x, weight = x.contiguous(), conv.weight.contiguous()
+                nnpack = seconds_per_call(lambda: torch._nnpack_spatial_convolution(
+                    nnpack_x, weight, conv.bias, [1, 1], [1, 1]), args.seconds)
+                error = float((torch._nnpack_spatial_convolution(nnpack_x, weight, conv.bias, [1, 1], [1, 1]).double()
+                               - reference).abs().max() / reference.abs().max())
+                saved["NNPACK"] += count * max(0.0, direct - nnpack)
+                print(f"{'':32s} NNPACK {1e3 * nnpack:11.2f} {direct / nnpack:5.2f}x {'':15s} {error:17.1e}")
     for m in TRANSFORMS:
         print(f"F({m},3) at every such convolution: the model at most {model_s / (model_s - saved[m, 'product']):.2f}x "
               f"faster with free transforms, {model_s / (model_s - saved[m, 'full']):.2f}x with these transforms "
               f"(each convolution where Winograd is faster, the rest direct)")
+    if torch.backends.nnpack.is_available():
+        print(f"NNPACK where it is faster: the model {model_s / (model_s - saved['NNPACK']):.2f}x faster")
     return 0
 
 
