@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections import Counter
 
 import torch
@@ -31,7 +30,9 @@ from torch import nn
 from saliency_bench.commands._options import batch_size_arg
 from saliency_bench.runtime.forward import ModelRunner, set_memory_format
 from saliency_bench.runtime.models import build_model
-from saliency_bench.runtime.throughput import probe_batch, tune_forward
+from saliency_bench.runtime.throughput import best_seconds_per_call, images_per_second, probe_batch, tune_forward
+
+CPU = torch.device("cpu")
 
 # Lavin & Gray (2016) transforms, interpolation points 0, 1, -1 (F(2,3)) and 0, +-1, +-2 (F(4,3))
 TRANSFORMS = {
@@ -80,8 +81,8 @@ class WinogradConv3x3:
         return (out + self.bias).permute(0, 3, 1, 2)
 
 
-def product_only(winograd: WinogradConv3x3, x: torch.Tensor):
-    """A call running the t*t matrix products alone: the faster of a batched product and a grouped 1x1 convolution."""
+def product_seconds(winograd: WinogradConv3x3, x: torch.Tensor, seconds: float) -> float:
+    """Seconds of the t*t matrix products alone: the faster of a batched product and a grouped 1x1 convolution."""
     data = winograd.transformed_input(x)
     blocks, tiles, channels = data.shape
     rows, cols = winograd.tiles(x)
@@ -90,16 +91,7 @@ def product_only(winograd: WinogradConv3x3, x: torch.Tensor):
         memory_format=torch.channels_last)
     grouped_w = winograd.kernel.permute(0, 2, 1).reshape(-1, channels, 1, 1).contiguous()
     candidates = (lambda: torch.bmm(data, winograd.kernel), lambda: F.conv2d(grouped_in, grouped_w, groups=blocks))
-    return min(candidates, key=lambda run: seconds_per_call(run, 0.3))
-
-
-def seconds_per_call(run, seconds: float) -> float:
-    run()
-    start, calls = time.perf_counter(), 0
-    while calls < 3 or time.perf_counter() - start < seconds:
-        run()
-        calls += 1
-    return (time.perf_counter() - start) / calls
+    return min(best_seconds_per_call(run, CPU, seconds) for run in candidates)
 
 
 def conv_inputs(model: nn.Module, batch: torch.Tensor) -> list[tuple[nn.Conv2d, torch.Tensor]]:
@@ -130,9 +122,9 @@ def main(argv=None) -> int:
     model = build_model(args.arch, args.num_classes).eval()
     settings = tune_forward(model, tuple(args.size), "fp32", args.batch_size, "auto", rounds=1)
     set_memory_format(model, settings.memory_format)
-    batch = probe_batch(settings.batch_size, tuple(args.size), torch.device("cpu"))
+    batch = probe_batch(settings.batch_size, tuple(args.size), CPU)
     runner = ModelRunner(model, settings.batch_size, fold_bn=True)
-    model_s = seconds_per_call(lambda: runner(batch), 3 * args.seconds)
+    model_s = settings.batch_size / images_per_second(runner, batch, 3 * args.seconds)
     convs = conv_inputs(runner.model, batch)
     counts = Counter((tuple(x.shape), conv.out_channels) for conv, x in convs)
     examples = {(tuple(x.shape), conv.out_channels): (conv, x) for conv, x in convs}
@@ -146,12 +138,12 @@ def main(argv=None) -> int:
             conv, x = examples[key]
             reference = F.conv2d(x.double(), conv.weight.double(), conv.bias.double() if conv.bias is not None
                                  else None, padding=1)
-            direct = seconds_per_call(lambda: conv(x), args.seconds)
+            direct = best_seconds_per_call(lambda: conv(x), CPU, args.seconds)
             for m in TRANSFORMS:
                 winograd = WinogradConv3x3(conv, m)
                 error = float((winograd(x).double() - reference).abs().max() / reference.abs().max())
-                product = seconds_per_call(product_only(winograd, x), args.seconds)
-                full = seconds_per_call(lambda: winograd(x), args.seconds)
+                product = product_seconds(winograd, x, args.seconds)
+                full = best_seconds_per_call(lambda: winograd(x), CPU, args.seconds)
                 saved[m, "product"] += count * max(0.0, direct - product)
                 saved[m, "full"] += count * max(0.0, direct - full)
                 print(f"{str(list(key[0])):20s} {key[1]:4d} {count:6d} {1e3 * direct:10.2f}  F({m},3) "
@@ -159,10 +151,9 @@ def main(argv=None) -> int:
                       f"{error:17.1e}")
             if torch.backends.nnpack.is_available():
                 nnpack_x, weight = x.contiguous(), conv.weight.contiguous()
-                nnpack = seconds_per_call(lambda: torch._nnpack_spatial_convolution(
-                    nnpack_x, weight, conv.bias, [1, 1], [1, 1]), args.seconds)
-                error = float((torch._nnpack_spatial_convolution(nnpack_x, weight, conv.bias, [1, 1], [1, 1]).double()
-                               - reference).abs().max() / reference.abs().max())
+                nnpack_conv = lambda: torch._nnpack_spatial_convolution(nnpack_x, weight, conv.bias, [1, 1], [1, 1])
+                nnpack = best_seconds_per_call(nnpack_conv, CPU, args.seconds)
+                error = float((nnpack_conv().double() - reference).abs().max() / reference.abs().max())
                 saved["NNPACK"] += count * max(0.0, direct - nnpack)
                 print(f"{'':32s} NNPACK {1e3 * nnpack:11.2f} {direct / nnpack:5.2f}x {'':15s} {error:17.1e}")
     for m in TRANSFORMS:

@@ -3,25 +3,18 @@ reproduces the golden outputs of the original code, so the benchmark compares us
 algorithm, not a strawman."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from tolerances import GOLDEN_RTOL, assert_golden_aucs, assert_golden_curves, assert_golden_map
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "study_code.py"
+from workflow_helpers import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def study():
-    spec = importlib.util.spec_from_file_location("study_code", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("study_code")
 
 
 @pytest.fixture

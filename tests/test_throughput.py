@@ -156,13 +156,9 @@ def test_a_kernel_rate_is_its_flops_per_call_over_the_time_per_call():
 def test_the_winograd_bound_times_a_real_convolution():
     """benchmarks/winograd_bound.py's F(2,3) and F(4,3) convolutions equal the direct one to fp32 round-off,
     odd sizes (partial tiles) included: its 'full' timings measure the same function."""
-    import importlib.util
-    from pathlib import Path
+    from workflow_helpers import load_benchmark
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "winograd_bound.py"
-    spec = importlib.util.spec_from_file_location("winograd_bound", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("winograd_bound")
     torch.manual_seed(0)
     conv = nn.Conv2d(6, 5, 3, padding=1).eval()
     x = torch.randn(2, 6, 9, 7)

@@ -1,6 +1,8 @@
-"""Run the real Snakemake workflow in a temporary directory (shared by the workflow and SLURM tests)."""
+"""Run the real Snakemake workflow in a temporary directory (shared by the workflow and SLURM tests),
+and load the benchmark scripts that tests check."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -103,3 +105,11 @@ def make_user_project(root: Path, *, classes: int = 2, per_class: int = 3, size:
         "stats": {"bootstrap": 200},
         "figures": {"max_images": 1},
     }
+
+
+def load_benchmark(name: str):
+    """benchmarks/<name>.py as a module (the benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -290,9 +290,9 @@ def forward_flops(model: nn.Module, size: tuple[int, int]) -> float:
     return counted_flops(lambda: model(probe_batch(1, size, model_device(model))))
 
 
-def best_flops_per_second(kernel, device: torch.device, seconds: float) -> float:
-    """FLOP/s of `kernel()` (its `counted_flops`), best of three timings of about seconds / 3 each."""
-    flop, best = counted_flops(kernel), 0.0
+def best_seconds_per_call(kernel, device: torch.device, seconds: float) -> float:
+    """Seconds per call of `kernel()`, best of three timings of about seconds / 3 each."""
+    best = float("inf")
     with torch.no_grad():
         for _ in range(3):
             kernel()  # warm-up: threads woken, caches filled, primitives made
@@ -302,8 +302,13 @@ def best_flops_per_second(kernel, device: torch.device, seconds: float) -> float
                 kernel()
                 repeats += 1
             synchronise(device)
-            best = max(best, repeats * flop / (time.perf_counter() - start))
+            best = min(best, (time.perf_counter() - start) / repeats)
     return best
+
+
+def best_flops_per_second(kernel, device: torch.device, seconds: float) -> float:
+    """FLOP/s of `kernel()` (its `counted_flops`) at its `best_seconds_per_call`."""
+    return counted_flops(kernel) / best_seconds_per_call(kernel, device, seconds)
 
 
 def dense_flops_per_second(device: torch.device = torch.device("cpu"), seconds: float = 2.0,
