@@ -1,0 +1,48 @@
+"""Every relative link in the project's Markdown documents points at a file that exists, and every
+`#anchor` at a heading of its target (as GitHub renders it), so moving a section breaks a test."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCUMENTS = sorted([ROOT / "README.md", ROOT / "config" / "README.md", ROOT / "tests" / "README.md",
+                    *(ROOT / "docs").glob("*.md")])
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+CODE_BLOCK = re.compile(r"^```.*?^```", re.M | re.S)
+
+
+def github_anchor(heading: str) -> str:
+    """GitHub's id of a heading: lower case, punctuation dropped (but '-' and '_'), spaces to '-'."""
+    text = re.sub(r"`|\*\*", "", heading.strip()).lower()
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def anchors(document: Path) -> set[str]:
+    text = CODE_BLOCK.sub("", document.read_text())
+    return {github_anchor(h) for h in re.findall(r"^#{1,6} (.+)$", text, re.M)}
+
+
+def links(document: Path) -> list[str]:
+    return [target for target in LINK.findall(CODE_BLOCK.sub("", document.read_text()))
+            if not re.match(r"[a-z]+:", target)]  # http:, https:, mailto:
+
+
+def test_anchor_rule_matches_github():
+    assert github_anchor("Why not faster: the machine's limit") == "why-not-faster-the-machines-limit"
+    assert github_anchor("The demo run (`make run` on a fresh clone)") == "the-demo-run-make-run-on-a-fresh-clone"
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_relative_links_and_anchors_resolve(document):
+    broken = []
+    for target in links(document):
+        path, _, anchor = target.partition("#")
+        resolved = (document.parent / path).resolve() if path else document
+        if not resolved.exists():
+            broken.append(f"{target}: no such file")
+        elif anchor and resolved.suffix == ".md" and anchor not in anchors(resolved):
+            broken.append(f"{target}: no heading #{anchor}")
+    assert not broken, f"{document.relative_to(ROOT)}: " + "; ".join(broken)
