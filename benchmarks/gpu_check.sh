@@ -8,7 +8,8 @@
 #      and tests/test_models.py (every way the package puts a model to work on CUDA turns TF32 off);
 #   3. benchmarks/efficiency.py --device cuda at 224 px, N=6000;
 #   4. benchmarks/compare_study.py on CUDA (with its bf16 line);
-#   5. the paper protocol (224 px, N=6000, 6 RISE sets, Abs-CAM at layer1..layer4) on 8 demo images.
+#   5. benchmarks/graph_speed.py: the model's forward pass eager against a CUDA graph, 224/112/64 px;
+#   6. the paper protocol (224 px, N=6000, 6 RISE sets, Abs-CAM at layer1..layer4) on 8 demo images.
 # Everything goes under $OUT (default ./gpu-check-out): summary.txt (the machine, each step's status and
 # seconds), one log per step, compare_study.json, the paper run's summary and timing tables (and its forward
 # settings where they were tuned); the paper run itself works in $PAPER_WORK (default
@@ -96,6 +97,10 @@ step efficiency "$PY" benchmarks/efficiency.py --device $DEVICE --size $SIZE --n
 # shellcheck disable=SC2086
 step compare_study "$PY" benchmarks/compare_study.py --device $DEVICE --size $SIZE --n-masks $(( SMOKE ? N : 2000 )) \
     --images $IMAGES --layers $LAYERS --json "$OUT/compare_study.json"
+# The forward pass eager against a CUDA graph at the study's, the demo's and small sizes (torch.compile left
+# out: compiling takes minutes); exits 1 if a graph's logits differ beyond float32 round-off
+# shellcheck disable=SC2046
+step graph_speed "$PY" benchmarks/graph_speed.py --device $DEVICE $( (( SMOKE )) && echo --cases 32:4 --seconds 0.3 || echo --seconds 1.5 )
 
 # The paper protocol on 8 demo images: config/paper.yaml's preprocessing, RISE and Abs-CAM on the demo's data and model.
 mkdir -p "$WORK"

@@ -14,6 +14,7 @@ from torch import nn
 from saliency_bench.commands._options import add_model_args
 from saliency_bench.runtime import throughput
 from saliency_bench.runtime.forward import ModelRunner
+from saliency_bench.runtime.models import build_model
 from saliency_bench.runtime.throughput import (images_per_second, in_fresh_process, peak_rss_mb, probe_batch,
                                        read_forward_precision, reset_peak_rss, tune_forward, write_forward_settings)
 
@@ -171,3 +172,21 @@ def test_the_winograd_bound_times_a_real_convolution():
     strided = nn.Conv2d(6, 6, 3, padding=1, stride=2)
     found = module.conv_inputs(nn.Sequential(square, nn.ReLU(), strided, square), x)
     assert [conv for conv, _ in found] == [square, square] and found[1][1].shape == (2, 6, 5, 4)
+
+
+def test_graph_speed_times_every_variant_and_flags_one_beyond_round_off():
+    """benchmarks/graph_speed.py (the GPU check's CUDA-graph step): on a CPU it times eager alone and exits 0;
+    a variant whose logits are off by 1e-3 relative is flagged, so a wrong CUDA graph cannot pass as faster."""
+    from workflow_helpers import load_benchmark
+
+    module = load_benchmark("graph_speed")
+    assert module.main(["--device", "cpu", "--cases", "32:2", "--seconds", "0.05"]) == 0
+    torch.manual_seed(0)
+    runner = ModelRunner(build_model("resnet18", 4).eval(), 2)
+    batch = runner.prepare(probe_batch(2, (32, 32), runner.device))
+    rows = module.compare(runner, batch, {"eager": (runner, 0.0), "scaled": (lambda x: runner(x) * 1.001, 0.0)}, 0.05)
+    assert [(r["variant"], r["exact"], r["ratio"]) for r in rows[:1]] == [("eager", True, 1.0)]
+    assert rows[1]["exact"] is False and rows[1]["max_logit_diff"] > 0
+    for bad in ("112", "112:0", "16:4", "a:b"):
+        with pytest.raises(SystemExit):
+            module.main(["--device", "cpu", "--cases", bad])
