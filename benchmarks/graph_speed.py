@@ -100,22 +100,21 @@ def measure_case(model: torch.nn.Module, size: int, batch_size: int, device: tor
     """`compare` every variant of this device at one image size and batch size."""
     runner = ModelRunner(model, batch_size, "fp32")
     batch = runner.prepare(probe_batch(batch_size, (size, size), device))
-    return compare(runner, batch, variants(runner, batch, compile_too), seconds)
+    return compare(batch, variants(runner, batch, compile_too), seconds)
 
 
-def compare(runner: ModelRunner, batch: torch.Tensor, forwards: dict[str, tuple[Forward, float]], seconds: float) -> list[dict]:
-    """One row per forward (the first is the reference): images/s, ratio to the first, largest logit
-    difference from the runner's own output and whether that is float32 round-off, preparation seconds."""
-    with torch.no_grad():
-        reference = runner(batch).clone()
-    scale = float(reference.abs().max())
-    rows = []
+def compare(batch: torch.Tensor, forwards: dict[str, tuple[Forward, float]], seconds: float) -> list[dict]:
+    """One row per forward, the first being the reference: images/s, ratio to the first, largest logit
+    difference from the first's output and whether that is float32 round-off, preparation seconds."""
+    rows, reference = [], None
     for name, (forward, prepared_s) in forwards.items():
         with torch.no_grad():
-            difference = float((forward(batch).float() - reference).abs().max())
-        rate = len(batch) / best_seconds_per_call(lambda: forward(batch), runner.device, seconds)
-        rows.append(dict(size=batch.shape[-1], batch=len(batch), variant=name, images_per_s=rate,
-                         max_logit_diff=difference, exact=difference <= ROUND_OFF * scale, prepare_s=prepared_s))
+            logits = forward(batch).float().clone()  # clone: a graph's output buffer is overwritten by its next replay
+        reference = logits if reference is None else reference
+        difference = float((logits - reference).abs().max())
+        rate = len(batch) / best_seconds_per_call(lambda: forward(batch), batch.device, seconds)
+        rows.append(dict(size=batch.shape[-1], batch=len(batch), variant=name, images_per_s=rate, max_logit_diff=difference,
+                         exact=difference <= ROUND_OFF * float(reference.abs().max()), prepare_s=prepared_s))
     for row in rows:
         row["ratio"] = row["images_per_s"] / rows[0]["images_per_s"]
     return rows

@@ -184,7 +184,7 @@ def test_graph_speed_times_every_variant_and_flags_one_beyond_round_off():
     torch.manual_seed(0)
     runner = ModelRunner(build_model("resnet18", 4).eval(), 2)
     batch = runner.prepare(probe_batch(2, (32, 32), runner.device))
-    rows = module.compare(runner, batch, {"eager": (runner, 0.0), "scaled": (lambda x: runner(x) * 1.001, 0.0)}, 0.05)
+    rows = module.compare(batch, {"eager": (runner, 0.0), "scaled": (lambda x: runner(x) * 1.001, 0.0)}, 0.05)
     assert [(r["variant"], r["exact"], r["ratio"]) for r in rows[:1]] == [("eager", True, 1.0)]
     assert rows[1]["exact"] is False and rows[1]["max_logit_diff"] > 0
     for bad in ("112", "112:0", "16:4", "a:b"):
