@@ -17,6 +17,7 @@ from saliency_bench.runtime.forward import ModelRunner
 from saliency_bench.runtime.models import build_model
 from saliency_bench.runtime.throughput import (images_per_second, in_fresh_process, peak_rss_mb, probe_batch,
                                        read_forward_precision, reset_peak_rss, tune_forward, write_forward_settings)
+from workflow_helpers import load_benchmark
 
 
 def touch_megabytes(megabytes: int) -> float:
@@ -157,8 +158,6 @@ def test_a_kernel_rate_is_its_flops_per_call_over_the_time_per_call():
 def test_the_winograd_bound_times_a_real_convolution():
     """benchmarks/winograd_bound.py's F(2,3) and F(4,3) convolutions equal the direct one to fp32 round-off,
     odd sizes (partial tiles) included: its 'full' timings measure the same function."""
-    from workflow_helpers import load_benchmark
-
     module = load_benchmark("winograd_bound")
     torch.manual_seed(0)
     conv = nn.Conv2d(6, 5, 3, padding=1).eval()
@@ -177,8 +176,6 @@ def test_the_winograd_bound_times_a_real_convolution():
 def test_graph_speed_times_every_variant_and_flags_one_beyond_round_off():
     """benchmarks/graph_speed.py (the GPU check's CUDA-graph step): on a CPU it times eager alone and exits 0;
     a variant whose logits are off by 1e-3 relative is flagged, so a wrong CUDA graph cannot pass as faster."""
-    from workflow_helpers import load_benchmark
-
     module = load_benchmark("graph_speed")
     assert module.main(["--device", "cpu", "--cases", "32:2", "--seconds", "0.05"]) == 0
     torch.manual_seed(0)
