@@ -26,7 +26,7 @@ import torch
 
 from saliency_bench.runtime.forward import ModelRunner, set_memory_format
 from saliency_bench.runtime.models import build_model, resolve_device
-from saliency_bench.runtime.throughput import best_seconds_per_call, probe_batch
+from saliency_bench.runtime.throughput import best_seconds_per_call, probe_batch, synchronise
 
 # (image size, batch): the tuned CUDA batch at the study's and the demo's size, then small batches
 # and small images, where launch overhead is the largest share.
@@ -77,8 +77,7 @@ def compiled_forward(runner: ModelRunner, example: torch.Tensor, mode: str | Non
     started = time.perf_counter()
     with torch.no_grad():
         compiled(example)
-    if example.device.type == "cuda":
-        torch.cuda.synchronize()
+    synchronise(example.device)
     return compiled, time.perf_counter() - started
 
 
