@@ -32,20 +32,22 @@ def images():
     return torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
 
 
-# The families folding.py names, with their constructor arguments (Inception needs >= 75 px).
-ARCHS = {"resnet18": {}, "mobilenet_v3_small": {}, "densenet121": {}, "efficientnet_b0": {}, "regnet_x_400mf": {},
-         "vgg11_bn": {}, "inception_v3": {"aux_logits": False, "init_weights": False}}
+# The families folding.py names: constructor arguments and input size (Inception needs >= 75 px).
+ARCHS = {"resnet18": ({}, 64), "mobilenet_v3_small": ({}, 64), "densenet121": ({}, 64), "efficientnet_b0": ({}, 64),
+         "regnet_x_400mf": ({}, 64), "vgg11_bn": ({}, 64),
+         "inception_v3": ({"aux_logits": False, "init_weights": False}, 96)}
 
 
 @pytest.mark.parametrize("arch", list(ARCHS))
 def test_folded_logits_agree_to_round_off_and_names_are_kept(arch, images, one_thread):
     torch.manual_seed(0)
-    model = randomised_statistics(torchvision.models.get_model(arch, weights=None, num_classes=10, **ARCHS[arch]))
+    arguments, size = ARCHS[arch]
+    model = randomised_statistics(torchvision.models.get_model(arch, weights=None, num_classes=10, **arguments))
     folded = fold_batchnorm(model)
     pairs = conv_bn_pairs(model)
     assert pairs, f"{arch}: no conv-BN pair found"
-    if arch == "inception_v3":
-        images = F.interpolate(images, size=(96, 96), mode="bilinear", align_corners=False)
+    if size != images.shape[-1]:
+        images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
     with torch.no_grad():
         expected, found = model(images), folded(images)
     scale = expected.abs().max()

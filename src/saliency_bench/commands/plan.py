@@ -61,8 +61,8 @@ def forward_settings(args: argparse.Namespace) -> tuple[dict, str]:
     device = resolve_device(args.device)
     model = set_fold_bn(load_model(args.arch, args.num_classes, args.checkpoint, args.weights, device),
                         getattr(args, "fold_bn", True))
-    # Two rounds, the best kept (as tune_forward): the plan often starts beside the first jobs, and on a fresh
-    # demo run one round read 73 images/s where reruns read 113-120.
+    # Two rounds, the best kept (as tune_forward): the plan often starts beside the first jobs, and one
+    # round alone can catch their start-up and underestimate the rate.
     rates = measure_forward(model, tuple(args.size), args.precision, (args.memory_format,), (args.batch_size,), rounds=2)
     settings = {"memory_format": args.memory_format, "batch_size": args.batch_size, "precision": args.precision,
                 "device": str(device), "threads": torch.get_num_threads(),
