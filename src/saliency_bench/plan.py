@@ -25,7 +25,8 @@ from .methods import get_method, method_of_id
 from .methods import methods as registered_methods
 
 # Start-up of one job (interpreter, torch import, model built) where it cannot be measured: the
-# plan step measures its own start-up, which every job pays alike (and which grows on a busy machine).
+# plan step measures its own start-up (up to its model built, before any timing of it), which every
+# job pays alike (and which grows on a busy machine).
 JOB_OVERHEAD_S = 4.0
 # Mask generation: seconds per million mask pixels (README: 2.4 s for N = 6000 at 224 x 224).
 MASK_SECONDS_PER_MPIXEL = 0.01
@@ -178,7 +179,7 @@ def render_plan(plan: dict) -> str:
              f"{plan['images']} images in {plan['shards']} shards (images_per_job: {plan['images_per_job']}), "
              f"{plan['jobs']} jobs. The model runs {plan['rate']:.1f} images/s here ({s['memory_format']}, batch "
              f"{s['batch_size']}, {s['precision']} on {s['device']}, {s['threads']} threads; {plan['rate_source']}). Each job starts up in about "
-             f"{plan['job_overhead']:.1f} s (this step's own start-up).", "",
+             f"{plan['job_overhead']:.1f} s (this step's own start-up, up to its model built).", "",
              "| stage | jobs | forward passes | estimated time (job-seconds) | disk |", "|---|---:|---:|---:|---:|"]
     for stage in plan["stages"]:
         lines.append(f"| {stage['name']} | {stage['jobs']} | {stage['forward_passes']:,} | {hours(stage['seconds'])} "

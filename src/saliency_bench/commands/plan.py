@@ -42,16 +42,19 @@ def load_config(text: str) -> Config:
     return build_config(values)
 
 
-def forward_settings(args: argparse.Namespace) -> tuple[dict, str]:
-    """The settings and throughput the model jobs will use: tune_forward's record, or measured now."""
+def forward_settings(args: argparse.Namespace) -> tuple[dict, str, float | None]:
+    """The settings and throughput the model jobs will use (tune_forward's record, or measured now), and
+    this step's start-up before any measurement (None: nothing measured, the plan takes its own age)."""
     if args.forward_settings:
         require(Path(args.forward_settings).is_file(), f"forward-settings file {args.forward_settings} does not exist; "
                 "create it with `saliency-bench tune-forward`")
-        return json.loads(Path(args.forward_settings).read_text()), f"measured by tune_forward, {args.forward_settings}"
+        return (json.loads(Path(args.forward_settings).read_text()), f"measured by tune_forward, {args.forward_settings}",
+                None)
     require("auto" not in (args.memory_format, args.batch_size),
             "plan needs --forward-settings or named --memory-format and --batch-size")
     import torch
 
+    from ..plan import process_age
     from ..runtime.forward import set_fold_bn
     from ..runtime.models import load_model, resolve_device
     from ..runtime.throughput import measure_forward
@@ -61,21 +64,22 @@ def forward_settings(args: argparse.Namespace) -> tuple[dict, str]:
     device = resolve_device(args.device)
     model = set_fold_bn(load_model(args.arch, args.num_classes, args.checkpoint, args.weights, device),
                         getattr(args, "fold_bn", True))
+    startup = process_age()  # what every model job pays too: interpreter, torch, the model; not the timing below
     # Two rounds, the best kept (as tune_forward): the plan often starts beside the first jobs, and one
     # round alone can catch their start-up and underestimate the rate.
     rates = measure_forward(model, tuple(args.size), args.precision, (args.memory_format,), (args.batch_size,), rounds=2)
     settings = {"memory_format": args.memory_format, "batch_size": args.batch_size, "precision": args.precision,
                 "device": str(device), "threads": torch.get_num_threads(),
                 "images_per_second": {f"{f} {b}": rate for (f, b), rate in rates.items()}}
-    return settings, "measured now by the plan step (named settings, no tune_forward)"
+    return settings, "measured now by the plan step (named settings, no tune_forward)", startup
 
 
 def run(args: argparse.Namespace) -> int:
     from ..plan import make_plan, render_plan, summary_line
 
     config = load_config(args.config)
-    settings, source = forward_settings(args)
-    plan = make_plan(config, args.images, settings, source, args.cores, args.results)
+    settings, source, startup = forward_settings(args)
+    plan = make_plan(config, args.images, settings, source, args.cores, args.results, overhead=startup)
     with atomic_path(args.out_json) as tmp:
         Path(tmp).write_text(json.dumps(plan, indent=1) + "\n")
     with atomic_path(args.out) as tmp:
