@@ -13,8 +13,8 @@ from saliency_bench import UserError, cli
 from saliency_bench import workflow_config as wc
 from saliency_bench.data import ImageRecord
 from saliency_bench.formats.image_table import write_image_table
-from saliency_bench.plan import build_stages, check_disk, layer_channels, make_plan, measured_seconds, render_plan, \
-    timing_table
+from saliency_bench.plan import build_stages, check_disk, layer_channels, make_plan, measured_seconds, process_age, \
+    render_plan, timing_table
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -91,6 +91,9 @@ def test_plan_command_measures_named_settings_and_writes_both_files(tmp_path):
     n_methods = len(wc.method_configs(config))
     assert plan["jobs"] == 1 + 2 * n_methods * 2  # masks, explain and evaluate per shard (no demo to train)
     assert "# Plan of this run" in out.read_text()
+    # The job start-up is the step's age once its model is built: its own timing (at least a second per
+    # round, min_seconds) is not something every job pays.
+    assert plan["job_overhead"] <= process_age() - 1.0
 
 
 def test_timing_sets_the_estimate_beside_the_benchmarks(tmp_path):
