@@ -35,6 +35,12 @@ def paper_config() -> dict:
     return effective(REPO / "config" / "paper.yaml", {"model": {"num_classes": 4}})
 
 
+def test_layer_channels_of_the_model_given():
+    """The plan step that measured a model itself counts its channels on it, not on a second one it builds."""
+    wide = torchvision.models.resnet50(num_classes=4).eval()  # another width than the config's resnet18
+    assert layer_channels(paper_config(), wide) == {"layer1": 256, "layer2": 512, "layer3": 1024, "layer4": 2048}
+
+
 def test_forward_passes_follow_the_protocol():
     config = paper_config()
     assert layer_channels(config) == {"layer1": 64, "layer2": 128, "layer3": 256, "layer4": 512}
@@ -73,7 +79,7 @@ def test_a_run_that_does_not_fit_on_disk_stops_with_one_line(tmp_path):
     assert check_disk(10 ** 18, tmp_path, existing=10 ** 18) > 0  # outputs already written need no space
 
 
-def test_plan_command_measures_named_settings_and_writes_both_files(tmp_path):
+def test_plan_command_measures_named_settings_and_writes_both_files(tmp_path, capsys):
     torch.manual_seed(0)
     torch.save(torchvision.models.resnet18(weights=None, num_classes=2).state_dict(), tmp_path / "model.pt")
     config = effective(REPO / "tests" / "data" / "tiny_config.yaml",
@@ -91,6 +97,7 @@ def test_plan_command_measures_named_settings_and_writes_both_files(tmp_path):
     n_methods = len(wc.method_configs(config))
     assert plan["jobs"] == 1 + 2 * n_methods * 2  # masks, explain and evaluate per shard (no demo to train)
     assert "# Plan of this run" in out.read_text()
+    assert capsys.readouterr().err.strip().endswith(f"({out})")  # the log names the file written
     # The job start-up is the step's age once its model is built: its own timing (at least a second per
     # round, min_seconds) is not something every job pays.
     assert plan["job_overhead"] <= process_age() - 1.0

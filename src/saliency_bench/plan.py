@@ -47,23 +47,28 @@ class Stage:
     disk_bytes: int = 0
 
 
-def layer_channels(config: Config) -> dict[str, int]:
-    """Output channels of each Abs-CAM layer, from one forward pass of the architecture at the run's size."""
+def layer_channels(config: Config, model=None) -> dict[str, int]:
+    """Output channels of each Abs-CAM layer, from one forward pass at the run's size of `model` (an
+    eval-mode model of the run's architecture; None: build one, as every job does)."""
     layers = config.abscam.layers if config.abscam.variants else []
     if not layers:
         return {}
     import torch
 
+    from .runtime.forward import model_device
     from .runtime.models import build_model
 
-    model = build_model(config.model.arch, max(wc.num_classes(config), 1)).eval()
+    if model is None:
+        model = build_model(config.model.arch, max(wc.num_classes(config), 1)).eval()
     found: dict[str, int] = {}
     hooks = [dict(model.named_modules())[layer].register_forward_hook(
         lambda module, inputs, output, layer=layer: found.__setitem__(layer, output.shape[1])) for layer in layers]
-    with torch.no_grad():
-        model(torch.zeros(1, 3, *config.preprocess.size))
-    for hook in hooks:
-        hook.remove()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, *config.preprocess.size, device=model_device(model)))
+    finally:  # the model may be the caller's
+        for hook in hooks:
+            hook.remove()
     return found
 
 
@@ -153,11 +158,12 @@ def hours(seconds: float) -> str:
 
 
 def make_plan(config: Config, image_table: str | Path, settings: dict, source: str, cores: int,
-              results: str | Path = "results", overhead: float | None = None) -> dict:
-    """The plan as a dict; `overhead` (start-up seconds per job) defaults to this process's own."""
+              results: str | Path = "results", overhead: float | None = None, model=None) -> dict:
+    """The plan as a dict; `overhead` (start-up seconds per job) defaults to this process's own;
+    `model`: the run's model if this process has built it already (else one is built here)."""
     shards = shard_sizes(image_table)
     rate = forward_rate(settings)
-    channels = layer_channels(config)  # imports torch and builds the model, as every job does
+    channels = layer_channels(config, model)  # without a model: imports torch and builds one, as every job does
     overhead = process_age() if overhead is None else overhead
     stages = build_stages(config, shards, rate, channels, overhead)
     parallel = max(1, cores // max(1, config.threads))
@@ -202,10 +208,11 @@ def render_plan(plan: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def summary_line(plan: dict) -> str:
+def summary_line(plan: dict, written: str | Path) -> str:
+    """One line for the log: the plan's totals and where the full plan (`written`) is."""
     return (f"plan: {plan['images']} images, {plan['shards']} shards, {plan['jobs']} jobs, "
             f"{sum(s['forward_passes'] for s in plan['stages']):,} forward passes at {plan['rate']:.1f} images/s: "
-            f"about {hours(plan['wall_seconds'])}; {plan['disk_bytes'] / GB:.2f} GB on disk (results/plan.md)")
+            f"about {hours(plan['wall_seconds'])}; {plan['disk_bytes'] / GB:.2f} GB on disk ({written})")
 
 
 # ---- after the run: estimate beside measurement ---------------------------------------------

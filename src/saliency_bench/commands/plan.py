@@ -42,14 +42,15 @@ def load_config(text: str) -> Config:
     return build_config(values)
 
 
-def forward_settings(args: argparse.Namespace) -> tuple[dict, str, float | None]:
-    """The settings and throughput the model jobs will use (tune_forward's record, or measured now), and
-    this step's start-up before any measurement (None: nothing measured, the plan takes its own age)."""
+def forward_settings(args: argparse.Namespace) -> tuple[dict, str, float | None, object]:
+    """The settings and throughput the model jobs will use (tune_forward's record, or measured now),
+    this step's start-up before any measurement and the model measured (None, None: nothing measured,
+    the plan builds its model and takes its own age)."""
     if args.forward_settings:
         require(Path(args.forward_settings).is_file(), f"forward-settings file {args.forward_settings} does not exist; "
                 "create it with `saliency-bench tune-forward`")
         return (json.loads(Path(args.forward_settings).read_text()), f"measured by tune_forward, {args.forward_settings}",
-                None)
+                None, None)
     require("auto" not in (args.memory_format, args.batch_size),
             "plan needs --forward-settings or named --memory-format and --batch-size")
     import torch
@@ -71,18 +72,18 @@ def forward_settings(args: argparse.Namespace) -> tuple[dict, str, float | None]
     settings = {"memory_format": args.memory_format, "batch_size": args.batch_size, "precision": args.precision,
                 "device": str(device), "threads": torch.get_num_threads(),
                 "images_per_second": {f"{f} {b}": rate for (f, b), rate in rates.items()}}
-    return settings, "measured now by the plan step (named settings, no tune_forward)", startup
+    return settings, "measured now by the plan step (named settings, no tune_forward)", startup, model
 
 
 def run(args: argparse.Namespace) -> int:
     from ..plan import make_plan, render_plan, summary_line
 
     config = load_config(args.config)
-    settings, source, startup = forward_settings(args)
-    plan = make_plan(config, args.images, settings, source, args.cores, args.results, overhead=startup)
+    settings, source, startup, model = forward_settings(args)
+    plan = make_plan(config, args.images, settings, source, args.cores, args.results, overhead=startup, model=model)
     with atomic_path(args.out_json) as tmp:
         Path(tmp).write_text(json.dumps(plan, indent=1) + "\n")
     with atomic_path(args.out) as tmp:
         Path(tmp).write_text(render_plan(plan))
-    print(summary_line(plan), file=sys.stderr)
+    print(summary_line(plan, args.out), file=sys.stderr)
     return 0
