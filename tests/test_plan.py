@@ -114,7 +114,8 @@ def test_timing_sets_the_estimate_beside_the_benchmarks(tmp_path):
         target.write_text(header + f"{seconds}\t0:00:{int(seconds):02d}\t100\n")
     measured = measured_seconds(tmp_path / "benchmarks")
     assert measured == {"rise": 30.0, "deletion/insertion": 5.0, "other": 3.0}
-    table = timing_table(plan, measured)
+    table = timing_table(plan, measured, tmp_path / "plan.json", tmp_path / "benchmarks")
+    assert f"Estimate from {tmp_path / 'plan.json'} " in table and f"wall seconds in {tmp_path / 'benchmarks'}/." in table
     assert "| rise | 2 | 20.0 s | 30.0 s | 1.50 |" in table
     assert "| deletion/insertion | 2 | 10.0 s | 5.0 s | 0.50 |" in table
     assert "| **estimated stages** | | 30.0 s | 35.0 s | 1.17 |" in table

@@ -241,10 +241,12 @@ def measured_seconds(benchmarks: str | Path) -> dict[str, float]:
     return totals
 
 
-def timing_table(plan: dict, measured: dict[str, float]) -> str:
+def timing_table(plan: dict, measured: dict[str, float], plan_path: str | Path = "results/plan.json",
+                 benchmarks: str | Path = "benchmarks") -> str:
+    """The plan's estimate per stage beside `measured` (read from the `benchmarks` folder)."""
     lines = ["# Estimated and measured time per stage", "",
-             f"Estimate from results/plan.json ({plan['rate']:.1f} images/s, {plan['rate_source']}); measured: the "
-             "sum of the jobs' wall seconds in benchmarks/. Ratio = measured / estimated.", "",
+             f"Estimate from {plan_path} ({plan['rate']:.1f} images/s, {plan['rate_source']}); measured: the "
+             f"sum of the jobs' wall seconds in {Path(benchmarks)}/. Ratio = measured / estimated.", "",
              "| stage | jobs | estimated | measured | ratio |", "|---|---:|---:|---:|---:|"]
     estimated_total = measured_total = 0.0
     for stage in plan["stages"]:

@@ -22,7 +22,8 @@ def run(args: argparse.Namespace) -> int:
     from ..plan import measured_seconds, timing_table
 
     require(Path(args.plan).is_file(), f"plan not found: {args.plan}; run `saliency-bench plan` first")
-    table = timing_table(json.loads(Path(args.plan).read_text()), measured_seconds(args.benchmarks))
+    table = timing_table(json.loads(Path(args.plan).read_text()), measured_seconds(args.benchmarks), args.plan,
+                         args.benchmarks)
     with atomic_path(args.out) as tmp:
         Path(tmp).write_text(table)
     print(table)
