@@ -2,6 +2,7 @@
 Snakemake report of the tiny workflow run driven in headless Chromium."""
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import time
@@ -106,6 +107,18 @@ def test_introduction_states_the_run_and_the_headline(pages):
     assert "Better than the <i>random</i> baseline" in html
     assert "fully deleted (mean-colour) image <b>" in html
     assert "<b>12.5 s</b>" in html and "From the config:" in html
+    assert f"({pages['folder'] / 'benchmarks'}/**/*.tsv)" in html  # the folder actually read
+
+
+def test_introduction_names_the_forward_settings_file_it_read(pages):
+    folder = pages["folder"]
+    record = folder / "tuned" / "forward.json"
+    record.parent.mkdir()
+    record.write_text(json.dumps({"memory_format": "channels_last", "batch_size": 8, "images_per_second": {"channels_last 8": 50.0}}))
+    paths = write_report_pages(folder / "tables" / "summary.csv", folder / "tables" / "per_image.csv", folder / "tuned",
+                               forward_settings=record, benchmarks=folder / "benchmarks")
+    html = paths["introduction.html"].read_text(encoding="utf-8")
+    assert f"<i>tune_forward</i> ({record}):" in html and "batch_size = <b>8</b>" in html
 
 
 def test_report_cli_bad_run_json_is_one_line(pages, tmp_path, capsys):

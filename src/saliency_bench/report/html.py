@@ -211,13 +211,13 @@ def _headline(table: pd.DataFrame, per_image: pd.DataFrame, alpha: float) -> lis
     return items
 
 
-def _settings(run: dict, forward: dict | None) -> list[str]:
-    """The forward settings used: the measured ones when tune_forward ran, else the config's."""
+def _settings(run: dict, forward: dict | None, forward_path: str | os.PathLike | None) -> list[str]:
+    """The forward settings used: the measured ones (read from `forward_path`) when tune_forward ran, else the config's."""
     if not forward:
         keys = ("device", "precision", "memory_format", "batch_size", "threads")
         return ["From the config: " + ", ".join(f"{k} = <b>{escape(str(run.get(k, '?')))}</b>" for k in keys) + "."]
     shown = {k: v for k, v in forward.items() if isinstance(v, (str, int, float, bool))}
-    settings = ["Measured on this machine by <i>tune_forward</i> (results/model/forward_settings.json): "
+    settings = [f"Measured on this machine by <i>tune_forward</i> ({escape(str(forward_path))}): "
                 + ", ".join(f"{escape(k)} = <b>{escape(str(v))}</b>" for k, v in shown.items()) + "."]
     speeds = forward.get("images_per_second", {})
     if isinstance(speeds, dict) and speeds:
@@ -226,18 +226,20 @@ def _settings(run: dict, forward: dict | None) -> list[str]:
 
 
 def introduction_fragment(table: pd.DataFrame, per_image: pd.DataFrame, run: dict, seconds: dict[str, float],
-                          forward: dict | None = None) -> str:
+                          forward: dict | None = None, *, forward_path: str | os.PathLike | None = None,
+                          benchmarks: str | os.PathLike = "benchmarks") -> str:
     """The computed part of the report's first page, as an HTML fragment (no <html>, no script).
 
-    `seconds`: measured seconds per stage (`plan.measured_seconds`, the same as results/tables/timing.md).
+    `seconds`: measured seconds per stage (`plan.measured_seconds` of the `benchmarks` folder, as in
+    the workflow's timing table); `forward`: tune_forward's record, read from `forward_path`.
     """
     alpha = float(run.get("alpha", 0.05))
     times = "; ".join(f"{escape(stage)} <b>{value:.1f} s</b>" for stage, value in seconds.items())
     sections = [("Headline", _list(_headline(table, per_image, alpha))),
                 ("What was compared", _list(_compared(run, per_image, table))),
                 ("Time per stage", f"<p>{times or 'no benchmark files found'}. Wall seconds of the jobs "
-                                   "(benchmarks/*.tsv) summed per stage; jobs run in parallel, so the run took less.</p>"),
-                ("Precision and forward settings", _list(_settings(run, forward)))]
+                                   f"({escape(str(Path(benchmarks)))}/**/*.tsv) summed per stage; jobs run in parallel, so the run took less.</p>"),
+                ("Precision and forward settings", _list(_settings(run, forward, forward_path)))]
     return '<div id="introduction">\n' + "\n".join(f"<h2>{title}</h2>\n{html}" for title, html in sections) + "\n</div>\n"
 
 
@@ -252,7 +254,8 @@ def write_report_pages(summary_csv: str | os.PathLike, per_image_csv: str | os.P
         require(os.path.isfile(forward_settings), f"forward settings not found: {forward_settings}; run `saliency-bench tune-forward`")
         forward = json.loads(Path(forward_settings).read_text())
     pages = {"summary.html": summary_page(table, float(run.get("alpha", 0.05))), "per_image.html": per_image_page(per_image),
-             "introduction.html": introduction_fragment(table, per_image, run, measured_seconds(benchmarks), forward)}
+             "introduction.html": introduction_fragment(table, per_image, run, measured_seconds(benchmarks), forward,
+                                                       forward_path=forward_settings, benchmarks=benchmarks)}
     paths = {name: Path(out_dir) / name for name in PAGES}
     for name, text in pages.items():
         with atomic_path(paths[name]) as tmp:
