@@ -41,6 +41,14 @@ def test_layer_channels_of_the_model_given():
     assert layer_channels(paper_config(), wide) == {"layer1": 256, "layer2": 512, "layer3": 1024, "layer4": 2048}
 
 
+def test_layer_channels_unknown_layer_is_a_user_error_and_leaves_no_hook():
+    config = effective(REPO / "config" / "paper.yaml", {"model": {"num_classes": 4}, "abscam": {"layers": ["layer3", "layer9"]}})
+    model = torchvision.models.resnet18(num_classes=4).eval()
+    with pytest.raises(UserError, match="unknown layer 'layer9'"):
+        layer_channels(config, model)
+    assert not any(module._forward_hooks for module in model.modules())
+
+
 def test_forward_passes_follow_the_protocol():
     config = paper_config()
     assert layer_channels(config) == {"layer1": 64, "layer2": 128, "layer3": 256, "layer4": 512}

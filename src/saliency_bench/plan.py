@@ -55,13 +55,15 @@ def layer_channels(config: Config, model=None) -> dict[str, int]:
         return {}
     import torch
 
+    from .abscam import find_layer
     from .runtime.forward import model_device
     from .runtime.models import build_model
 
     if model is None:
         model = build_model(config.model.arch, max(wc.num_classes(config), 1)).eval()
     found: dict[str, int] = {}
-    hooks = [dict(model.named_modules())[layer].register_forward_hook(
+    modules = {layer: find_layer(model, layer) for layer in layers}  # every name checked before any hook
+    hooks = [modules[layer].register_forward_hook(
         lambda module, inputs, output, layer=layer: found.__setitem__(layer, output.shape[1])) for layer in layers]
     try:
         with torch.no_grad():
