@@ -141,6 +141,34 @@ def test_a_failed_run_leaves_the_previous_output_untouched(tmp_path: Path, tree:
     assert out.read_text() == "previous\n" and sorted(p.name for p in tmp_path.iterdir()) == ["data", "images.csv"]
 
 
+def test_output_paths_are_checked_before_any_work(tmp_path: Path, tree: Path, capsys):
+    images = ["images", "--root", str(tree), "--split", "all", "--out"]
+    (tmp_path / "folder.csv").mkdir()
+    one_line_error([*images, str(tmp_path / "folder.csv")], capsys, "--out", "is a folder")
+    (tmp_path / "a_file").write_text("x")
+    one_line_error([*images, str(tmp_path / "a_file" / "images.csv")], capsys, "a_file is a file", "no folder can be made")
+    same = tmp_path / "same"
+    one_line_error(["demo-model", "--out", str(same), "--card", str(same)], capsys, "--out and --card both name")
+    one_line_error(["demo-data", "--out", str(tmp_path / "a_file")], capsys, "a_file is a file; give a folder path")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "data", "folder.csv"]  # nothing written
+
+
+def test_every_output_option_is_checked():
+    """An output option that check_outputs does not know would fail only at its write, after the work."""
+    from saliency_bench.errors import FILE_OUTPUTS, FOLDER_OUTPUTS
+
+    def parsers(parser: argparse.ArgumentParser):
+        yield parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from parsers(sub)
+
+    outputs = {a.dest for p in parsers(cli.build_parser()) for a in p._actions
+               if a.dest.startswith("out") or "output" in (a.help or "").lower().split(" (")[0]}
+    assert outputs and outputs <= set(FILE_OUTPUTS) | set(FOLDER_OUTPUTS), outputs - set(FILE_OUTPUTS + FOLDER_OUTPUTS)
+
+
 def test_model_errors(tmp_path: Path, checkpoint: Path, capsys):
     base = ["check-model", "--device", "cpu"]
     one_line_error([*base, "--num-classes", "4", "--checkpoint", str(tmp_path / "missing.pt")], capsys,

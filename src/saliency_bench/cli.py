@@ -13,7 +13,7 @@ import sys
 
 from . import __version__, commands
 from .console import show_messages
-from .errors import UserError
+from .errors import UserError, check_outputs
 
 
 def command_modules(argv: list[str]) -> list[str]:
@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     show_messages()
     try:
+        check_outputs(args)
         result = args.func(args)
     except UserError as error:
         if args.debug:

@@ -7,10 +7,17 @@ leaves a half-written file behind.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
+import tempfile
 from pathlib import Path
 from typing import Iterator
+
+# The command-line options that name outputs (argparse dests); a command whose --out is a folder
+# says so with `parser.set_defaults(folder_outputs=("out",))`.
+FILE_OUTPUTS = ("out", "out_json", "out_records", "out_curves", "card", "figure")
+FOLDER_OUTPUTS = ("out_dir",)
 
 
 class UserError(Exception):
@@ -38,3 +45,37 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Before any work: every output path of the command can be written, and no two are the same.
+
+    A run that would fail only at its last write (after minutes of forward passes) fails now, with
+    nothing written."""
+    folders = set(FOLDER_OUTPUTS) | set(getattr(args, "folder_outputs", ()))
+    seen: dict[Path, str] = {}
+    for dest in FILE_OUTPUTS + FOLDER_OUTPUTS:
+        value = getattr(args, dest, None)
+        if not value:
+            continue
+        path, flag = Path(value), "--" + dest.replace("_", "-")
+        key = path.resolve()
+        require(key not in seen, f"{seen.get(key)} and {flag} both name {path}; give each output its own path")
+        seen[key] = flag
+        is_folder = dest in folders
+        require(is_folder or not path.is_dir(), f"{flag} {path} is a folder; give a file path")
+        require(not is_folder or not path.exists() or path.is_dir(), f"{flag} {path} is a file; give a folder path")
+        require_writable(path if is_folder else path.parent, f"{flag} {path}")
+
+
+def require_writable(folder: Path, what: str) -> None:
+    """`folder` (or, where it does not exist yet, its nearest existing parent) takes new files."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    require(existing.is_dir(), f"{what}: {existing} is a file, so no folder can be made below it; choose another path")
+    try:  # a real write: permissions, read-only or immutable file systems all show up
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".saliency-bench-probe-"):
+            pass
+    except OSError as error:
+        raise UserError(f"{what}: cannot write in {existing} ({error.strerror}); choose a writable path") from None

@@ -21,7 +21,7 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=demo.seed,
                         help=f"base seed; each image's seed derives from it (default {demo.seed})")
     parser.add_argument("--workers", type=int, default=2, help="processes (default 2; the output does not depend on it)")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, folder_outputs=("out",))
 
 
 def run(args: argparse.Namespace) -> int:
