@@ -143,6 +143,26 @@ def test_unknown_layer_lists_the_top_level_names(golden_model, images):
         abscam_init(golden_model, images, "layer3", torch.tensor([0, 1]))
 
 
+def test_a_layer_without_a_feature_map_is_a_user_error(golden_model, images):
+    hooks = hook_count(golden_model)
+    with pytest.raises(UserError, match=r"layer 'fc' gives a \(3, 4\) output, not a \(B, C, h, w\) feature map"):
+        abscam_init(golden_model, images, "fc")
+    assert hook_count(golden_model) == hooks
+
+
+def test_a_layer_followed_by_an_inplace_relu_keeps_its_own_activations(golden_model, images):
+    """bn1 feeds ReLU(inplace=True): A and its gradient are bn1's output, before the ReLU."""
+    net = golden_model.eval()
+    activations, weights, target = activations_and_weights(net, images, "bn1")
+    bn_out = net.bn1(net.conv1(images)).detach().requires_grad_(True)
+    rest = torch.nn.Sequential(net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4, net.avgpool,
+                               torch.nn.Flatten(), net.fc)
+    logits = rest(bn_out.clone())
+    (gradient,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), bn_out)
+    assert torch.equal(activations, bn_out.detach())  # the same kernels on the same batch
+    torch.testing.assert_close(weights, gradient.abs().mean(dim=(2, 3)), rtol=1e-5, atol=1e-7)
+
+
 def test_fixed_shape_scorer_rows_do_not_depend_on_their_batch_mates(golden_model):
     """Every row reaches its (image, channel) whatever its batch mates and place. Abs-CAM Final pads because
     on the CPU a batch of one may take another convolution algorithm; rows at other places of one fixed

@@ -61,8 +61,11 @@ def gradient_pass(model: nn.Module, images: torch.Tensor, layer: str, target: to
     def hook(_module, _inputs, output):
         if not isinstance(output, torch.Tensor):
             raise UserError(f"layer {layer!r} returns {type(output).__name__}, not a tensor; choose a layer with a tensor output")
+        require(output.dim() == 4, f"layer {layer!r} gives a {tuple(output.shape)} output, not a (B, C, h, w) feature map; "
+                "choose a convolutional layer such as layer4")
         captured["A"] = output.detach().requires_grad_(True)
-        return captured["A"]
+        # A copy goes on: a following in-place op (ReLU(inplace=True) after a BatchNorm) must not change A.
+        return captured["A"].clone()
 
     handle = module.register_forward_hook(hook)
     try:
