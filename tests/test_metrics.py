@@ -90,6 +90,16 @@ def test_given_target_is_scored(images, saliency):
     assert_same_probs(curves, reference_curves(model, images, saliency, "deletion", 40, "zeros", target))
 
 
+def test_a_target_outside_the_models_classes_is_a_user_error(images, saliency):
+    """A saliency file made with another model (more classes) names classes this one lacks."""
+    model = tiny_model()
+    n_classes = model(images[:1]).shape[1]
+    with pytest.raises(UserError, match=rf"target classes must lie in \[0, {n_classes}\) \(the model's classes\), got \[0, {n_classes}, 1\]"):
+        causal_curves(model, images, saliency, mode="deletion", step=40, target=np.array([0, n_classes, 1]))
+    with pytest.raises(UserError, match="target has 2 entries for 3 images"):
+        causal_curves(model, images, saliency, mode="insertion", step=40, target=np.array([0, 1]))
+
+
 def test_pixel_ranks_tie_order():
     # flat [1, 0, 1, 0, 2, 0]: first the 2, then the 1s and the 0s in ascending pixel index
     tied = np.array([[[1, 0, 1], [0, 2, 0]]], dtype=np.float32)

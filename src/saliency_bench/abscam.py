@@ -27,7 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .errors import UserError, require
-from .runtime.forward import ModelRunner, batches, exact_float32, model_device
+from .runtime.forward import ModelRunner, batches, check_target, exact_float32, model_device
 
 FINAL_SCORES = ("logits", "softmax")
 EPS = 1e-8
@@ -79,14 +79,6 @@ def gradient_pass(model: nn.Module, images: torch.Tensor, layer: str, target: to
     finally:
         handle.remove()
     return activations.detach().float(), gradient.abs().float().mean(dim=(2, 3)), target, logits.detach().float()
-
-
-def check_target(target, logits_shape, device) -> torch.Tensor:
-    target = torch.as_tensor(target, dtype=torch.long, device=device).reshape(-1)
-    n_images, n_classes = logits_shape
-    require(len(target) == n_images, f"target has {len(target)} entries for {n_images} images; give one class per image")
-    require(bool(((target >= 0) & (target < n_classes)).all()), f"target classes must lie in [0, {n_classes}), got {target.tolist()}")
-    return target
 
 
 def min_max(x: torch.Tensor) -> torch.Tensor:

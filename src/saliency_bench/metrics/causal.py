@@ -29,7 +29,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from ..errors import UserError, require
-from ..runtime.forward import ModelRunner, batches
+from ..runtime.forward import ModelRunner, batches, check_target
 
 MODES = ("deletion", "insertion")
 SUBSTRATES = ("zeros", "blur", "mean", "uniform noise")
@@ -262,8 +262,7 @@ def plan_curves(runner: ModelRunner, images: torch.Tensor, request: CurveRequest
     substrate = canonical_substrate(request.substrate or DEFAULT_SUBSTRATE[mode])
     image_probs = shared.probs("image", runner, images)
     target = request.target
-    target = image_probs.argmax(dim=1) if target is None else torch.as_tensor(target, dtype=torch.long).to(image_probs.device)
-    require(target.shape == (batch,), f"target must hold one class per image ({batch}), got shape {tuple(target.shape)}")
+    target = image_probs.argmax(dim=1) if target is None else check_target(target, image_probs.shape, image_probs.device)
     substrate_probs = shared.probs(substrate, runner, images).expand(batch, -1)
     other = shared.substrate(substrate, images)
     rows = torch.arange(batch, device=image_probs.device)

@@ -165,7 +165,16 @@ def explained_class(model: torch.nn.Module, images: torch.Tensor, target=None, *
     probabilities = logits.softmax(dim=1)
     if target is None:
         target = logits.argmax(dim=1)
-    target = torch.as_tensor(target, dtype=torch.long, device=logits.device).reshape(-1)
-    require(len(target) == len(images), f"target has {len(target)} entries for {len(images)} images")
-    require(bool(((target >= 0) & (target < logits.shape[1])).all()), f"target classes must lie in [0, {logits.shape[1]})")
+    target = check_target(target, logits.shape, logits.device)
     return target, probabilities.gather(1, target[:, None])[:, 0]
+
+
+def check_target(target, logits_shape, device) -> torch.Tensor:
+    """`target` as a (B,) long tensor on `device`: one class per image, each a class of the model."""
+    target = torch.as_tensor(target, dtype=torch.long, device=device).reshape(-1)
+    n_images, n_classes = logits_shape
+    require(len(target) == n_images, f"target has {len(target)} entries for {n_images} images; give one class per image")
+    require(bool(((target >= 0) & (target < n_classes)).all()),
+            f"target classes must lie in [0, {n_classes}) (the model's classes), got {target.tolist()}; "
+            "use the model (and --num-classes) the classes were chosen with")
+    return target
