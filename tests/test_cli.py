@@ -169,6 +169,24 @@ def test_every_output_option_is_checked():
     assert outputs and outputs <= set(FILE_OUTPUTS) | set(FOLDER_OUTPUTS), outputs - set(FILE_OUTPUTS + FOLDER_OUTPUTS)
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["masks", "--seed", "-1"], "argument --seed: a seed must lie in 0 .. 2**63 - 1, got -1"),
+    (["images", "--split-seed", str(2**64)], "argument --split-seed: a seed must lie in"),
+    (["masks", "--kind", "gaussian", "--mean", "nan"], "argument --mean: must be a finite number, got nan"),
+    (["masks", "--kind", "perlin", "--frequency", "inf"], "argument --frequency: must be a finite number"),
+    (["explain", "--threads", "0"], "argument --threads: must be at least 1, got 0"),
+    (["evaluate", "--std", "0.2", "0", "0.2"], "argument --std: must be above 0, got 0"),
+    (["tune-forward", "--size", "-32", "32"], "argument --size: must be at least 1, got -32"),
+    (["plan", "--cores", "0"], "argument --cores: must be at least 1, got 0"),
+    (["explain", "--batch-size", "lots"], "argument --batch-size: 'lots' is not a whole number"),
+    (["sanity", "--layers"], "argument --layers: expected at least one argument"),
+])
+def test_bad_numbers_are_refused_when_parsed(argv, message, capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(argv)
+    assert exited.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_model_errors(tmp_path: Path, checkpoint: Path, capsys):
     base = ["check-model", "--device", "cpu"]
     one_line_error([*base, "--num-classes", "4", "--checkpoint", str(tmp_path / "missing.pt")], capsys,

@@ -11,19 +11,20 @@ from ..data import load_images
 from ..formats.image_table import read_image_table
 from ..runtime.models import load_model, resolve_device
 from ..runtime.throughput import CPU_BATCH_CANDIDATES, CUDA_BATCH_SIZE, REDUCED_PRECISION_MARGIN
+from ._types import finite_float, positive_float, positive_int
 
 
 def add_preprocess_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("preprocessing")
     pre = defaults().preprocess
     add_size_arg(group)
-    group.add_argument("--mean", type=float, nargs=3, default=pre.mean, help="normalisation mean (default: ImageNet's)")
-    group.add_argument("--std", type=float, nargs=3, default=pre.std, help="normalisation std (default: ImageNet's)")
+    group.add_argument("--mean", type=finite_float, nargs=3, default=pre.mean, help="normalisation mean (default: ImageNet's)")
+    group.add_argument("--std", type=positive_float, nargs=3, default=pre.std, help="normalisation std (default: ImageNet's)")
 
 
 def add_size_arg(parser, help: str = "input size") -> None:
     size = defaults().preprocess.size
-    parser.add_argument("--size", type=int, nargs=2, default=size, metavar=("H", "W"),
+    parser.add_argument("--size", type=positive_int, nargs=2, default=size, metavar=("H", "W"),
                         help=f"{help} (default {size[0]} {size[1]})")
 
 
@@ -63,7 +64,7 @@ def add_precision_args(group) -> None:
     group.add_argument("--precision", default=defaults().precision, choices=("fp32", "bf16", "fp16", "auto"),
                        help=f"autocast precision (default {defaults().precision}); auto (opt-in): bf16 where tune-forward measures it "
                             f"at least {REDUCED_PRECISION_MARGIN}x faster than fp32, else fp32")
-    group.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    group.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch (default: torch's choice)")
     group.add_argument("--no-fold-bn", dest="fold_bn", action="store_false",
                        help="run forward-only passes with the BatchNorms as they are (default: folded into the "
                             "preceding convolutions, eval mode; the same function to float32 round-off)")
@@ -78,15 +79,7 @@ def add_forward_args(group, *, batch_size: int | str, memory_format: str) -> Non
 
 
 def batch_size_arg(text: str) -> int | str:
-    if text == "auto":
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is neither a whole number nor auto") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+    return text if text == "auto" else positive_int(text)
 
 
 def model_from_args(args: argparse.Namespace) -> torch.nn.Module:

@@ -6,6 +6,7 @@ import sys
 
 from ..analysis.aggregate import aggregate
 from ..config import defaults
+from ._types import seed
 
 
 def register(subparsers) -> None:
@@ -18,7 +19,7 @@ def register(subparsers) -> None:
     parser.add_argument("--images", default=None, help="image table (adds label and class_name, orders rows)")
     stats = defaults().stats
     parser.add_argument("--bootstrap", type=int, default=stats.bootstrap, help=f"bootstrap resamples (default {stats.bootstrap})")
-    parser.add_argument("--seed", type=int, default=stats.seed, help=f"bootstrap seed (default {stats.seed})")
+    parser.add_argument("--seed", type=seed, default=stats.seed, help=f"bootstrap seed (default {stats.seed})")
     parser.add_argument("--alpha", type=float, default=stats.alpha,
                         help=f"significance level; CIs are 1 - alpha (default {stats.alpha:g})")
     parser.add_argument("--out-dir", required=True, help="folder for per_image.csv, summary.csv, summary.md")

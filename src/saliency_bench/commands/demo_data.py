@@ -6,6 +6,7 @@ import sys
 import time
 
 from ..config import defaults
+from ._types import seed
 
 
 def register(subparsers) -> None:
@@ -18,7 +19,7 @@ def register(subparsers) -> None:
     parser.add_argument("--per-class", type=int, default=demo.per_class, help=f"images per class (default {demo.per_class})")
     parser.add_argument("--none", type=int, default=demo.none, help=f"'none' animals, stubs only (default {demo.none})")
     parser.add_argument("--size", type=int, default=demo.size, help=f"image size in px (default {demo.size})")
-    parser.add_argument("--seed", type=int, default=demo.seed,
+    parser.add_argument("--seed", type=seed, default=demo.seed,
                         help=f"base seed; each image's seed derives from it (default {demo.seed})")
     parser.add_argument("--workers", type=int, default=2, help="processes (default 2; the output does not depend on it)")
     parser.set_defaults(func=run, folder_outputs=("out",))

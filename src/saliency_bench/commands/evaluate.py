@@ -11,6 +11,7 @@ from ..metrics.causal import SUBSTRATES
 from ..metrics.evaluate import evaluate_saliency, write_evaluation
 from ..runtime.forward import ModelRunner
 from ._options import add_image_table_args, add_model_args, images_from_args, model_from_args
+from ._types import seed
 
 
 def register(subparsers) -> None:
@@ -31,7 +32,7 @@ def register(subparsers) -> None:
     parser.add_argument("--insertion-substrate", default=metrics.insertion_substrate,
                         help=f"what insertion starts from: {', '.join(SUBSTRATES)} (default {metrics.insertion_substrate};"
                              " blur = gkern(11, 5))")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the 'uniform noise' substrate (default 0)")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of the 'uniform noise' substrate (default 0)")
     parser.add_argument("--out-records", required=True, help="per-image records CSV")
     parser.add_argument("--out-curves", required=True, help="curves HDF5")
     add_image_table_args(parser)

@@ -8,6 +8,7 @@ from ..config import defaults
 from ..data import check_images, discover_images, read_file_list, records_from_list, select_images
 from ..errors import require
 from ..formats.image_table import write_image_table
+from ._types import seed
 
 
 def register(subparsers) -> None:
@@ -22,7 +23,7 @@ def register(subparsers) -> None:
                         help=f"which images (default {data.split}: the study's validation split)")
     parser.add_argument("--val-fraction", type=float, default=data.val_fraction,
                         help=f"validation fraction (default {data.val_fraction:g})")
-    parser.add_argument("--split-seed", type=int, default=data.split_seed, help=f"random_split seed (default {data.split_seed})")
+    parser.add_argument("--split-seed", type=seed, default=data.split_seed, help=f"random_split seed (default {data.split_seed})")
     parser.add_argument("--limit", type=int, default=None, help="explain at most this many images (first of the split)")
     parser.add_argument("--per-class-limit", type=int, default=None,
                         help="explain at most this many images per class (the first of each class in split order; "

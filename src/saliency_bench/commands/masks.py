@@ -9,6 +9,7 @@ from ..errors import require
 from ..formats.masks import STORAGE_DTYPES, MaskSet
 from ..masks import DEFAULT_PARAMS, KINDS, UPSAMPLE_MODES, rerender_error, write_masks
 from ..perlin import ENGINES
+from ._types import finite_float, seed
 
 # A re-rendered mask may differ from the stored one by the storage rounding only.
 AUDIT_TOLERANCE = {"float16": 1e-3, "float32": 1e-6}
@@ -26,17 +27,17 @@ def register(subparsers) -> None:
     parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="mask size = image size (required)")
     rise = defaults().rise
     parser.add_argument("--s", type=int, default=rise.s, help=f"grid cells per side (default {rise.s})")
-    parser.add_argument("--seed", type=int, default=rise.seed,
+    parser.add_argument("--seed", type=seed, default=rise.seed,
                         help=f"random seed (default {rise.seed}); the set's generator seed is a hash of it and --set-id")
     parser.add_argument("--set-id", default=None, help="the set's id, hashed with --seed (default: binary-p<p>, gaussian or perlin)")
     parser.add_argument("--upsample", default=rise.upsample, choices=UPSAMPLE_MODES,
                         help=f"grid border: reflect (scikit-image resize mode='reflect', the study) or clamp "
                              f"(default {rise.upsample})")
-    parser.add_argument("--mean", type=float, default=None, help="gaussian masks: mean of the grid values (default 0.5)")
-    parser.add_argument("--std", type=float, default=None, help="gaussian masks: std of the grid values (default 0.25)")
+    parser.add_argument("--mean", type=finite_float, default=None, help="gaussian masks: mean of the grid values (default 0.5)")
+    parser.add_argument("--std", type=finite_float, default=None, help="gaussian masks: std of the grid values (default 0.25)")
     parser.add_argument("--perlin-engine", dest="engine", default=None, choices=ENGINES,
                         help="perlin masks: study (the perlin-noise package's function, default) or fbm (noise.pnoise2 octaves)")
-    parser.add_argument("--frequency", type=float, default=None,
+    parser.add_argument("--frequency", type=finite_float, default=None,
                         help="perlin masks: noise periods across the grid, the study's PerlinNoise `octaves` argument "
                              f"(default {DEFAULT_PARAMS['perlin']['frequency']:g})")
     parser.add_argument("--octaves", type=int, default=None, help="perlin fbm only: octaves summed (default 5)")

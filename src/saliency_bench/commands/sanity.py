@@ -11,17 +11,18 @@ from ..errors import atomic_path, require
 from ..methods import methods
 from ..sanity import SanityMethod, run_sanity
 from ._options import add_image_table_args, add_model_args, images_from_args, model_from_args
+from ._types import seed
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("sanity", help="model-parameter randomisation check (Adebayo et al. 2018)")
     checkable = [method.name for method in methods() if not method.is_chance]
     parser.add_argument("--methods", nargs="+", default=checkable, choices=checkable, help="methods to check")
-    parser.add_argument("--layers", nargs="*", default=["layer4"], help="Abs-CAM layers")
+    parser.add_argument("--layers", nargs="+", default=["layer4"], help="Abs-CAM layers")
     parser.add_argument("--masks", nargs="*", default=[], help="RISE mask file(s); the first is used")
     n_images = defaults().sanity.images
     parser.add_argument("--n-images", type=int, default=n_images, help=f"images to check (default {n_images})")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the re-initialisation")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of the re-initialisation")
     parser.add_argument("--out", required=True, help="output CSV")
     parser.add_argument("--figure", default=None, help="output PNG")
     add_image_table_args(parser)

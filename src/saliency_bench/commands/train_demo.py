@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..config import defaults
+from ._types import positive_int, seed
 
 
 def register(subparsers) -> None:
@@ -15,15 +16,15 @@ def register(subparsers) -> None:
     demo, data = defaults().demo, defaults().data
     parser.add_argument("--size", type=int, default=demo.size, help=f"training input size in px (default {demo.size})")
     parser.add_argument("--epochs", type=int, default=demo.epochs, help=f"epochs (default {demo.epochs})")
-    parser.add_argument("--seed", type=int, default=demo.seed,
+    parser.add_argument("--seed", type=seed, default=demo.seed,
                         help=f"seed of weights, shuffling and augmentation (default {demo.seed})")
     parser.add_argument("--val-fraction", type=float, default=data.val_fraction,
                         help=f"validation fraction, as in `images` (default {data.val_fraction:g})")
-    parser.add_argument("--split-seed", type=int, default=data.split_seed,
+    parser.add_argument("--split-seed", type=seed, default=data.split_seed,
                         help=f"random_split seed, as in `images` (default {data.split_seed})")
     parser.add_argument("--time-limit", type=float, default=float(demo.time_limit),
                         help=f"stop training after this many seconds, keeping the model so far (default {demo.time_limit:g})")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=positive_int, default=None,
                         help="CPU threads for torch (default: torch's choice); the weights depend on it")
     parser.add_argument("--out", required=True, metavar="CHECKPOINT.pt", help="output state dict")
     parser.add_argument("--card", required=True, metavar="MODEL_CARD.json", help="output model card")

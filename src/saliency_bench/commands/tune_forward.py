@@ -11,6 +11,7 @@ from ..runtime.forward import set_fold_bn
 from ..runtime.models import load_model, resolve_device
 from ..runtime.throughput import CHANNELS_LAST_MARGIN, REDUCED_PRECISION_MARGIN, tune_forward, write_forward_settings
 from ._options import add_forward_args, add_model_source_args, add_precision_args
+from ._types import positive_int
 
 
 def register(subparsers) -> None:
@@ -23,7 +24,7 @@ def register(subparsers) -> None:
                     "format and batch and recorded; the precision is never switched, except by --precision auto "
                     f"(bf16 when at least {REDUCED_PRECISION_MARGIN}x faster). Jobs given the file "
                     "(--forward-settings) all run alike.")
-    parser.add_argument("--size", type=int, nargs=2, default=(224, 224), metavar=("H", "W"), help="input size (default 224 224)")
+    parser.add_argument("--size", type=positive_int, nargs=2, default=(224, 224), metavar=("H", "W"), help="input size (default 224 224)")
     parser.add_argument("--rounds", type=int, default=2, help="timing rounds per candidate (default 2)")
     parser.add_argument("--out", required=True, help="output JSON file")
     group = add_model_source_args(parser)
