@@ -106,7 +106,7 @@ def test_the_recorded_settings_are_read_back(tmp_path):
 
 @pytest.mark.parametrize("content, message", [
     (None, "does not exist"),
-    ("not json", "is not a forward-settings file"),
+    ("not json", "is not valid JSON"),
     ('{"memory_format": "contiguous"}', "is not a forward-settings file"),
     ('{"memory_format": "nhwc", "batch_size": 8}', "names memory format 'nhwc'"),
     ('{"memory_format": "contiguous", "batch_size": 0}', "names batch size 0"),

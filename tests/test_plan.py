@@ -111,6 +111,17 @@ def test_plan_command_measures_named_settings_and_writes_both_files(tmp_path, ca
     assert plan["job_overhead"] <= process_age() - 1.0
 
 
+def test_plan_command_validates_the_config(tmp_path, capsys):
+    config = paper_config().to_dict()
+    config["rise"]["n_masks"] = 0
+    out = tmp_path / "plan.md"
+    assert cli.main(["plan", "--config", json.dumps(config), "--images", str(image_table(tmp_path / "images.csv", 3, 2)),
+                     "--forward-settings", str(tmp_path / "unused.json"), "--num-classes", "4", "--out", str(out),
+                     "--out-json", str(tmp_path / "plan.json")]) == 2
+    assert "config key rise.n_masks: 0 is less than the minimum of 1" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_timing_sets_the_estimate_beside_the_benchmarks(tmp_path):
     plan = {"rate": 10.0, "rate_source": "test", "stages": [
         {"name": "rise", "jobs": 2, "seconds": 20.0}, {"name": "deletion/insertion", "jobs": 2, "seconds": 10.0}]}

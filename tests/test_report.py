@@ -128,6 +128,23 @@ def test_report_cli_bad_run_json_is_one_line(pages, tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("run, message", [
+    ('{"alpha": "no"}', "alpha must be a number between 0 and 1"), ('{"alpha": null}', "alpha must be a number"),
+    ('{"alpha": 1.5}', "alpha must be a number"), ('{"rise": 5}', "rise and abscam must be JSON objects"),
+    ('{"abscam": "x"}', "rise and abscam must be JSON objects"), ('{"abscam": {"layers": 3}}', "abscam.layers must be a list"),
+    ('{"abscam": {"layers": [3]}}', "abscam.layers must be a list of names"), ('{"rise": {"binary": {"p": 0.5}}}', "rise.binary.p a list"),
+    ('{"size": 224}', "size must be a list"), ("[1]", "--run is not a JSON object"),
+])
+def test_report_cli_run_facts_of_the_wrong_type_are_one_line(pages, tmp_path, capsys, run, message):
+    tables = pages["folder"] / "tables"
+    out = tmp_path / "pages"
+    assert main(["report", "--summary", str(tables / "summary.csv"), "--per-image", str(tables / "per_image.csv"),
+                 "--run", run, "--benchmarks", str(pages["folder"] / "benchmarks"), "--out-dir", str(out)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("saliency-bench report: error: --run ") and message in error and "\n" not in error
+    assert not out.exists()
+
+
 # ---- the real report in a real browser -------------------------------------------------------
 @pytest.mark.workflow
 @pytest.mark.slow

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import UserError, require
+from .formats.json_files import read_text
 
 if TYPE_CHECKING:  # torch is imported only where images become tensors
     import torch
@@ -197,6 +198,7 @@ def load_images(records: Iterable[ImageRecord] | Iterable[str], size: tuple[int,
 
 def read_file_list(path: str | os.PathLike) -> list[str]:
     """Image paths of a list file: one per line; blank lines and '#' comments skipped."""
-    require(Path(path).is_file(), f"file list not found: {path}; give a text file with one image path per line")
-    with open(path) as handle:
-        return [line.strip() for line in handle if line.strip() and not line.lstrip().startswith("#")]
+    fix = "give a text file with one image path per line"
+    require(Path(path).is_file(), f"file list not found: {path}; {fix}")
+    lines = read_text(path, "file list", fix).splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]

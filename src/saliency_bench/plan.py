@@ -21,6 +21,7 @@ import numpy as np
 from . import workflow_config as wc
 from .config import Config
 from .errors import UserError, require
+from .formats.image_table import read_shards
 from .methods import get_method, method_of_id
 from .methods import methods as registered_methods
 
@@ -75,8 +76,7 @@ def layer_channels(config: Config, model=None) -> dict[str, int]:
 
 
 def shard_sizes(image_table: str | Path) -> list[int]:
-    with open(image_table, newline="") as handle:
-        shards = [int(row["shard"]) for row in csv.DictReader(handle)]
+    shards = read_shards(image_table)
     return [shards.count(k) for k in range(max(shards) + 1)] if shards else []
 
 
@@ -234,12 +234,19 @@ def benchmark_stage(path: Path, root: Path) -> str:
 def measured_seconds(benchmarks: str | Path) -> dict[str, float]:
     root = Path(benchmarks)
     totals: dict[str, float] = {}
-    for path in sorted(root.rglob("*.tsv")):
-        with open(path, newline="") as handle:
-            rows = list(csv.DictReader(handle, delimiter="\t"))
-        if rows:
+    for path in sorted(p for p in root.rglob("*.tsv") if p.is_file()):
+        fix = "it is a Snakemake benchmark file: delete it and rerun its rule"
+        try:
+            with open(path, newline="", encoding="utf-8") as handle:
+                rows = list(csv.DictReader(handle, delimiter="\t"))
+            seconds = float(rows[-1]["s"]) if rows else None
+        except (UnicodeDecodeError, csv.Error):
+            raise UserError(f"cannot read {path} (not a tab-separated text file); {fix}") from None
+        except (KeyError, TypeError, ValueError):  # no `s` column, a short row, not a number
+            raise UserError(f"{path} holds no number of seconds in its column s; {fix}") from None
+        if seconds is not None:
             stage = benchmark_stage(path, root)
-            totals[stage] = totals.get(stage, 0.0) + float(rows[-1]["s"])
+            totals[stage] = totals.get(stage, 0.0) + seconds
     return totals
 
 

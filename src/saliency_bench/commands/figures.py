@@ -20,7 +20,9 @@ import sys
 
 from ..config import defaults
 from ..formats.image_table import read_image_table
+from ..formats.json_files import read_text
 from ..report import figures
+from ._types import finite_float, positive_float, positive_int
 
 
 def register(subparsers) -> None:
@@ -71,11 +73,11 @@ def register(subparsers) -> None:
 def _add_display_args(parser: argparse.ArgumentParser, with_size: bool) -> None:
     group = parser.add_argument_group("preprocessing (to show the images as the model saw them)")
     if with_size:
-        group.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
+        group.add_argument("--size", type=positive_int, nargs=2, default=None, metavar=("H", "W"),
                            help="input size; must match the masks / maps (default: their size)")
     pre = defaults().preprocess
-    group.add_argument("--mean", type=float, nargs=3, default=pre.mean, help="normalisation mean (default: ImageNet's)")
-    group.add_argument("--std", type=float, nargs=3, default=pre.std, help="normalisation std (default: ImageNet's)")
+    group.add_argument("--mean", type=finite_float, nargs=3, default=pre.mean, help="normalisation mean (default: ImageNet's)")
+    group.add_argument("--std", type=positive_float, nargs=3, default=pre.std, help="normalisation std (default: ImageNet's)")
 
 
 def _report(paths, out: str) -> int:
@@ -92,8 +94,8 @@ def run_masks(args: argparse.Namespace) -> int:
 
 def _class_names(values: list[str] | None) -> list[str] | None:
     if values and len(values) == 1 and os.path.isfile(values[0]):
-        with open(values[0]) as handle:
-            return [line.strip() for line in handle if line.strip()]
+        text = read_text(values[0], "class-names file", "give a text file with one class name per line")
+        return [line.strip() for line in text.splitlines() if line.strip()]
     return values
 
 

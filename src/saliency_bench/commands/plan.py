@@ -7,9 +7,10 @@ import os
 import sys
 from pathlib import Path
 
-from ..config import Config, build_config
+from ..config import Config, load_config
 from ..errors import UserError, atomic_path, require
 from ._options import add_model_args, add_size_arg
+from ._types import positive_int
 
 
 def register(subparsers) -> None:
@@ -20,7 +21,7 @@ def register(subparsers) -> None:
                     "disk for masks and saliency; stop when the disk does not hold them.")
     parser.add_argument("--config", required=True, help="the workflow's effective config, as JSON text or a .json/.yaml file")
     parser.add_argument("--images", required=True, help="image table written by `saliency-bench images`")
-    parser.add_argument("--cores", type=int, default=len(os.sched_getaffinity(0)),
+    parser.add_argument("--cores", type=positive_int, default=len(os.sched_getaffinity(0)),
                         help="cores the run may use (jobs at a time = cores / threads; default: this machine's, as --cores all)")
     parser.add_argument("--results", default="results", help="results folder whose free space is checked")
     add_size_arg(parser, "input size of the measurement")
@@ -30,7 +31,7 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def load_config(text: str) -> Config:
+def read_config(text: str) -> Config:
     """The workflow's effective config (validated, defaults filled in), typed."""
     import yaml
 
@@ -39,7 +40,8 @@ def load_config(text: str) -> Config:
         values = yaml.safe_load(path.read_text() if path.suffix in (".json", ".yaml", ".yml") else text)
     except (OSError, yaml.YAMLError) as error:
         raise UserError(f"--config is neither a config file nor JSON text ({error.__class__.__name__})") from None
-    return build_config(values)
+    require(isinstance(values, dict), "--config must hold a mapping of config keys (config/README.md)")
+    return load_config(values)
 
 
 def forward_settings(args: argparse.Namespace) -> tuple[dict, str, float | None, object]:
@@ -47,10 +49,9 @@ def forward_settings(args: argparse.Namespace) -> tuple[dict, str, float | None,
     this step's start-up before any measurement and the model measured (None, None: nothing measured,
     the plan builds its model and takes its own age)."""
     if args.forward_settings:
-        require(Path(args.forward_settings).is_file(), f"forward-settings file {args.forward_settings} does not exist; "
-                "create it with `saliency-bench tune-forward`")
-        return (json.loads(Path(args.forward_settings).read_text()), f"measured by tune_forward, {args.forward_settings}",
-                None, None)
+        from ..runtime.throughput import read_forward_record
+
+        return read_forward_record(args.forward_settings), f"measured by tune_forward, {args.forward_settings}", None, None
     require("auto" not in (args.memory_format, args.batch_size),
             "plan needs --forward-settings or named --memory-format and --batch-size")
     import torch
@@ -78,7 +79,7 @@ def forward_settings(args: argparse.Namespace) -> tuple[dict, str, float | None,
 def run(args: argparse.Namespace) -> int:
     from ..plan import make_plan, render_plan, summary_line
 
-    config = load_config(args.config)
+    config = read_config(args.config)
     settings, source, startup, model = forward_settings(args)
     plan = make_plan(config, args.images, settings, source, args.cores, args.results, overhead=startup, model=model)
     with atomic_path(args.out_json) as tmp:

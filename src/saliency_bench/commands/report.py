@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from ..errors import UserError
+from ..errors import require
+from ..formats.json_files import parse_json_object
 from ..report.html import write_report_pages
 
 
@@ -25,13 +25,27 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        facts = json.loads(args.run)
-    except json.JSONDecodeError as error:
-        raise UserError(f"--run is not valid JSON ({error.msg}); pass an object such as '{{\"model\": \"resnet18\"}}'") from None
-    if not isinstance(facts, dict):
-        raise UserError("--run must be a JSON object such as '{\"model\": \"resnet18\"}'")
-    paths = write_report_pages(args.summary, args.per_image, args.out_dir, run=facts, benchmarks=args.benchmarks,
-                               forward_settings=args.forward_settings)
+    paths = write_report_pages(args.summary, args.per_image, args.out_dir, run=run_facts(args.run),
+                               benchmarks=args.benchmarks, forward_settings=args.forward_settings)
     print(f"report pages -> {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
     return 0
+
+
+def run_facts(text: str) -> dict:
+    """--run as a JSON object, with the values the pages compute with checked (the rest is shown as text)."""
+    fix = "pass the config's values, e.g. '{\"model\": \"resnet18\", \"alpha\": 0.05, \"abscam\": {\"layers\": [\"layer4\"]}}'"
+    facts = parse_json_object(text, "--run", fix)
+    alpha = facts.get("alpha", 0.05)
+    require(isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and 0 < alpha < 1,
+            f"--run alpha must be a number between 0 and 1, got {alpha!r}; {fix}")
+    require(isinstance(facts.get("size", []), list), f"--run size must be a list such as [224, 224]; {fix}")
+    rise, abscam = facts.get("rise", {}), facts.get("abscam", {})
+    require(isinstance(rise, dict) and isinstance(abscam, dict), f"--run rise and abscam must be JSON objects; {fix}")
+    require(all(isinstance(rise.get(kind, {}), dict) for kind in ("binary", "gaussian", "perlin"))
+            and isinstance(rise.get("binary", {}).get("p", []), list),
+            f"--run rise.binary, rise.gaussian and rise.perlin must be objects, rise.binary.p a list; {fix}")
+    for key in ("layers", "variants"):
+        names = abscam.get(key, [])
+        require(isinstance(names, list) and all(isinstance(name, str) for name in names),
+                f"--run abscam.{key} must be a list of names, got {names!r}; {fix}")
+    return facts

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from ..errors import atomic_path, require
+from ..formats.json_files import read_json_object
 
 
 def register(subparsers) -> None:
@@ -21,10 +21,22 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..plan import measured_seconds, timing_table
 
-    require(Path(args.plan).is_file(), f"plan not found: {args.plan}; run `saliency-bench plan` first")
-    table = timing_table(json.loads(Path(args.plan).read_text()), measured_seconds(args.benchmarks), args.plan,
-                         args.benchmarks)
+    table = timing_table(read_plan(args.plan), measured_seconds(args.benchmarks), args.plan, args.benchmarks)
     with atomic_path(args.out) as tmp:
         Path(tmp).write_text(table)
     print(table)
     return 0
+
+
+def read_plan(path: str) -> dict:
+    """The plan JSON with what `timing_table` reads: rate, rate_source and the stages' name, jobs and seconds."""
+    fix = "rerun `saliency-bench plan`"
+    plan = read_json_object(path, "plan", fix)
+    stages = plan.get("stages")
+    number = (int, float)
+    require(isinstance(plan.get("rate"), number) and "rate_source" in plan and isinstance(stages, list)
+            and all(isinstance(stage, dict) and isinstance(stage.get("name"), str) and isinstance(stage.get("jobs"), int)
+                    and isinstance(stage.get("seconds"), number) for stage in stages),
+            f"{path} is not a plan of `saliency-bench plan` (it needs rate, rate_source and stages with name, jobs "
+            f"and seconds); {fix}")
+    return plan

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..data import ImageRecord
-from ..errors import atomic_path, require
+from ..errors import UserError, atomic_path, require
 
 IMAGE_TABLE_FIELDS = ("image_id", "path", "label", "class_name", "shard")
 
@@ -27,10 +27,36 @@ def write_image_table(path: str | os.PathLike, records: Sequence[ImageRecord], i
 
 def read_image_table(path: str | os.PathLike, shard: int | None = None) -> list[ImageRecord]:
     """Records of an image table, optionally only those of one shard."""
+    shards, records = _read(path)
+    if shard is None:
+        return records
+    records = [record for record, k in zip(records, shards) if k == shard]
+    require(bool(records), f"shard {shard} of {path} is empty; check images_per_job")
+    return records
+
+
+def read_shards(path: str | os.PathLike) -> list[int]:
+    """The shard of every row of an image table, in order."""
+    return _read(path)[0]
+
+
+def _read(path: str | os.PathLike) -> tuple[list[int], list[ImageRecord]]:
     require(Path(path).is_file(), f"image table not found: {path}; run the 'images' step first")
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if shard is not None:
-        rows = [row for row in rows if int(row["shard"]) == shard]
-        require(bool(rows), f"shard {shard} of {path} is empty; check images_per_job")
-    return [ImageRecord(r["image_id"], r["path"], int(r["label"]), r["class_name"]) for r in rows]
+    fix = "recreate it with `saliency-bench images`"
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = [name for name in IMAGE_TABLE_FIELDS if name not in (reader.fieldnames or ())]
+            require(not missing, f"{path} is not an image table (no column {', '.join(missing)}); {fix}")
+            shards, records = [], []
+            for row in reader:
+                # a short row (truncated file) fills None, a long one puts its extra cells under None
+                require(None not in row and None not in row.values(),
+                        f"{path} line {reader.line_num} does not have the {len(IMAGE_TABLE_FIELDS)} columns; {fix}")
+                shards.append(int(row["shard"]))
+                records.append(ImageRecord(row["image_id"], row["path"], int(row["label"]), row["class_name"]))
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not an image table (not UTF-8 text); {fix}") from None
+    except (ValueError, csv.Error) as error:  # int() of a non-number, a NUL byte, ...
+        raise UserError(f"{path} is not a valid image table (line {reader.line_num}: {error}); {fix}") from None
+    return shards, records

@@ -20,6 +20,7 @@ import numpy as np
 from .. import __version__
 from ..errors import atomic_path, require
 from .hdf5 import open_stage_file, read_strings, string_dataset
+from .json_files import parse_json_object
 
 WHAT, COMMAND = "saliency file", "explain"
 
@@ -64,6 +65,10 @@ def read_rows(path: str | os.PathLike, rows: Sequence[int]) -> SaliencyFile:
 
 def _read(handle: h5py.File, rows: slice | list[int]) -> SaliencyFile:
     ids = read_strings(handle["image_id"])
+    shape = handle["saliency"].shape
+    require(len(shape) == 3 and shape[0] == len(ids) == len(handle["target"]) == len(handle["top1_prob"]),
+            f"{handle.filename} is not a {WHAT}: saliency {shape} is not one (H, W) map per image id ({len(ids)}); "
+            f"rerun `saliency-bench {COMMAND}`")
     if isinstance(rows, slice):
         maps = handle["saliency"][()]
     else:  # one map at a time, in the order asked (h5py's fancy indexing wants sorted, unique rows)
@@ -95,4 +100,5 @@ def read_params(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _params(handle: h5py.File) -> dict[str, Any]:
-    return json.loads(handle.attrs.get("params", "{}"))
+    fix = f"rerun `saliency-bench {COMMAND}`"
+    return parse_json_object(handle.attrs.get("params", "{}"), f"the params attribute of {handle.filename}", fix)

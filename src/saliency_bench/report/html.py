@@ -13,7 +13,6 @@ report, also when it is opened from disk.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from html import escape
@@ -24,7 +23,7 @@ import pandas as pd
 
 from ..analysis.markdown import best_values, method_label, number, with_ci
 from ..analysis.summary import AUC_METRICS, CHECK, LOCALISATION_METRICS, headline_facts
-from ..errors import atomic_path, require
+from ..errors import atomic_path
 from ..formats.tables import STUDY_COLUMNS, read_table
 from ..methods import chance_ids
 from ..plan import measured_seconds
@@ -251,8 +250,9 @@ def write_report_pages(summary_csv: str | os.PathLike, per_image_csv: str | os.P
     table, per_image = read_table(summary_csv), read_table(per_image_csv)
     forward = None
     if forward_settings:
-        require(os.path.isfile(forward_settings), f"forward settings not found: {forward_settings}; run `saliency-bench tune-forward`")
-        forward = json.loads(Path(forward_settings).read_text())
+        from ..runtime.throughput import read_forward_record  # imports torch: only when there is a file to read
+
+        forward = read_forward_record(forward_settings)
     pages = {"summary.html": summary_page(table, float(run.get("alpha", 0.05))), "per_image.html": per_image_page(per_image),
              "introduction.html": introduction_fragment(table, per_image, run, measured_seconds(benchmarks), forward,
                                                        forward_path=forward_settings, benchmarks=benchmarks)}

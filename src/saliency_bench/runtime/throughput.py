@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import UserError, atomic_path, require
+from ..errors import atomic_path, require
+from ..formats.json_files import read_json_object
 from .forward import MEMORY_FORMATS, PRECISIONS, ModelRunner, model_device, set_memory_format
 
 # batch_size auto: CPU candidates are timed; a GPU gets one large batch.
@@ -237,27 +238,34 @@ def write_forward_settings(path: str | Path, settings: ForwardSettings, context:
         Path(temporary).write_text(json.dumps(record, indent=1) + "\n")
 
 
+def read_forward_record(path: str | Path) -> dict:
+    """The whole record of `saliency-bench tune-forward`, checked: memory format, batch size, precision
+    (fp32 in files that name none) and the images/s measured."""
+    fix = "recreate it with `saliency-bench tune-forward`"
+    record = read_json_object(path, "forward-settings file", fix)
+    require({"memory_format", "batch_size"} <= record.keys(),
+            f"{path} is not a forward-settings file (it needs memory_format and batch_size); {fix}")
+    memory_format, batch_size = record["memory_format"], record["batch_size"]
+    require(memory_format in MEMORY_FORMATS, f"{path} names memory format {memory_format!r}; {fix}")
+    require(isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size >= 1,
+            f"{path} names batch size {batch_size!r}; {fix}")
+    precision = record.get("precision", "fp32")
+    require(precision in PRECISIONS, f"{path} names precision {precision!r}; {fix}")
+    rates = record.get("images_per_second", {})
+    require(isinstance(rates, dict) and all(isinstance(v, (int, float)) for v in rates.values()),
+            f"{path} holds no images/s per setting under images_per_second; {fix}")
+    return record
+
+
 def read_forward_settings(path: str | Path) -> tuple[str, int]:
     """(memory format, batch size) recorded by `saliency-bench tune-forward`."""
-    fix = "recreate it with `saliency-bench tune-forward`"
-    try:
-        record = json.loads(Path(path).read_text())
-        memory_format, batch_size = record["memory_format"], record["batch_size"]
-    except FileNotFoundError:
-        raise UserError(f"forward-settings file {path} does not exist; create it with `saliency-bench tune-forward`") from None
-    except (ValueError, KeyError, TypeError):
-        raise UserError(f"{path} is not a forward-settings file (it needs memory_format and batch_size); {fix}") from None
-    require(memory_format in MEMORY_FORMATS, f"{path} names memory format {memory_format!r}; {fix}")
-    require(isinstance(batch_size, int) and batch_size >= 1, f"{path} names batch size {batch_size!r}; {fix}")
-    return memory_format, batch_size
+    record = read_forward_record(path)
+    return record["memory_format"], record["batch_size"]
 
 
 def read_forward_precision(path: str | Path) -> str:
     """The precision recorded by `saliency-bench tune-forward` (fp32 in files that name none)."""
-    read_forward_settings(path)  # the file's errors, in one place
-    precision = json.loads(Path(path).read_text()).get("precision", "fp32")
-    require(precision in PRECISIONS, f"{path} names precision {precision!r}; recreate it with `saliency-bench tune-forward`")
-    return precision
+    return read_forward_record(path).get("precision", "fp32")
 
 
 def native_bf16(device: torch.device) -> bool:
