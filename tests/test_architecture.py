@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "saliency_bench"
 
 # docs/architecture.md, in order: a module's layer is that of its longest matching prefix
 LAYERS = {
-    "": 1, "errors": 1, "console": 1, "numeric": 1, "config": 1, "data": 1, "formats": 1,
+    "": 1, "errors": 1, "argtypes": 1, "console": 1, "numeric": 1, "config": 1, "data": 1, "formats": 1,
     "runtime": 2, "demo": 2,
     "perlin": 3, "masks": 3, "rise": 3, "abscam": 3, "baselines": 3, "methods": 3, "explain": 3,
     "metrics": 4,

@@ -175,7 +175,8 @@ def test_a_saliency_dataset_of_the_wrong_shape(tmp_path, capsys):
 
 
 # ---- benchmarks and tables -----------------------------------------------------------------------
-@pytest.mark.parametrize("content", ["s\th:m:s\nabc\t0:00:01\n", "x\ty\n1\t2\n", "s\th:m:s\n\t0:00:01\n", None])
+@pytest.mark.parametrize("content", ["s\th:m:s\nabc\t0:00:01\n", "x\ty\n1\t2\n", "s\th:m:s\n\t0:00:01\n", None,
+                                     "s\th:m:s\nnan\t0:00:01\n", "s\th:m:s\n-3\t0:00:01\n"])
 def test_a_bad_benchmark_file(tmp_path, content):
     bad = tmp_path / "benchmarks" / "evaluate" / "rise" / "0.tsv"
     bad.parent.mkdir(parents=True)
@@ -221,3 +222,7 @@ def test_text_files_that_are_not_utf8(tmp_path, capsys):
     one_line_error(["figures", "saliency", "--saliency", str(saliency_file(tmp_path / "s.h5")), "--images", str(images),
                     "--class-names", str(binary), "--out-dir", str(tmp_path / "figures")], capsys,
                    str(binary), "not UTF-8", "one class name per line")
+    undecodable = b"\xff\xfe".decode("utf-8", errors="surrogateescape")  # such bytes typed on the command line
+    one_line_error(["figures", "saliency", "--saliency", str(saliency_file(tmp_path / "s.h5")), "--images", str(images),
+                    "--class-names", undecodable, "bees", "--out-dir", str(tmp_path / "figures")], capsys,
+                   "--class-names", "is not UTF-8 text")

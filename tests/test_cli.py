@@ -12,6 +12,7 @@ from PIL import Image
 from torch import nn
 
 from saliency_bench import UserError, __version__, cli
+from saliency_bench.errors import atomic_path
 from saliency_bench.runtime.models import build_model
 
 SCRIPT = Path(sys.executable).with_name("saliency-bench")
@@ -150,7 +151,18 @@ def test_output_paths_are_checked_before_any_work(tmp_path: Path, tree: Path, ca
     same = tmp_path / "same"
     one_line_error(["demo-model", "--out", str(same), "--card", str(same)], capsys, "--out and --card both name")
     one_line_error(["demo-data", "--out", str(tmp_path / "a_file")], capsys, "a_file is a file; give a folder path")
+    one_line_error([*images, ""], capsys, "--out is empty; give a path")
+    one_line_error([*images, str(tmp_path / "new_folder") + "/"], capsys, "new_folder/ is a folder; give a file path")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "data", "folder.csv"]  # nothing written
+
+
+def test_a_failed_rename_is_a_user_error_and_leaves_no_temporary(tmp_path: Path):
+    target = tmp_path / "taken"
+    (target / "inside").mkdir(parents=True)  # a non-empty folder: the final rename fails
+    with pytest.raises(UserError, match=f"cannot write {target}"):
+        with atomic_path(target) as tmp:
+            tmp.write_text("x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
 
 
 def test_every_output_option_is_checked():
@@ -180,6 +192,7 @@ def test_every_output_option_is_checked():
     (["plan", "--cores", "0"], "argument --cores: must be at least 1, got 0"),
     (["explain", "--batch-size", "lots"], "argument --batch-size: 'lots' is not a whole number"),
     (["sanity", "--layers"], "argument --layers: expected at least one argument"),
+    (["explain", "--method", "random", "--seed", "-1"], "argument --seed: a seed must lie in"),
 ])
 def test_bad_numbers_are_refused_when_parsed(argv, message, capsys):
     with pytest.raises(SystemExit) as exited:

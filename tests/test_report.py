@@ -121,6 +121,14 @@ def test_introduction_names_the_forward_settings_file_it_read(pages):
     assert f"<i>tune_forward</i> ({record}):" in html and "batch_size = <b>8</b>" in html
 
 
+def test_a_summary_without_any_score_has_no_best_method(pages, tmp_path):
+    table = pd.read_csv(pages["folder"] / "tables" / "summary.csv")
+    table[[c for c in table if c.startswith(("deletion_auc", "insertion_auc", "score"))]] = float("nan")
+    table.to_csv(tmp_path / "summary.csv", index=False)
+    paths = write_report_pages(tmp_path / "summary.csv", pages["folder"] / "tables" / "per_image.csv", tmp_path / "pages")
+    assert "No method has a Score" in paths["introduction.html"].read_text(encoding="utf-8")
+
+
 def test_report_cli_bad_run_json_is_one_line(pages, tmp_path, capsys):
     assert main(["report", "--summary", "x.csv", "--per-image", "y.csv", "--run", "{oops", "--out-dir", str(tmp_path)]) == 2
     error = capsys.readouterr().err.strip()

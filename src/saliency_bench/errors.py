@@ -41,7 +41,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     try:
         yield tmp
-        os.replace(tmp, final)
+        try:
+            os.replace(tmp, final)
+        except OSError as error:
+            raise UserError(f"cannot write {final} ({error.strerror}); remove it or choose another path") from None
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -55,15 +58,16 @@ def check_outputs(args: argparse.Namespace) -> None:
     folders = set(FOLDER_OUTPUTS) | set(getattr(args, "folder_outputs", ()))
     seen: dict[Path, str] = {}
     for dest in FILE_OUTPUTS + FOLDER_OUTPUTS:
-        value = getattr(args, dest, None)
-        if not value:
+        value, flag = getattr(args, dest, None), "--" + dest.replace("_", "-")
+        if value is None:
             continue
-        path, flag = Path(value), "--" + dest.replace("_", "-")
+        require(str(value).strip() != "", f"{flag} is empty; give a path")
+        path = Path(value)
         key = path.resolve()
         require(key not in seen, f"{seen.get(key)} and {flag} both name {path}; give each output its own path")
         seen[key] = flag
         is_folder = dest in folders
-        require(is_folder or not path.is_dir(), f"{flag} {path} is a folder; give a file path")
+        require(is_folder or not (path.is_dir() or str(value).endswith(os.sep)), f"{flag} {value} is a folder; give a file path")
         require(not is_folder or not path.exists() or path.is_dir(), f"{flag} {path} is a file; give a folder path")
         require_writable(path if is_folder else path.parent, f"{flag} {path}")
 

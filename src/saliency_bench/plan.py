@@ -244,6 +244,8 @@ def measured_seconds(benchmarks: str | Path) -> dict[str, float]:
             raise UserError(f"cannot read {path} (not a tab-separated text file); {fix}") from None
         except (KeyError, TypeError, ValueError):  # no `s` column, a short row, not a number
             raise UserError(f"{path} holds no number of seconds in its column s; {fix}") from None
+        require(seconds is None or (math.isfinite(seconds) and seconds >= 0),
+                f"{path} holds {seconds} seconds in its column s; {fix}")
         if seconds is not None:
             stage = benchmark_stage(path, root)
             totals[stage] = totals.get(stage, 0.0) + seconds

@@ -6,12 +6,12 @@ import sys
 
 import torch
 
+from ..argtypes import finite_float, positive_float, positive_int
 from ..config import defaults
 from ..data import load_images
 from ..formats.image_table import read_image_table
 from ..runtime.models import load_model, resolve_device
 from ..runtime.throughput import CPU_BATCH_CANDIDATES, CUDA_BATCH_SIZE, REDUCED_PRECISION_MARGIN
-from ._types import finite_float, positive_float, positive_int
 
 
 def add_preprocess_args(parser: argparse.ArgumentParser) -> None:

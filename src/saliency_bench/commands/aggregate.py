@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..argtypes import seed
 from ..analysis.aggregate import aggregate
 from ..config import defaults
-from ._types import seed
 
 
 def register(subparsers) -> None:

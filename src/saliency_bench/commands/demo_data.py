@@ -5,8 +5,8 @@ import argparse
 import sys
 import time
 
+from ..argtypes import seed
 from ..config import defaults
-from ._types import seed
 
 
 def register(subparsers) -> None:

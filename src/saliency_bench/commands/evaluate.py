@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..argtypes import seed
 from ..config import defaults
 from ..errors import require
 from ..formats.saliency import read_saliency
@@ -11,7 +12,6 @@ from ..metrics.causal import SUBSTRATES
 from ..metrics.evaluate import evaluate_saliency, write_evaluation
 from ..runtime.forward import ModelRunner
 from ._options import add_image_table_args, add_model_args, images_from_args, model_from_args
-from ._types import seed
 
 
 def register(subparsers) -> None:

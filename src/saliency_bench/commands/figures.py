@@ -18,11 +18,12 @@ import argparse
 import os
 import sys
 
+from ..argtypes import finite_float, positive_float, positive_int
 from ..config import defaults
+from ..errors import require
 from ..formats.image_table import read_image_table
 from ..formats.json_files import read_text
 from ..report import figures
-from ._types import finite_float, positive_float, positive_int
 
 
 def register(subparsers) -> None:
@@ -96,6 +97,9 @@ def _class_names(values: list[str] | None) -> list[str] | None:
     if values and len(values) == 1 and os.path.isfile(values[0]):
         text = read_text(values[0], "class-names file", "give a text file with one class name per line")
         return [line.strip() for line in text.splitlines() if line.strip()]
+    for name in values or ():  # bytes that are not UTF-8 reach Python as unpaired surrogates
+        require(name.encode("utf-8", errors="replace").decode() == name, f"--class-names {name!r} is not UTF-8 text; "
+                "give the names in UTF-8")
     return values
 
 

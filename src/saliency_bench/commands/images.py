@@ -4,11 +4,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..argtypes import seed
 from ..config import defaults
 from ..data import check_images, discover_images, read_file_list, records_from_list, select_images
 from ..errors import require
 from ..formats.image_table import write_image_table
-from ._types import seed
 
 
 def register(subparsers) -> None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..argtypes import finite_float, seed
 from ..config import defaults
 from ..errors import require
 from ..formats.masks import STORAGE_DTYPES, MaskSet
 from ..masks import DEFAULT_PARAMS, KINDS, UPSAMPLE_MODES, rerender_error, write_masks
 from ..perlin import ENGINES
-from ._types import finite_float, seed
 
 # A re-rendered mask may differ from the stored one by the storage rounding only.
 AUDIT_TOLERANCE = {"float16": 1e-3, "float32": 1e-6}

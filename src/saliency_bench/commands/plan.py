@@ -7,10 +7,10 @@ import os
 import sys
 from pathlib import Path
 
+from ..argtypes import positive_int
 from ..config import Config, load_config
 from ..errors import UserError, atomic_path, require
 from ._options import add_model_args, add_size_arg
-from ._types import positive_int
 
 
 def register(subparsers) -> None:

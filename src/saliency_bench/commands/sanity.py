@@ -6,12 +6,12 @@ import sys
 
 import pandas as pd
 
+from ..argtypes import seed
 from ..config import defaults
 from ..errors import atomic_path, require
 from ..methods import methods
 from ..sanity import SanityMethod, run_sanity
 from ._options import add_image_table_args, add_model_args, images_from_args, model_from_args
-from ._types import seed
 
 
 def register(subparsers) -> None:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..argtypes import positive_int, seed
 from ..config import defaults
-from ._types import positive_int, seed
 
 
 def register(subparsers) -> None:

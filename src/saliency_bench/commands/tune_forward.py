@@ -6,12 +6,12 @@ import platform
 
 import torch
 
+from ..argtypes import positive_int
 from ..errors import require
 from ..runtime.forward import set_fold_bn
 from ..runtime.models import load_model, resolve_device
 from ..runtime.throughput import CHANNELS_LAST_MARGIN, REDUCED_PRECISION_MARGIN, tune_forward, write_forward_settings
 from ._options import add_forward_args, add_model_source_args, add_precision_args
-from ._types import positive_int
 
 
 def register(subparsers) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..argtypes import seed
 from .base import Method, MethodConfig, Option
 
 if TYPE_CHECKING:
@@ -14,7 +15,7 @@ class RandomMaps(Method):
     name = "random"
     title = "random"
     is_chance = True
-    options = (Option("--seed", "random: seed of the noise maps (default 0)", type=int, default=0),)
+    options = (Option("--seed", "random: seed of the noise maps (default 0)", type=seed, default=0),)
     params = frozenset({"seed", "keys"})
 
     def configurations(self, config: Config) -> list[MethodConfig]:

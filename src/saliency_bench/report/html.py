@@ -189,6 +189,8 @@ def _headline(table: pd.DataFrame, per_image: pd.DataFrame, alpha: float) -> lis
     contenders = table[~table["is_chance"]]
     if contenders.empty:
         return ["Only chance baselines were run; there is no best method."]
+    if contenders["score"].isna().all():
+        return ["No method has a Score (no deletion and insertion AUCs in the summary); there is no best method."]
     best = contenders.loc[contenders["score"].idxmax()]
     detail = ", ".join(escape(str(best[c])) for c in ("method", "variant") if best.get(c))
     items = [f'Best by Score: <b id="best-method">{escape(best["method_id"])}</b> ({detail}), '
