@@ -16,19 +16,9 @@ from saliency_bench.formats.saliency import read_params, read_rows, read_salienc
 from saliency_bench.formats.tables import read_table
 from saliency_bench.plan import measured_seconds, shard_sizes
 from saliency_bench.runtime.throughput import read_forward_settings
+from cli_helpers import one_line_error
 
 BINARY = bytes(range(256)) * 4  # not UTF-8
-
-
-def one_line_error(argv: list[str], capsys, *fragments: str) -> str:
-    """Run the CLI: exit 2 and one stderr line `saliency-bench <cmd>: error: ...` naming all `fragments`."""
-    assert cli.main(argv) == 2
-    err = capsys.readouterr().err
-    lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"saliency-bench {argv[0]}: error: "), err
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
 
 
 def write_table(path: Path, n: int = 4, per_job: int = 2) -> Path:

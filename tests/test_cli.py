@@ -14,6 +14,7 @@ from torch import nn
 from saliency_bench import UserError, __version__, cli
 from saliency_bench.errors import atomic_path
 from saliency_bench.runtime.models import build_model
+from cli_helpers import one_line_error
 
 SCRIPT = Path(sys.executable).with_name("saliency-bench")
 
@@ -75,21 +76,6 @@ def test_check_model_reports_shape_and_parameters(checkpoint, capsys):
 
 
 # ---- errors: one line, exit 2, no traceback, no output ----------------------------------
-def one_line_error(argv: list[str], capsys, *fragments: str) -> str:
-    """Run the CLI, expect a one-line UserError naming all `fragments`; with --debug it propagates."""
-    assert cli.main(argv) == 2
-    captured = capsys.readouterr()
-    lines = captured.err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"saliency-bench {argv[0]}: error: "), captured.err
-    assert "Traceback" not in captured.err
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    with pytest.raises(UserError):
-        cli.main(["--debug", *argv])
-    capsys.readouterr()
-    return lines[0]
-
-
 def image(path: Path, size=(8, 6)) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", size, (90, 60, 30)).save(path)
