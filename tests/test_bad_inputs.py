@@ -139,6 +139,20 @@ def saliency_file(path: Path, n: int = 2) -> Path:
     return path
 
 
+def test_saliency_that_is_not_finite(tmp_path, capsys):
+    """Every reader of saliency files refuses NaN maps, not only evaluate (localisation, figures)."""
+    path = saliency_file(tmp_path / "saliency.h5", n=3)
+    with h5py.File(path, "a") as handle:
+        handle["saliency"][1, 2, 2] = np.nan
+    for read in (read_saliency, lambda p: read_rows(p, [2, 1])):
+        with pytest.raises(UserError, match=r"saliency of method rise image c/1.png holds NaN or infinite values"):
+            read(path)
+    assert read_rows(path, [0, 2]).saliency.shape == (2, 4, 4)  # the finite rows stay readable
+    images = write_table(tmp_path / "images.csv", n=3)
+    one_line_error(["figures", "saliency", "--saliency", str(path), "--images", str(images), "--out-dir",
+                    str(tmp_path / "figures")], capsys, str(path), "c/1.png", "NaN")
+
+
 def test_saliency_params_that_are_not_json(tmp_path):
     path = saliency_file(tmp_path / "saliency.h5")
     for params in ("{oops", "[1]"):

@@ -75,6 +75,9 @@ def _read(handle: h5py.File, rows: slice | list[int]) -> SaliencyFile:
         height, width = handle["saliency"].shape[1:]
         maps = np.stack([handle["saliency"][row] for row in rows]) if rows else np.zeros((0, height, width), np.float32)
         ids = [ids[row] for row in rows]
+    finite = np.isfinite(maps).reshape(len(maps), -1).all(axis=1)  # every reader (metrics, localisation, figures)
+    require(bool(finite.all()), f"{handle.filename}: saliency of method {handle.attrs.get('method_id')} image "
+            f"{ids[int(np.argmin(finite))]} holds NaN or infinite values; fix or re-run that explanation")
     return SaliencyFile(
         saliency=maps,
         image_id=ids,
