@@ -204,6 +204,17 @@ def test_model_errors(tmp_path: Path, checkpoint: Path, capsys):
         one_line_error(["check-model", "--num-classes", "4", "--device", "cuda"], capsys, "CUDA is not available")
 
 
+def test_an_image_too_small_for_the_architecture(tmp_path: Path, capsys):
+    # squeezenet pools 16x16 px down to nothing: torch's RuntimeError becomes one line before any work
+    one_line_error(["check-model", "--arch", "squeezenet1_1", "--num-classes", "4", "--size", "16", "16"], capsys,
+                   "squeezenet1_1 cannot take 16x16 px images", "Output size is too small", "use a larger image size")
+    out = tmp_path / "forward_settings.json"
+    one_line_error(["tune-forward", "--arch", "squeezenet1_1", "--num-classes", "4", "--size", "16", "16",
+                    "--device", "cpu", "--out", str(out)], capsys, "cannot take 16x16 px images")
+    assert not out.exists()
+    assert cli.main(["check-model", "--arch", "squeezenet1_1", "--num-classes", "4", "--size", "32", "32"]) == 0
+
+
 def test_console_script_errors_without_and_with_debug(tmp_path: Path, tree: Path):
     (tree / "dog" / "broken.png").write_bytes(b"not a png")
     out = tmp_path / "images.csv"

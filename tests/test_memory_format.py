@@ -163,7 +163,7 @@ def test_jobs_run_with_the_recorded_settings(cli_project, tmp_path, one_thread):
     assert recorded["batch_size"] == 3  # the file wins over --batch-size
     args = argparse.Namespace(threads=None, device="cpu", arch="resnet18", num_classes=2, precision="fp32",
                               checkpoint=str(cli_project / "model.pt"), weights=None, forward_settings=str(path),
-                              batch_size=64, memory_format="contiguous")
+                              batch_size=64, memory_format="contiguous", size=(32, 32))
     model = model_from_args(args)
     assert uses_channels_last(model) and args.memory_format == "channels_last" and args.batch_size == 3
 

@@ -91,7 +91,7 @@ def model_from_args(args: argparse.Namespace) -> torch.nn.Module:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    model = set_fold_bn(load_model(args.arch, args.num_classes, args.checkpoint, args.weights, device),
+    model = set_fold_bn(load_model(args.arch, args.num_classes, args.checkpoint, args.weights, device, tuple(args.size)),
                         getattr(args, "fold_bn", True))
     if getattr(args, "forward_settings", None):
         args.memory_format, args.batch_size = read_forward_settings(args.forward_settings)

@@ -3,10 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
-from ..errors import require
-from ..runtime.models import load_model
+from ..runtime.models import load_model, probe_forward
 from ._options import add_model_source_args, add_size_arg
 
 
@@ -22,16 +19,10 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    height, width = args.size
-    require(height >= 1 and width >= 1, f"--size must be positive, got {height} {width}")
     model = load_model(args.arch, args.num_classes, args.checkpoint, args.weights, args.device)
+    shape = probe_forward(model, tuple(args.size), args.arch, args.num_classes)
     device = next(model.parameters()).device
-    with torch.no_grad():
-        output = model(torch.zeros(1, 3, height, width, device=device))
-    require(tuple(output.shape) == (1, args.num_classes),
-            f"{args.arch} gives output {tuple(output.shape)} for one image, not (1, {args.num_classes}); "
-            "use a classifier whose last layer gives one score per class")
     parameters = sum(p.numel() for p in model.parameters())
     source = args.checkpoint or (f"weights {args.weights}" if args.weights else "random initialisation")
-    print(f"{args.arch} ({source}) on {device}: output shape {tuple(output.shape)}, {parameters} parameters")
+    print(f"{args.arch} ({source}) on {device}: output shape {tuple(shape)}, {parameters} parameters")
     return 0

@@ -64,7 +64,7 @@ def forward_settings(args: argparse.Namespace) -> tuple[dict, str, float | None,
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    model = set_fold_bn(load_model(args.arch, args.num_classes, args.checkpoint, args.weights, device),
+    model = set_fold_bn(load_model(args.arch, args.num_classes, args.checkpoint, args.weights, device, tuple(args.size)),
                         getattr(args, "fold_bn", True))
     startup = process_age()  # what every model job pays too: interpreter, torch, the model; not the timing below
     # Two rounds, the best kept (as tune_forward): the plan often starts beside the first jobs, and one

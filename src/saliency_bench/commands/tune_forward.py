@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    model = set_fold_bn(load_model(args.arch, args.num_classes, args.checkpoint, args.weights, device), args.fold_bn)
+    model = set_fold_bn(load_model(args.arch, args.num_classes, args.checkpoint, args.weights, device, tuple(args.size)), args.fold_bn)
     settings = tune_forward(model, tuple(args.size), args.precision, args.batch_size, args.memory_format, args.rounds,
                             time_precisions=True)
     context = {"arch": args.arch, "size": list(args.size), "precision_requested": args.precision,

@@ -139,11 +139,35 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Module:
 
 
 def load_model(arch: str = "resnet18", num_classes: int = 1000, checkpoint: str | None = None,
-               weights: str | None = None, device: str | torch.device = "cpu") -> nn.Module:
-    """Build, load and move a classifier to `device`, in eval mode."""
+               weights: str | None = None, device: str | torch.device = "cpu",
+               input_size: tuple[int, int] | None = None) -> nn.Module:
+    """Build, load and move a classifier to `device`, in eval mode. Given `input_size`, one zero image
+    goes through it first (see `probe_forward`)."""
     require(checkpoint is None or weights is None, "give either model.checkpoint or model.weights, not both")
     model = build_model(arch, num_classes, weights)
     if checkpoint is not None:
         load_checkpoint(model, checkpoint)
     device = resolve_device(device) if isinstance(device, str) else device
-    return model.to(device).eval()
+    model = model.to(device).eval()
+    if input_size is not None:
+        probe_forward(model, input_size, arch, num_classes)
+    return model
+
+
+def probe_forward(model: nn.Module, input_size: tuple[int, int], arch: str, num_classes: int) -> torch.Size:
+    """Run one zero image of `input_size` through `model`; its output shape. An image too small for the
+    architecture (vgg11 at 8x8 px pools down to nothing) or a model without one score per class is a
+    one-line error here, before a long job, not a traceback from inside torch."""
+    height, width = input_size
+    device = next(model.parameters()).device
+    try:
+        with torch.no_grad():
+            output = model(torch.zeros(1, 3, height, width, device=device))
+    except RuntimeError as error:
+        raise UserError(f"{arch} cannot take {height}x{width} px images ({one_line(error)}); "
+                        "use a larger image size (the one the model was trained at)") from error
+    shape = getattr(output, "shape", None)
+    require(shape is not None and tuple(shape) == (1, num_classes),
+            f"{arch} gives output {tuple(shape) if shape is not None else type(output).__name__} for one image, "
+            f"not (1, {num_classes}); use a classifier whose last layer gives one score per class")
+    return shape
