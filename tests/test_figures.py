@@ -21,6 +21,7 @@ from saliency_bench.formats.image_table import write_image_table
 from saliency_bench.formats.masks import MaskSet
 from saliency_bench.formats.saliency import write_saliency
 from saliency_bench.methods import method_of_id
+from cli_helpers import one_line_error
 
 SIZE = (32, 40)  # H, W: not square, so that a transposed array would show
 METHODS = ("rise-binary-p0.5", "rise-gaussian", "abscam-init-layer1", "abscam-final-layer1",
@@ -135,6 +136,16 @@ def test_cli_saliency_size_must_match_the_maps(stage_outputs, tmp_path, capsys):
                  "--size", "224", "224", "--out-dir", str(tmp_path / "figs")]) == 2
     assert "--size" in capsys.readouterr().err
     assert not (tmp_path / "figs").exists()
+
+
+def test_cli_saliency_class_names_must_cover_the_explained_classes(stage_outputs, tmp_path, capsys):
+    root, _ = stage_outputs
+    base = ["figures", "saliency", "--saliency", *_saliency_files(root)[:1], "--images", str(root / "images.csv"),
+            "--max-images", "2", "--kinds", "overview"]
+    one_line_error([*base, "--class-names", "daphnia", "--out-dir", str(tmp_path / "short")], capsys,
+                   "--class-names gives 1 name(s), but the maps explain class 1", "one name per class")
+    assert not (tmp_path / "short").exists()
+    assert main([*base, "--class-names", "daphnia", "water flea", "--out-dir", str(tmp_path / "full")]) == 0
 
 
 def test_cli_max_images_zero_writes_no_per_image_figures(stage_outputs, tmp_path):

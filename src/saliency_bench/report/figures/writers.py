@@ -127,6 +127,10 @@ def write_saliency_figures(saliency_paths: Sequence[str | os.PathLike], records:
     chosen = list(maps)
     stems = unique_stems(chosen)
     by_id = {r.image_id: r for r in records}
+    highest = max((target for target, _ in top1.values()), default=-1)
+    require(class_names is None or highest < len(class_names),
+            f"--class-names gives {len(class_names or ())} name(s), but the maps explain class {highest}; "
+            "give one name per class of the checkpoint, in its order")
     name_of = class_name_lookup(records, class_names)
     with _StagedOutputs(out_dir) as staged:
         for image_id in _progress(chosen, "saliency figures"):
