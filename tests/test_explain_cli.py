@@ -117,6 +117,16 @@ def test_masks_of_another_size_fail(project, tmp_path, capsys):
     assert not out.exists()
 
 
+def test_an_image_size_the_architecture_cannot_take(project, tmp_path, capsys):
+    out = tmp_path / "x.h5"
+    assert main(["explain", "--method", "centre", "--method-id", "centre", "--images", str(project / "images.csv"),
+                 "--size", "16", "16", "--arch", "squeezenet1_1", "--num-classes", "2", "--device", "cpu",
+                 "--out", str(out)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "squeezenet1_1 cannot take 16x16 px images" in error and len(error.splitlines()) == 1
+    assert not out.exists()
+
+
 def test_masks_command_rejects_bad_p(tmp_path, capsys):
     assert main(["masks", "--kind", "binary", "--p", "0", "--n", "4", "--size", "8", "8", "--out", str(tmp_path / "m.h5")]) == 2
     assert "(0, 1]" in capsys.readouterr().err
