@@ -82,17 +82,26 @@ def batch_size_arg(text: str) -> int | str:
     return text if text == "auto" else positive_int(text)
 
 
-def model_from_args(args: argparse.Namespace) -> torch.nn.Module:
-    """The model on its device in its memory format; sets args.batch_size and args.memory_format
-    to what the model runs with (read from --forward-settings, or tuned now where auto)."""
-    from ..runtime.forward import set_fold_bn, set_memory_format
-    from ..runtime.throughput import read_forward_precision, read_forward_settings, tune_forward
+def load_model_from_args(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.device]:
+    """(model, device): --threads set, the model of --arch/--checkpoint/--weights on --device, probed
+    with one image of --size, its BatchNorms folded unless --no-fold-bn. Every model-running command
+    starts with it."""
+    from ..runtime.forward import set_fold_bn
 
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    model = set_fold_bn(load_model(args.arch, args.num_classes, args.checkpoint, args.weights, device, tuple(args.size)),
-                        getattr(args, "fold_bn", True))
+    model = load_model(args.arch, args.num_classes, args.checkpoint, args.weights, device, tuple(args.size))
+    return set_fold_bn(model, getattr(args, "fold_bn", True)), device
+
+
+def model_from_args(args: argparse.Namespace) -> torch.nn.Module:
+    """The model on its device in its memory format; sets args.batch_size and args.memory_format
+    to what the model runs with (read from --forward-settings, or tuned now where auto)."""
+    from ..runtime.forward import set_memory_format
+    from ..runtime.throughput import read_forward_precision, read_forward_settings, tune_forward
+
+    model, _ = load_model_from_args(args)
     if getattr(args, "forward_settings", None):
         args.memory_format, args.batch_size = read_forward_settings(args.forward_settings)
         if args.precision == "auto":

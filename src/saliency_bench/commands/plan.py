@@ -10,7 +10,7 @@ from pathlib import Path
 from ..argtypes import positive_int
 from ..config import Config, load_config
 from ..errors import UserError, atomic_path, require
-from ._options import add_model_args, add_size_arg
+from ._options import add_model_args, add_size_arg, load_model_from_args
 
 
 def register(subparsers) -> None:
@@ -57,15 +57,9 @@ def forward_settings(args: argparse.Namespace) -> tuple[dict, str, float | None,
     import torch
 
     from ..plan import process_age
-    from ..runtime.forward import set_fold_bn
-    from ..runtime.models import load_model, resolve_device
     from ..runtime.throughput import measure_forward
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    model = set_fold_bn(load_model(args.arch, args.num_classes, args.checkpoint, args.weights, device, tuple(args.size)),
-                        getattr(args, "fold_bn", True))
+    model, device = load_model_from_args(args)
     startup = process_age()  # what every model job pays too: interpreter, torch, the model; not the timing below
     # Two rounds, the best kept (as tune_forward): the plan often starts beside the first jobs, and one
     # round alone can catch their start-up and underestimate the rate.

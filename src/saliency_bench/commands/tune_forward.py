@@ -8,10 +8,8 @@ import torch
 
 from ..argtypes import positive_int
 from ..errors import require
-from ..runtime.forward import set_fold_bn
-from ..runtime.models import load_model, resolve_device
 from ..runtime.throughput import CHANNELS_LAST_MARGIN, REDUCED_PRECISION_MARGIN, tune_forward, write_forward_settings
-from ._options import add_forward_args, add_model_source_args, add_precision_args
+from ._options import add_forward_args, add_model_source_args, add_precision_args, load_model_from_args
 
 
 def register(subparsers) -> None:
@@ -35,10 +33,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     require(args.rounds >= 1, f"--rounds must be at least 1, got {args.rounds}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    model = set_fold_bn(load_model(args.arch, args.num_classes, args.checkpoint, args.weights, device, tuple(args.size)), args.fold_bn)
+    model, device = load_model_from_args(args)
     settings = tune_forward(model, tuple(args.size), args.precision, args.batch_size, args.memory_format, args.rounds,
                             time_precisions=True)
     context = {"arch": args.arch, "size": list(args.size), "precision_requested": args.precision,
