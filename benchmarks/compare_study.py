@@ -6,6 +6,8 @@ CausalMetric step loop), each checked against the golden outputs of the original
 Our side calls the package: write_masks, compute_maps (RISE streamed from HDF5, Abs-CAM),
 causal_curve_sets (all methods and modes in one stream), with --precision and --memory-format,
 and the BatchNorms folded into the convolutions for every forward-only pass (--no-fold-bn: not).
+Our processes keep freed memory (`runtime.allocator`, as every model job of the command-line
+interface); --keep-freed-memory both gives the study's processes the same allocator setting.
 
 The bf16 line: where bf16 is native (CUDA, or a CPU with AVX-512 BF16 / AMX), our side runs every
 stage again in bf16 and is compared with the same study run; elsewhere torch emulates bf16 about
@@ -85,6 +87,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--no-bf16-line", dest="bf16_line", action="store_false", help="skip the bf16 line")
     parser.add_argument("--no-fold-bn", dest="fold_bn", action="store_false",
                         help="our side runs the BatchNorms as they are (default: folded, as the workflow)")
+    parser.add_argument("--keep-freed-memory", default="ours", choices=("ours", "both", "none"),
+                        help="which side's processes keep freed memory (runtime.allocator), as the command-line "
+                             "jobs do (default ours; both: the study too, to see what the allocator alone is worth)")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write every number to this JSON file")
     show_messages()  # the package's log lines (e.g. the measured forward settings) on stderr
     return parser.parse_args(argv)
@@ -96,10 +101,13 @@ def setup(args, side: str):
 
     from saliency_bench.data import preprocess
     from saliency_bench.demo.synth import CLASSES, render_sample
+    from saliency_bench.runtime.allocator import keep_freed_memory
     from saliency_bench.runtime.forward import set_fold_bn, set_memory_format
     from saliency_bench.runtime.models import build_model, load_checkpoint, resolve_device
     from PIL import Image
 
+    if args.keep_freed_memory == "both" or (args.keep_freed_memory == "ours" and side != "study"):
+        keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -308,7 +316,8 @@ def report(args, timings: dict, comparison: dict) -> None:
     print(f"# {args.arch} ({args.num_classes} classes), {args.size[0]}x{args.size[1]}, {args.images} demo images, "
           f"N={args.n_masks} binary masks p={args.p}, layers {' '.join(args.layers)}; ours: {args.precision} "
           f"{args.memory_format} batch {args.batch_size}, BatchNorms {'folded' if args.fold_bn else 'not folded'}; "
-          f"study: fp32 contiguous, RISE batch {args.study_batch}, Abs-CAM Final batch K, metrics batch 1; on {args.device}")
+          f"study: fp32 contiguous, RISE batch {args.study_batch}, Abs-CAM Final batch K, metrics batch 1; on {args.device}; "
+          f"freed memory kept by: {args.keep_freed_memory}")
     print(f"{'stage':<14}{'study_s':>10}{'ours_s':>10}{'speedup':>9}{'study_mb':>10}{'ours_mb':>9}{'memory':>8}")
     rows = [(stage, timings["study"][stage], timings["ours"][stage]) for stage in STAGES]
     overall = {side: {"wall_s": total_wall_s(timings, side),

@@ -66,9 +66,11 @@ def setup(args):
     """Model and images, identical in every process (seeded), in the chosen memory format."""
     import torch
 
+    from saliency_bench.runtime.allocator import keep_freed_memory
     from saliency_bench.runtime.forward import set_fold_bn, set_memory_format
     from saliency_bench.runtime.models import build_model, resolve_device
 
+    keep_freed_memory()  # as every model job of the command-line interface
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -17,9 +17,9 @@ from saliency_bench.errors import UserError
 from saliency_bench.runtime.forward import MEMORY_FORMATS, ModelRunner, set_memory_format, uses_channels_last
 from saliency_bench.formats.image_table import write_image_table
 from saliency_bench.formats.saliency import read_saliency
-from saliency_bench.runtime.throughput import (CPU_BATCH_CANDIDATES, CUDA_BATCH_SIZE, ForwardSettings, batch_candidates,
-                                       choose_settings, measure_forward, read_forward_settings, tune_forward,
-                                       write_forward_settings)
+from saliency_bench.runtime.throughput import (CPU_BATCH_CANDIDATES, CUDA_BATCH_SIZE, LARGER_BATCH_MARGIN, ForwardSettings,
+                                               batch_candidates, choose_settings, measure_forward, read_forward_settings,
+                                               tune_forward, write_forward_settings)
 from tolerances import assert_same_maps
 
 
@@ -73,9 +73,18 @@ def test_channels_last_needs_the_margin_and_the_batch_size_is_the_fastest():
     measured = {("contiguous", 8): 100.0, ("contiguous", 64): 80.0, ("channels_last", 8): 104.0,
                 ("channels_last", 64): 90.0}
     assert choose_settings(measured) == ("contiguous", 8)  # channels-last only 4% ahead: within noise
-    measured["channels_last", 64] = 106.0
+    measured["channels_last", 64] = 108.0
     assert choose_settings(measured) == ("channels_last", 64)
     assert choose_settings({("contiguous", 16): 5.0, ("contiguous", 32): 6.0}) == ("contiguous", 32)
+
+
+def test_the_batch_grows_only_while_each_doubling_pays_the_margin():
+    assert LARGER_BATCH_MARGIN > 1
+    pays, too_little = LARGER_BATCH_MARGIN * 1.001, 1 + (LARGER_BATCH_MARGIN - 1) / 2
+    assert choose_settings({("contiguous", 8): 100.0, ("contiguous", 16): 100.0 * too_little}) == ("contiguous", 8)
+    # 16 pays, 32 does not, so 64 is not taken either, although it is the fastest.
+    rates = {8: 100.0, 16: 100.0 * pays, 32: 100.0 * pays * too_little, 64: 100.0 * pays ** 3}
+    assert choose_settings({("channels_last", batch): rate for batch, rate in rates.items()}) == ("channels_last", 16)
 
 
 def test_every_candidate_is_timed_and_the_model_is_left_contiguous(golden_model, one_thread):

@@ -84,10 +84,12 @@ def batch_size_arg(text: str) -> int | str:
 
 def load_model_from_args(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.device]:
     """(model, device): --threads set, the model of --arch/--checkpoint/--weights on --device, probed
-    with one image of --size, its BatchNorms folded unless --no-fold-bn. Every model-running command
-    starts with it."""
+    with one image of --size, its BatchNorms folded unless --no-fold-bn; freed memory kept in the
+    process (`keep_freed_memory`). Every model-running command starts with it."""
+    from ..runtime.allocator import keep_freed_memory
     from ..runtime.forward import set_fold_bn
 
+    keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)

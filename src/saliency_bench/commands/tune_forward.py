@@ -8,7 +8,8 @@ import torch
 
 from ..argtypes import positive_int
 from ..errors import require
-from ..runtime.throughput import CHANNELS_LAST_MARGIN, REDUCED_PRECISION_MARGIN, tune_forward, write_forward_settings
+from ..runtime.throughput import (CHANNELS_LAST_MARGIN, LARGER_BATCH_MARGIN, REDUCED_PRECISION_MARGIN, tune_forward,
+                                  write_forward_settings)
 from ._options import add_forward_args, add_model_source_args, add_precision_args, load_model_from_args
 
 
@@ -17,6 +18,7 @@ def register(subparsers) -> None:
         "tune-forward", help="measure the fastest memory format and batch size of the model here; write them as JSON",
         description="Time forward passes of the model at the run's input size and precision, stored contiguous "
                     "and channels-last and in each candidate batch size, all in turn for --rounds rounds. "
+                    f"The batch doubles only while each doubling is at least {LARGER_BATCH_MARGIN - 1:.0%} faster; "
                     f"channels_last is chosen only when at least {CHANNELS_LAST_MARGIN - 1:.0%} faster. "
                     "What is not auto is kept as given. Then fp32, bf16 (and fp16 on CUDA) are timed at the chosen "
                     "format and batch and recorded; the precision is never switched, except by --precision auto "
