@@ -244,8 +244,8 @@ def write_forward_settings(path: str | Path, settings: ForwardSettings, context:
     """Record the settings and their measurement as JSON (atomically); `precision` is the one every job uses."""
     record = {"memory_format": settings.memory_format, "batch_size": settings.batch_size,
               "images_per_second": {f"{fmt} {batch}": round(rate, 2) for (fmt, batch), rate in settings.measured.items()},
-              "channels_last_margin": CHANNELS_LAST_MARGIN,
-              "larger_batch_margin": LARGER_BATCH_MARGIN, **context, "precision": settings.precision}
+              "channels_last_margin": CHANNELS_LAST_MARGIN, "larger_batch_margin": LARGER_BATCH_MARGIN,
+              **context, "precision": settings.precision}
     if settings.by_precision:
         record["images_per_second_by_precision"] = {name: round(rate, 2) for name, rate in settings.by_precision.items()}
         record["reduced_precision_margin"] = REDUCED_PRECISION_MARGIN
