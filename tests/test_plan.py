@@ -79,6 +79,18 @@ def test_the_study_protocol_on_51_images_takes_most_of_a_day_on_two_cores(tmp_pa
     assert settings["precision_note"] in render_plan(make_plan(paper_config(), table, settings, "test", 2, tmp_path, 4.0))
 
 
+def test_the_plan_runs_at_the_rate_of_the_precision_the_jobs_use(tmp_path):
+    """precision "auto" times formats and batches in fp32, then may pick bf16: the plan must use bf16's rate."""
+    table = image_table(tmp_path / "images.csv", 8, 8)
+    settings = {"memory_format": "channels_last", "batch_size": 16, "precision": "bf16",
+                "images_per_second": {"channels_last 16": 130.0}, "images_per_second_precision": "fp32",
+                "images_per_second_by_precision": {"fp32": 131.0, "bf16": 217.0}}
+    plan = make_plan(paper_config(), table, settings, "test", cores=2, results=tmp_path / "results", overhead=4.0)
+    assert plan["rate"] == 217.0 and "217.0 images/s" in render_plan(plan)
+    del settings["images_per_second_by_precision"]  # a record made before precisions were timed
+    assert make_plan(paper_config(), table, settings, "test", 2, tmp_path / "results", 4.0)["rate"] == 130.0
+
+
 def test_a_run_that_does_not_fit_on_disk_stops_with_one_line(tmp_path):
     with pytest.raises(UserError) as caught:
         check_disk(10 ** 18, tmp_path)

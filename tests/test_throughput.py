@@ -83,6 +83,7 @@ def test_precisions_are_timed_and_recorded_but_never_switched(tmp_path, one_thre
     write_forward_settings(path, settings, {})
     record = json.loads(path.read_text())
     assert set(record["images_per_second_by_precision"]) == {"fp32", "bf16"} and record["precision"] == "fp32"
+    assert record["images_per_second_precision"] == "fp32"
     assert read_forward_precision(path) == "fp32"
     assert tune_forward(small_model(), (16, 16), "fp32", 4, "contiguous").by_precision == {}  # jobs do not time
 
@@ -94,6 +95,8 @@ def test_the_note_and_auto_need_the_margin(monkeypatch, one_thread):
         auto = tune_forward(small_model(), (16, 16), "auto", 4, "contiguous")
         assert given.precision == "fp32" and (given.precision_note is not None) == noted
         assert auto.precision == ("bf16" if noted else "fp32")
+        # formats and batches were timed in fp32 whatever auto picked, and the log line says so
+        assert auto.timed_precision == "fp32" and auto.describe().endswith(f"-> {auto.precision}")
     note = throughput.precision_note("bf16", 1.5, {"fp32": 100.0, "bf16": 150.0}, "fp32")
     assert "1.5x faster" in note and str(throughput.BF16_LARGEST_AUC_CHANGE) in note and note.count(".") >= 1
 

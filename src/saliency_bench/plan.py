@@ -130,7 +130,11 @@ def build_stages(config: Config, shards: list[int], rate: float, channels: dict[
 
 
 def forward_rate(settings: dict) -> float:
-    """Images/s of the settings every model job uses, as tune_forward measured them."""
+    """Images/s of the settings every model job uses, as tune_forward measured them: at the precision
+    the jobs run in where it was timed (bf16 picked by precision "auto" is not the fp32 rate)."""
+    by_precision = settings.get("images_per_second_by_precision") or {}
+    if by_precision.get(settings.get("precision")):
+        return float(by_precision[settings["precision"]])
     key = f"{settings['memory_format']} {settings['batch_size']}"
     rate = settings.get("images_per_second", {}).get(key)
     require(bool(rate), f"the forward settings record no images/s for {key}; rerun tune_forward")

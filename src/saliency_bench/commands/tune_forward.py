@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
                "machine": platform.machine(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                "torch": torch.__version__}
     write_forward_settings(args.out, settings, context)
-    print(f"{args.arch} at {args.size[0]}x{args.size[1]}, {settings.precision} on {device}: {settings.describe()}")
+    print(f"{args.arch} at {args.size[0]}x{args.size[1]} on {device}: {settings.describe()}")
     if settings.precision_note:
         print(f"note: {settings.precision_note}")
     return 0

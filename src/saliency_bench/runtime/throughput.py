@@ -16,7 +16,7 @@ import multiprocessing
 import re
 import resource
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -90,11 +90,12 @@ class ForwardSettings:
     precision: str = "fp32"
     by_precision: dict[str, float] = field(default_factory=dict)  # images/s at the chosen format and batch
     precision_note: str | None = None
+    timed_precision: str = "fp32"  # what `measured` ran in: fp32 under precision "auto", which may then pick bf16
 
     def describe(self) -> str:
         rates = ", ".join(f"{fmt} {batch}: {rate:.1f}" for (fmt, batch), rate in self.measured.items())
         chosen = f"{self.memory_format}, batch {self.batch_size}"
-        described = f"{rates} images/s -> {chosen}" if rates else chosen
+        described = f"{rates} images/s in {self.timed_precision} -> {chosen}" if rates else chosen
         if self.by_precision:
             described += "; " + ", ".join(f"{name}: {rate:.1f}" for name, rate in self.by_precision.items()) + \
                 f" images/s -> {self.precision}"
@@ -176,17 +177,17 @@ def tune_forward(model: nn.Module, size: tuple[int, int], precision: str = "fp32
     formats, batch_sizes = format_candidates(memory_format), batch_candidates(batch_size, device)
     timed = "fp32" if precision == "auto" else precision
     if len(formats) * len(batch_sizes) == 1:
-        settings = ForwardSettings(formats[0], batch_sizes[0], precision=timed)
+        settings = ForwardSettings(formats[0], batch_sizes[0], precision=timed, timed_precision=timed)
     else:
         measured = measure_forward(model, size, timed, formats, batch_sizes, rounds)
-        settings = ForwardSettings(*choose_settings(measured), measured, precision=timed)
+        settings = ForwardSettings(*choose_settings(measured), measured, precision=timed, timed_precision=timed)
     if not (time_precisions or precision == "auto"):
         return settings
     rates = precision_rates(model, size, settings, device)
     speedup, fastest = reduced_precision_speedup(rates)
     chosen = "bf16" if precision == "auto" and fastest == "bf16" and speedup >= REDUCED_PRECISION_MARGIN else timed
     note = precision_note(fastest, speedup, rates, chosen) if speedup >= REDUCED_PRECISION_MARGIN else None
-    return ForwardSettings(settings.memory_format, settings.batch_size, settings.measured, chosen, rates, note)
+    return replace(settings, precision=chosen, by_precision=rates, precision_note=note)
 
 
 def precision_rates(model: nn.Module, size: tuple[int, int], settings: ForwardSettings,
@@ -244,6 +245,7 @@ def write_forward_settings(path: str | Path, settings: ForwardSettings, context:
     """Record the settings and their measurement as JSON (atomically); `precision` is the one every job uses."""
     record = {"memory_format": settings.memory_format, "batch_size": settings.batch_size,
               "images_per_second": {f"{fmt} {batch}": round(rate, 2) for (fmt, batch), rate in settings.measured.items()},
+              "images_per_second_precision": settings.timed_precision,
               "channels_last_margin": CHANNELS_LAST_MARGIN, "larger_batch_margin": LARGER_BATCH_MARGIN,
               **context, "precision": settings.precision}
     if settings.by_precision:
