@@ -78,13 +78,20 @@ def test_channels_last_needs_the_margin_and_the_batch_size_is_the_fastest():
     assert choose_settings({("contiguous", 16): 5.0, ("contiguous", 32): 6.0}) == ("contiguous", 32)
 
 
-def test_the_batch_grows_only_while_each_doubling_pays_the_margin():
+def test_the_batch_is_the_smallest_that_no_larger_one_beats_by_the_margin():
     assert LARGER_BATCH_MARGIN > 1
-    pays, too_little = LARGER_BATCH_MARGIN * 1.001, 1 + (LARGER_BATCH_MARGIN - 1) / 2
+    beats, too_little = LARGER_BATCH_MARGIN * 1.001, 1 + (LARGER_BATCH_MARGIN - 1) / 2
     assert choose_settings({("contiguous", 8): 100.0, ("contiguous", 16): 100.0 * too_little}) == ("contiguous", 8)
-    # 16 pays, 32 does not, so 64 is not taken either, although it is the fastest.
-    rates = {8: 100.0, 16: 100.0 * pays, 32: 100.0 * pays * too_little, 64: 100.0 * pays ** 3}
+    assert choose_settings({("contiguous", 8): 100.0, ("contiguous", 16): 100.0 * beats}) == ("contiguous", 16)
+    # No single doubling pays the margin, but 32 beats 8 by it: a step-by-step search would stop at 8.
+    # 16 is within the margin of 32, and 64 gains nothing more.
+    step = LARGER_BATCH_MARGIN ** 0.6  # each doubling short of the margin, two of them beyond it
+    rates = {8: 100.0, 16: 100.0 * step, 32: 100.0 * step ** 2, 64: 100.0 * step ** 2}
+    assert rates[32] >= 100.0 * LARGER_BATCH_MARGIN and rates[32] < rates[16] * LARGER_BATCH_MARGIN
     assert choose_settings({("channels_last", batch): rate for batch, rate in rates.items()}) == ("channels_last", 16)
+    # A dip in between does not stop the search.
+    rates = {8: 100.0, 16: 99.0, 32: 100.0 * beats, 64: 100.0 * beats}
+    assert choose_settings({("channels_last", batch): rate for batch, rate in rates.items()}) == ("channels_last", 32)
 
 
 def test_every_candidate_is_timed_and_the_model_is_left_contiguous(golden_model, one_thread):

@@ -18,7 +18,7 @@ def register(subparsers) -> None:
         "tune-forward", help="measure the fastest memory format and batch size of the model here; write them as JSON",
         description="Time forward passes of the model at the run's input size and precision, stored contiguous "
                     "and channels-last and in each candidate batch size, all in turn for --rounds rounds. "
-                    f"The batch doubles only while each doubling is at least {LARGER_BATCH_MARGIN - 1:.0%} faster; "
+                    f"The batch is the smallest that no larger one beats by {LARGER_BATCH_MARGIN - 1:.0%} or more; "
                     f"channels_last is chosen only when at least {CHANNELS_LAST_MARGIN - 1:.0%} faster. "
                     "What is not auto is kept as given. Then fp32, bf16 (and fp16 on CUDA) are timed at the chosen "
                     "format and batch and recorded; the precision is never switched, except by --precision auto "
