@@ -176,6 +176,23 @@ def test_the_winograd_bound_times_a_real_convolution():
     assert [conv for conv, _ in found] == [square, square] and found[1][1].shape == (2, 6, 5, 4)
 
 
+def test_fused_pointwise_computes_the_same_function():
+    """benchmarks/fused_pointwise.py's conv+ReLU / conv+add+ReLU forward (with and without prepacked weights)
+    gives the folded model's logits to round-off, so its timings compare the same function."""
+    module = load_benchmark("fused_pointwise")
+    torch.manual_seed(0)
+    runner = ModelRunner(build_model("resnet18", 4).eval().to(memory_format=torch.channels_last), 2)
+    batch = runner.prepare(probe_batch(2, (32, 32), runner.device))
+    with torch.no_grad():
+        reference = runner.model(batch)
+        for prepack in (False, True):
+            fused = module.fused_forward(runner.model, batch, prepack)(batch)
+            assert torch.allclose(fused, reference, rtol=1e-5, atol=1e-5 * reference.abs().max().item()), prepack
+    assert module.main(["--size", "32", "32", "--batches", "2", "--rounds", "1", "--seconds", "0.05"]) == 0
+    with pytest.raises(SystemExit, match="BasicBlock"):
+        module.require_basic_blocks(ModelRunner(build_model("resnet50", 4).eval(), 2).model)
+
+
 def test_graph_speed_times_every_variant_and_flags_one_beyond_round_off():
     """benchmarks/graph_speed.py (the GPU check's CUDA-graph step): on a CPU it times eager alone and exits 0;
     a variant whose logits are off by 1e-3 relative is flagged, so a wrong CUDA graph cannot pass as faster."""

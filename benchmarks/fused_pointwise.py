@@ -1,0 +1,147 @@
+"""Would fusing ReLU and the residual add into the convolutions make ResNet's fp32 forward faster?
+
+In eager mode every ReLU and every residual add is a pass over the activations of its own. oneDNN can
+apply them to a convolution's output before it is written (post-ops), through PyTorch's private ops
+`torch.ops.mkldnn._convolution_pointwise` (conv + ReLU) and its `.binary` overload (conv + add +
+ReLU), the kernels `torch.compile` uses on the CPU; `_reorder_convolution_weight` prepacks a weight
+for a given input shape. The sum is formed in the same order, so the logits should not change at all.
+
+For each batch this times, on the same seeded batch and in alternating rounds (so drift hits all alike):
+- eager: the folded channels-last model as `ModelRunner` runs it now;
+- fused: every BasicBlock as conv+ReLU and conv+add+ReLU, the stem as conv+ReLU;
+- fused+packed: the same with each weight prepacked for its input shape.
+It prints the median images/s of each, the ratios to eager, and whether the logits are bit-identical
+(exit 1 where they differ by more than float32 round-off). torchvision's BasicBlock ResNets only
+(resnet18, resnet34): it is a measurement, not a code path of the package.
+
+    python benchmarks/fused_pointwise.py --size 224 224 --batches 8 32
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import torch
+from torch import nn
+from torchvision.models.resnet import BasicBlock
+
+from saliency_bench.runtime.allocator import keep_freed_memory
+from saliency_bench.runtime.forward import ModelRunner, set_memory_format
+from saliency_bench.runtime.models import build_model
+from saliency_bench.runtime.throughput import probe_batch
+
+ROUND_OFF = 1e-4  # largest logit difference allowed, relative to the logits' largest magnitude
+
+
+def pointwise_conv(conv: nn.Conv2d, weight: torch.Tensor):
+    """conv(x) with ReLU applied in the kernel; `with_add(x, other)`: ReLU(conv(x) + other)."""
+    geometry = (conv.padding, conv.stride, conv.dilation, conv.groups)
+    ops = torch.ops.mkldnn
+
+    def plain(x: torch.Tensor, attr: str = "relu") -> torch.Tensor:
+        return ops._convolution_pointwise(x, weight, conv.bias, *geometry, attr, [], "")
+
+    def with_add(x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        return ops._convolution_pointwise.binary(x, other, weight, conv.bias, *geometry, "add", None, "relu", [], "")
+
+    return plain, with_add
+
+
+def fused_forward(model: nn.Module, example: torch.Tensor, prepack: bool):
+    """The model's forward with oneDNN post-ops; `model` is the runner's folded channels-last copy."""
+    require_basic_blocks(model)
+    shapes: dict[nn.Module, tuple[int, ...]] = {}
+    hooks = [conv.register_forward_pre_hook(lambda module, inputs: shapes.__setitem__(module, tuple(inputs[0].shape)))
+             for conv in model.modules() if isinstance(conv, nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+    def weight(conv: nn.Conv2d) -> torch.Tensor:
+        if not prepack:
+            return conv.weight
+        return torch.ops.mkldnn._reorder_convolution_weight(conv.weight.detach(), conv.padding, conv.stride,
+                                                            conv.dilation, conv.groups, list(shapes[conv]))
+
+    fused = {conv: pointwise_conv(conv, weight(conv)) for conv in shapes}
+    blocks = [block for layer in (model.layer1, model.layer2, model.layer3, model.layer4) for block in layer]
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        x = model.maxpool(fused[model.conv1][0](x))
+        for block in blocks:
+            identity = x if block.downsample is None else fused[block.downsample[0]][0](x, "none")
+            x = fused[block.conv2][1](fused[block.conv1][0](x), identity)
+        return model.fc(torch.flatten(model.avgpool(x), 1))
+
+    return forward
+
+
+def require_basic_blocks(model: nn.Module) -> None:
+    """The fused forward hard-codes torchvision's BasicBlock with its BatchNorms folded away."""
+    blocks = [m for m in model.modules() if isinstance(m, BasicBlock)]
+    ok = blocks and all(isinstance(b.bn1, nn.Identity) and isinstance(b.bn2, nn.Identity) and
+                        (b.downsample is None or isinstance(b.downsample[1], nn.Identity)) for b in blocks)
+    if not ok or not isinstance(model.bn1, nn.Identity):
+        sys.exit("fused_pointwise.py needs a BasicBlock ResNet (resnet18 or resnet34) with its BatchNorms folded")
+
+
+def rate(forward, batch: torch.Tensor, seconds: float) -> float:
+    """Images/s of `forward(batch)` over about `seconds`, after one warm-up call."""
+    with torch.no_grad():
+        forward(batch)
+        start, calls = time.perf_counter(), 0
+        while calls < 2 or time.perf_counter() - start < seconds:
+            forward(batch)
+            calls += 1
+    return calls * len(batch) / (time.perf_counter() - start)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, nargs=2, default=(224, 224), metavar=("H", "W"))
+    parser.add_argument("--batches", type=int, nargs="+", default=(8, 32))
+    parser.add_argument("--arch", default="resnet18", choices=("resnet18", "resnet34"))
+    parser.add_argument("--rounds", type=int, default=5, help="alternating timing rounds per variant (median)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="seconds per variant and round")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    keep_freed_memory()  # as every model job of the package
+    torch.manual_seed(0)
+    model = set_memory_format(build_model(args.arch, 1000).eval(), "channels_last")
+    print(f"# {args.arch}, {args.size[0]}x{args.size[1]}, fp32, BatchNorms folded, channels-last, "
+          f"{torch.get_num_threads()} threads; median of {args.rounds} alternating rounds of {args.seconds:g} s")
+    print("batch  eager_img_s  fused_img_s  packed_img_s  fused/eager  packed/eager  logits")
+    status = 0
+    for batch_size in args.batches:
+        runner = ModelRunner(model, batch_size)
+        batch = runner.prepare(probe_batch(batch_size, tuple(args.size), torch.device("cpu")))
+        variants = {"eager": runner.model, "fused": fused_forward(runner.model, batch, prepack=False),
+                    "packed": fused_forward(runner.model, batch, prepack=True)}
+        with torch.no_grad():
+            reference = runner.model(batch)
+            differences = [(forward(batch) - reference).abs().max().item() for forward in variants.values()]
+        scale = reference.abs().max().item()
+        identical = max(differences) == 0.0
+        if max(differences) > ROUND_OFF * scale:
+            status = 1
+        rates = {name: [] for name in variants}
+        for _ in range(args.rounds):
+            for name, forward in variants.items():
+                rates[name].append(rate(forward, batch, args.seconds))
+        median = {name: statistics.median(values) for name, values in rates.items()}
+        print(f"{batch_size:5d}  {median['eager']:11.1f}  {median['fused']:11.1f}  {median['packed']:12.1f}  "
+              f"{median['fused'] / median['eager']:10.3f}x  {median['packed'] / median['eager']:11.3f}x  "
+              f"{'bit-identical' if identical else f'max diff {max(differences):.2e}'}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
