@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 
 import torch
 from torch import nn
@@ -30,23 +29,26 @@ from torchvision.models.resnet import BasicBlock
 from saliency_bench.runtime.allocator import keep_freed_memory
 from saliency_bench.runtime.forward import ModelRunner, set_memory_format
 from saliency_bench.runtime.models import build_model
-from saliency_bench.runtime.throughput import probe_batch
+from saliency_bench.runtime.throughput import best_seconds_per_call, probe_batch
 
 ROUND_OFF = 1e-4  # largest logit difference allowed, relative to the logits' largest magnitude
 
 
-def pointwise_conv(conv: nn.Conv2d, weight: torch.Tensor):
-    """conv(x) with ReLU applied in the kernel; `with_add(x, other)`: ReLU(conv(x) + other)."""
-    geometry = (conv.padding, conv.stride, conv.dilation, conv.groups)
-    ops = torch.ops.mkldnn
+class PointwiseConv:
+    """`conv` run by oneDNN with its post-ops: `relu(x)` = ReLU(conv(x)), `plain(x)` = conv(x),
+    `add_relu(x, other)` = ReLU(conv(x) + other); `weight` is conv's own or a prepacked copy."""
 
-    def plain(x: torch.Tensor, attr: str = "relu") -> torch.Tensor:
-        return ops._convolution_pointwise(x, weight, conv.bias, *geometry, attr, [], "")
+    def __init__(self, conv: nn.Conv2d, weight: torch.Tensor):
+        self.args = (weight, conv.bias, conv.padding, conv.stride, conv.dilation, conv.groups)
 
-    def with_add(x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-        return ops._convolution_pointwise.binary(x, other, weight, conv.bias, *geometry, "add", None, "relu", [], "")
+    def relu(self, x: torch.Tensor, attr: str = "relu") -> torch.Tensor:
+        return torch.ops.mkldnn._convolution_pointwise(x, *self.args, attr, [], "")
 
-    return plain, with_add
+    def plain(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(x, "none")
+
+    def add_relu(self, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._convolution_pointwise.binary(x, other, *self.args, "add", None, "relu", [], "")
 
 
 def fused_forward(model: nn.Module, example: torch.Tensor, prepack: bool):
@@ -68,14 +70,14 @@ def fused_forward(model: nn.Module, example: torch.Tensor, prepack: bool):
         return torch.ops.mkldnn._reorder_convolution_weight(conv.weight.detach(), conv.padding, conv.stride,
                                                             conv.dilation, conv.groups, list(shapes[conv]))
 
-    fused = {conv: pointwise_conv(conv, weight(conv)) for conv in shapes}
+    fused = {conv: PointwiseConv(conv, weight(conv)) for conv in shapes}
     blocks = [block for layer in (model.layer1, model.layer2, model.layer3, model.layer4) for block in layer]
 
     def forward(x: torch.Tensor) -> torch.Tensor:
-        x = model.maxpool(fused[model.conv1][0](x))
+        x = model.maxpool(fused[model.conv1].relu(x))
         for block in blocks:
-            identity = x if block.downsample is None else fused[block.downsample[0]][0](x, "none")
-            x = fused[block.conv2][1](fused[block.conv1][0](x), identity)
+            identity = x if block.downsample is None else fused[block.downsample[0]].plain(x)
+            x = fused[block.conv2].add_relu(fused[block.conv1].relu(x), identity)
         return model.fc(torch.flatten(model.avgpool(x), 1))
 
     return forward
@@ -90,24 +92,14 @@ def require_basic_blocks(model: nn.Module) -> None:
         sys.exit("fused_pointwise.py needs a BasicBlock ResNet (resnet18 or resnet34) with its BatchNorms folded")
 
 
-def rate(forward, batch: torch.Tensor, seconds: float) -> float:
-    """Images/s of `forward(batch)` over about `seconds`, after one warm-up call."""
-    with torch.no_grad():
-        forward(batch)
-        start, calls = time.perf_counter(), 0
-        while calls < 2 or time.perf_counter() - start < seconds:
-            forward(batch)
-            calls += 1
-    return calls * len(batch) / (time.perf_counter() - start)
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, nargs=2, default=(224, 224), metavar=("H", "W"))
     parser.add_argument("--batches", type=int, nargs="+", default=(8, 32))
     parser.add_argument("--arch", default="resnet18", choices=("resnet18", "resnet34"))
     parser.add_argument("--rounds", type=int, default=5, help="alternating timing rounds per variant (median)")
-    parser.add_argument("--seconds", type=float, default=3.0, help="seconds per variant and round")
+    parser.add_argument("--seconds", type=float, default=3.0,
+                        help="seconds per variant and round (the best of three timings of a third each)")
     return parser.parse_args(argv)
 
 
@@ -117,7 +109,8 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     model = set_memory_format(build_model(args.arch, 1000).eval(), "channels_last")
     print(f"# {args.arch}, {args.size[0]}x{args.size[1]}, fp32, BatchNorms folded, channels-last, "
-          f"{torch.get_num_threads()} threads; median of {args.rounds} alternating rounds of {args.seconds:g} s")
+          f"{torch.get_num_threads()} threads; median of {args.rounds} alternating rounds of {args.seconds:g} s "
+          "(each the best of three timings)")
     print("batch  eager_img_s  fused_img_s  packed_img_s  fused/eager  packed/eager  logits")
     status = 0
     for batch_size in args.batches:
@@ -135,7 +128,8 @@ def main(argv=None) -> int:
         rates = {name: [] for name in variants}
         for _ in range(args.rounds):
             for name, forward in variants.items():
-                rates[name].append(rate(forward, batch, args.seconds))
+                seconds = best_seconds_per_call(lambda: forward(batch), batch.device, args.seconds)
+                rates[name].append(len(batch) / seconds)
         median = {name: statistics.median(values) for name, values in rates.items()}
         print(f"{batch_size:5d}  {median['eager']:11.1f}  {median['fused']:11.1f}  {median['packed']:12.1f}  "
               f"{median['fused'] / median['eager']:10.3f}x  {median['packed'] / median['eager']:11.3f}x  "
