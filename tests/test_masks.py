@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from saliency_bench import UserError
 from saliency_bench.cli import main as cli_main
-from saliency_bench.formats.masks import MaskSet
+from saliency_bench.formats.masks import MaskSet, from_storage, to_storage
 from saliency_bench.masks import (MaskPlan, cell_size, generate_masks, plan_masks, render_masks, rerender_error, set_seed,
                                   stored_plan, write_masks)
 from saliency_bench.rise import rise_saliency
@@ -125,6 +125,24 @@ def test_mask_set_streams_float32_chunks_and_mean(tmp_path):
     stored = torch.cat(chunks)
     assert masks.mean() == pytest.approx(stored.double().mean().item(), rel=1e-12)
     assert torch.allclose(stored, generate_masks("gaussian", 23, SIZE, seed=1), atol=5e-4)  # float16 rounding
+
+
+def test_float16_storage_rounds_like_numpy_bit_for_bit_and_reads_back_exactly(tmp_path):
+    # ties to even, float16 subnormals, the largest float16 and values that overflow to inf
+    edges = np.array([0.5 + 2 ** -12, 0.5 + 3 * 2 ** -12, 1 - 2 ** -12, 2 ** -24, 3 * 2 ** -26, 1e-8, 6.1e-5,
+                      65504.0, 65520.0, 1e6, -0.0, 0.0, 1.0], dtype=np.float32)
+    values = np.concatenate([edges, np.random.default_rng(0).random(10_000, dtype=np.float32)])
+    with np.errstate(over="ignore"):  # the overflow to inf is meant
+        half = values.astype(np.float16)
+    assert np.array_equal(to_storage(values, "float16").view(np.uint16), half.view(np.uint16))
+    assert to_storage(values, "float32").tobytes() == values.tobytes()
+    assert np.array_equal(from_storage(half).numpy(), half.astype(np.float32))
+    masks = write_masks(tmp_path / "m.h5", "gaussian", 40, SIZE, seed=3)
+    with h5py.File(masks.path) as handle:
+        stored = handle["masks"][()]
+    rendered = generate_masks("gaussian", 40, SIZE, seed=3).numpy()
+    assert stored.dtype == np.float16 and np.array_equal(stored.view(np.uint16), rendered.astype(np.float16).view(np.uint16))
+    assert np.array_equal(masks.read().numpy(), stored.astype(np.float32))
 
 
 def test_float16_storage_changes_rise_maps_by_less_than_1e_3(tmp_path, golden_model):

@@ -210,7 +210,7 @@ def write_masks(path: str | os.PathLike, kind: str, n: int, size, *, s: int = 8,
     set_id = set_id or default_set_id(kind, p)
     plan = plan_masks(kind, n, size, s=s, p=p, seed=seed, set_id=set_id, upsample=upsample, **params)
     parts = [slice(start, min(start + chunk, n)) for start in range(0, n, chunk)]
-    rendered = ((part, plan.render(part).numpy()) for part in tqdm(parts, desc=f"{kind} masks", unit="chunk",
+    rendered = ((part, plan.render(part)) for part in tqdm(parts, desc=f"{kind} masks", unit="chunk",
                                                                    disable=not progress))
     draws = {"grids": plan.grids.numpy(), "shifts": plan.shifts.numpy()}
     if plan.perlin_seeds is not None:
