@@ -106,6 +106,14 @@ def test_pixel_ranks_tie_order():
     np.testing.assert_array_equal(pixel_ranks(tied), [[1, 3, 2, 4, 0, 5]])
     constant = np.full((2, 3, 4), 0.5, dtype=np.float32)
     np.testing.assert_array_equal(pixel_ranks(constant), np.tile(np.arange(12), (2, 1)))
+    # large maps with many ties (and -0.0 beside 0.0): the order of numpy's stable argsort
+    rng = np.random.default_rng(0)
+    maps = np.round(rng.random((3, 64, 64)) * 20) / 20 - 0.5
+    maps[0, 0, :8] = [-0.0, 0.0] * 4
+    for saliency in (maps, maps.astype(np.float32)):
+        order = np.argsort(-saliency.reshape(3, -1), axis=1, kind="stable")
+        np.testing.assert_array_equal(np.take_along_axis(pixel_ranks(saliency), order, axis=1),
+                                      np.tile(np.arange(64 * 64), (3, 1)))
 
 
 def test_constant_map_deletes_row_by_row(images):
