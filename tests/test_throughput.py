@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import time
 
 import numpy as np
@@ -191,6 +192,26 @@ def test_fused_pointwise_computes_the_same_function():
     assert module.main(["--size", "32", "32", "--batches", "2", "--rounds", "1", "--seconds", "0.05"]) == 0
     with pytest.raises(SystemExit, match="BasicBlock"):
         module.require_basic_blocks(ModelRunner(build_model("resnet50", 4).eval(), 2).model)
+
+
+def test_forward_profile_times_every_convolution_of_the_pass_and_counts_its_flops(capsys):
+    """benchmarks/forward_profile.py: its hooks see every convolution of the runner's model once per pass, and its
+    FLOPs are torch's own count (the classifier's matrix product apart), so its rates are those of the real work."""
+    module = load_benchmark("forward_profile")
+    torch.manual_seed(0)
+    runner = ModelRunner(build_model("resnet18", 4).eval(), 2)
+    batch = runner.prepare(probe_batch(2, (64, 48), runner.device))
+    timer, pass_seconds = module.profile(runner, batch, passes=3)
+    assert len(timer.convs) == 20 and all(len(times) == 3 for times in timer.seconds.values())
+    assert sum(statistics.median(times) for times in timer.seconds.values()) < pass_seconds
+    classifier = 2 * 2 * 512 * 4
+    assert sum(timer.flops.values()) + classifier == throughput.counted_flops(lambda: runner.model(batch))
+    assert not runner.model.conv1._forward_hooks and not runner.model.conv1._forward_pre_hooks  # hooks removed
+    assert module.main(["--size", "32", "32", "--batch-size", "2", "--passes", "1", "--seconds", "0.05",
+                        "--num-classes", "4"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert sum(line.startswith("layer") or line.startswith("conv1 ") for line in lines) == 20
+    assert lines[-2].startswith("convolutions: ") and lines[-1].startswith("model: ")
 
 
 def test_graph_speed_times_every_variant_and_flags_one_beyond_round_off():

@@ -2,10 +2,11 @@
 `memory_format: auto` and `batch_size: auto`.
 
 Whether channels-last beats contiguous, and which batch size is fastest, depends on the machine,
-the model, the input size and the precision. On this project's 2-core CPU a ResNet-18 at 224 px
-runs about 1.3x faster per image in batches of 8 than of 64 (the activations of a large batch
-do not fit the caches), and channels-last 1.2-1.4x faster than contiguous. So both are decided
-by timing them on the run's own input size, not assumed.
+the model, the input size, the precision and the allocator. On this project's 2-core CPUs a
+ResNet-18 at 224 px ran channels-last 1.2-1.4x faster than contiguous; batches of 8 beat batches
+of 64 by 1.3x under glibc's default allocator, while with freed memory kept (every model job,
+`runtime.allocator`) larger batches gained 1-6% per doubling (docs/performance.md). So both are
+decided by timing them on the run's own input size, not assumed.
 """
 from __future__ import annotations
 
