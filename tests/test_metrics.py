@@ -104,13 +104,14 @@ def test_pixel_ranks_tie_order():
     # flat [1, 0, 1, 0, 2, 0]: first the 2, then the 1s and the 0s in ascending pixel index
     tied = np.array([[[1, 0, 1], [0, 2, 0]]], dtype=np.float32)
     np.testing.assert_array_equal(pixel_ranks(tied), [[1, 3, 2, 4, 0, 5]])
+    np.testing.assert_array_equal(pixel_ranks(tied.astype(np.uint8)), [[1, 3, 2, 4, 0, 5]])
     constant = np.full((2, 3, 4), 0.5, dtype=np.float32)
     np.testing.assert_array_equal(pixel_ranks(constant), np.tile(np.arange(12), (2, 1)))
     # large maps with many ties (and -0.0 beside 0.0): the order of numpy's stable argsort
     rng = np.random.default_rng(0)
     maps = np.round(rng.random((3, 64, 64)) * 20) / 20 - 0.5
     maps[0, 0, :8] = [-0.0, 0.0] * 4
-    for saliency in (maps, maps.astype(np.float32)):
+    for saliency in (maps, maps.astype(np.float32), maps.astype(">f4")):
         order = np.argsort(-saliency.reshape(3, -1), axis=1, kind="stable")
         np.testing.assert_array_equal(np.take_along_axis(pixel_ranks(saliency), order, axis=1),
                                       np.tile(np.arange(64 * 64), (3, 1)))

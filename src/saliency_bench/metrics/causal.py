@@ -123,7 +123,10 @@ def pixel_ranks(saliency: np.ndarray) -> np.ndarray:
     `np.flip(np.argsort(map))` leaves the tie order unspecified.) torch's stable sort gives
     the order of numpy's stable argsort at half its time.
     """
-    flat = torch.from_numpy(np.ascontiguousarray(saliency)).reshape(len(saliency), -1)
+    values = np.asarray(saliency)
+    if values.dtype.kind != "f" or not values.dtype.isnative:  # integer, bool or big-endian maps: exact in float64
+        values = values.astype(np.float64)
+    flat = torch.from_numpy(np.ascontiguousarray(values)).reshape(len(values), -1)
     order = torch.sort(-flat, dim=1, stable=True).indices  # -x keeps ties in index order, unlike flip
     ranks = torch.empty_like(order)
     ranks.scatter_(1, order, torch.arange(flat.shape[1]).expand_as(order))
