@@ -24,8 +24,8 @@ from torch import nn
 from saliency_bench.runtime.allocator import keep_freed_memory
 from saliency_bench.runtime.forward import MEMORY_FORMATS, ModelRunner, set_memory_format
 from saliency_bench.runtime.models import build_model, resolve_device
-from saliency_bench.runtime.throughput import (best_seconds_per_call, dense_flops_per_second, probe_batch,
-                                               synchronise)
+from saliency_bench.runtime.throughput import (best_seconds_per_call, conv_inputs, dense_flops_per_second,
+                                               probe_batch, synchronise)
 
 
 def conv_flops(conv: nn.Conv2d, output_shape: torch.Size) -> float:
@@ -35,14 +35,14 @@ def conv_flops(conv: nn.Conv2d, output_shape: torch.Size) -> float:
 
 
 class ConvTimer:
-    """Forward hooks that time every Conv2d of a model inside its forward passes, and keep each one's
-    input (for the alone timing) and FLOPs. `remove()` takes the hooks off."""
+    """Forward hooks that time every Conv2d of a model inside its forward passes and count its FLOPs.
+    They keep no tensor, so the passes allocate and free as they do without them. `remove()` takes
+    the hooks off."""
 
     def __init__(self, model: nn.Module, device: torch.device):
         self.device = device
         self.convs = {name: module for name, module in model.named_modules() if isinstance(module, nn.Conv2d)}
         self.seconds: dict[str, list[float]] = {name: [] for name in self.convs}
-        self.inputs: dict[str, torch.Tensor] = {}
         self.flops: dict[str, float] = {}
         self._started: dict[str, float] = {}
         self.handles = []
@@ -51,9 +51,8 @@ class ConvTimer:
             self.handles.append(conv.register_forward_hook(self._after(name)))
 
     def _before(self, name: str):
-        def hook(_module, inputs):
+        def hook(_module, _inputs):
             synchronise(self.device)
-            self.inputs[name] = inputs[0]
             self._started[name] = time.perf_counter()
         return hook
 
@@ -124,10 +123,9 @@ def main(argv=None) -> int:
           f"{'of_c3x3':>7s} {'alone_ms':>8s} {'alone_GFLOP/s':>13s}")
     conv_seconds = 0.0
     with torch.no_grad():
-        for name, conv in timer.convs.items():
+        for name, conv, x in conv_inputs(runner.model, batch):  # taken after the timed passes
             seconds = statistics.median(timer.seconds[name])
             conv_seconds += seconds
-            x = timer.inputs[name]
             alone = best_seconds_per_call(lambda: conv(x), device, args.seconds)
             flops = timer.flops[name]
             shape = "x".join(str(d) for d in x.shape[1:])

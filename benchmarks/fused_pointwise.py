@@ -29,7 +29,7 @@ from torchvision.models.resnet import BasicBlock
 from saliency_bench.runtime.allocator import keep_freed_memory
 from saliency_bench.runtime.forward import ModelRunner, set_memory_format
 from saliency_bench.runtime.models import build_model
-from saliency_bench.runtime.throughput import best_seconds_per_call, probe_batch
+from saliency_bench.runtime.throughput import best_seconds_per_call, conv_inputs, probe_batch
 
 ROUND_OFF = 1e-4  # largest logit difference allowed, relative to the logits' largest magnitude
 
@@ -54,15 +54,7 @@ class PointwiseConv:
 def fused_forward(model: nn.Module, example: torch.Tensor, prepack: bool):
     """The model's forward with oneDNN post-ops; `model` is the runner's folded channels-last copy."""
     require_basic_blocks(model)
-    shapes: dict[nn.Module, tuple[int, ...]] = {}
-    hooks = [conv.register_forward_pre_hook(lambda module, inputs: shapes.__setitem__(module, tuple(inputs[0].shape)))
-             for conv in model.modules() if isinstance(conv, nn.Conv2d)]
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        for hook in hooks:
-            hook.remove()
+    shapes = {conv: tuple(x.shape) for _, conv, x in conv_inputs(model, example)}
 
     def weight(conv: nn.Conv2d) -> torch.Tensor:
         if not prepack:

@@ -31,6 +31,7 @@ from saliency_bench.commands._options import batch_size_arg
 from saliency_bench.runtime.forward import ModelRunner, set_memory_format
 from saliency_bench.runtime.models import build_model
 from saliency_bench.runtime.throughput import best_seconds_per_call, images_per_second, probe_batch, tune_forward
+from saliency_bench.runtime.throughput import conv_inputs as all_conv_inputs
 
 CPU = torch.device("cpu")
 
@@ -96,18 +97,11 @@ def product_seconds(winograd: WinogradConv3x3, x: torch.Tensor, seconds: float) 
 
 def conv_inputs(model: nn.Module, batch: torch.Tensor) -> list[tuple[nn.Conv2d, torch.Tensor]]:
     """Every 3x3 stride-1 padding-1 dense convolution of the model with the input it gets."""
-    found, handles = [], []
-    for module in model.modules():
-        if (isinstance(module, nn.Conv2d) and module.kernel_size == (3, 3) and module.stride == (1, 1)
-                and module.padding == (1, 1) and module.groups == 1 and module.dilation == (1, 1)):
-            handles.append(module.register_forward_hook(lambda mod, args, out: found.append((mod, args[0]))))
-    try:
-        with torch.no_grad():
-            model(batch)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return found
+    def dense_3x3(conv: nn.Conv2d) -> bool:
+        return (conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.padding == (1, 1)
+                and conv.groups == 1 and conv.dilation == (1, 1))
+
+    return [(conv, x) for _, conv, x in all_conv_inputs(model, batch, dense_3x3)]
 
 
 def main(argv=None) -> int:

@@ -318,6 +318,24 @@ def forward_flops(model: nn.Module, size: tuple[int, int]) -> float:
     return counted_flops(lambda: model(probe_batch(1, size, model_device(model))))
 
 
+def conv_inputs(model: nn.Module, batch: torch.Tensor, wanted=lambda conv: True
+                ) -> list[tuple[str, nn.Conv2d, torch.Tensor]]:
+    """(name, convolution, its input) of every Conv2d of `model` that `wanted(conv)` accepts, in the
+    order one no-grad forward pass of `batch` calls them; the hooks are removed afterwards."""
+    found, handles = [], []
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d) and wanted(module):
+            handles.append(module.register_forward_pre_hook(
+                lambda conv, inputs, name=name: found.append((name, conv, inputs[0]))))
+    try:
+        with torch.no_grad():
+            model(batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return found
+
+
 def best_seconds_per_call(kernel, device: torch.device, seconds: float) -> float:
     """Seconds per call of `kernel()`, best of three timings of about seconds / 3 each."""
     best = float("inf")
