@@ -1,8 +1,8 @@
 """Throughput of the model with its BatchNorms folded into the convolutions against the model as it is.
 
 Both run through `ModelRunner` (fold_bn on / off) at the same memory format and batch size (auto:
-tuned on the folded model, as the workflow does), timed in turn for --rounds rounds, each keeping
-its best round (a shared machine's speed drifts). Also prints the largest logit change, the
+tuned on the folded model, as the workflow does), with freed memory kept as in every job, timed in
+turn for --rounds rounds, each keeping its best round (a shared machine's speed drifts). Also prints the largest logit change, the
 process CPU time per image of each (with --threads 1 the work itself, which other jobs on a shared
 machine disturb far less than the wall time), and the folded model's FLOP rate as a share of this
 machine's fastest float32 dense kernel (matrix product or 3x3 convolution: the practical ceiling of any fp32
@@ -20,6 +20,7 @@ import time
 import torch
 
 from saliency_bench.commands._options import batch_size_arg
+from saliency_bench.runtime.allocator import keep_freed_memory
 from saliency_bench.runtime.forward import ModelRunner, set_memory_format
 from saliency_bench.runtime.models import build_model, resolve_device
 from saliency_bench.runtime.throughput import dense_flops_per_second, forward_flops, probe_batch, tune_forward
@@ -47,6 +48,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=4.0, help="timing per round and variant (default 4)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args(argv)
+    keep_freed_memory()  # as every model job of the package
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)

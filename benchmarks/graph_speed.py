@@ -24,6 +24,7 @@ from typing import Callable
 
 import torch
 
+from saliency_bench.runtime.allocator import keep_freed_memory
 from saliency_bench.runtime.forward import ModelRunner, set_memory_format
 from saliency_bench.runtime.models import build_model, resolve_device
 from saliency_bench.runtime.throughput import best_seconds_per_call, probe_batch, synchronise
@@ -130,6 +131,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="timing per case and variant (default 3)")
     parser.add_argument("--compile", action="store_true", help="also torch.compile (slow to compile: seconds to minutes per case)")
     args = parser.parse_args(argv)
+    keep_freed_memory()  # as every model job of the package
     device = resolve_device(args.device)
     cases = args.cases or [case_arg(case) for case in (CUDA_CASES if device.type == "cuda" else CPU_CASES)]
     torch.manual_seed(0)

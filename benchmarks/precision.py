@@ -57,9 +57,11 @@ def setup(args):
 
     from saliency_bench.data import preprocess
     from saliency_bench.demo.synth import CLASSES, render_sample
+    from saliency_bench.runtime.allocator import keep_freed_memory
     from saliency_bench.runtime.forward import set_memory_format
     from saliency_bench.runtime.models import build_model, load_checkpoint
 
+    keep_freed_memory()  # as every model job of the package
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
