@@ -20,10 +20,10 @@ import time
 import torch
 
 from saliency_bench.commands._options import batch_size_arg
-from saliency_bench.runtime.allocator import keep_freed_memory
 from saliency_bench.runtime.forward import ModelRunner, set_memory_format
-from saliency_bench.runtime.models import build_model, resolve_device
-from saliency_bench.runtime.throughput import dense_flops_per_second, forward_flops, probe_batch, tune_forward
+from saliency_bench.runtime.models import resolve_device
+from saliency_bench.runtime.throughput import (dense_flops_per_second, forward_flops, probe_batch, timing_model,
+                                               tune_forward)
 
 
 def timed(runner: ModelRunner, batch: torch.Tensor, seconds: float) -> tuple[float, float]:
@@ -48,12 +48,10 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=4.0, help="timing per round and variant (default 4)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args(argv)
-    keep_freed_memory()  # as every model job of the package
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
     device = resolve_device(args.device)
-    model = build_model(args.arch, args.num_classes).to(device).eval()
+    model = timing_model(args.arch, args.num_classes, device)
     with torch.no_grad():  # non-trivial BN statistics, as in a trained model
         for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm2d):

@@ -21,11 +21,10 @@ import time
 import torch
 from torch import nn
 
-from saliency_bench.runtime.allocator import keep_freed_memory
-from saliency_bench.runtime.forward import MEMORY_FORMATS, ModelRunner, set_memory_format
-from saliency_bench.runtime.models import build_model, resolve_device
+from saliency_bench.runtime.forward import MEMORY_FORMATS, ModelRunner
+from saliency_bench.runtime.models import resolve_device
 from saliency_bench.runtime.throughput import (best_seconds_per_call, conv_inputs, dense_flops_per_second,
-                                               probe_batch, synchronise)
+                                               probe_batch, synchronise, timing_model)
 
 
 def conv_flops(conv: nn.Conv2d, output_shape: torch.Size) -> float:
@@ -108,10 +107,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    keep_freed_memory()  # as every model job of the package
-    torch.manual_seed(0)
     device = resolve_device(args.device)
-    model = set_memory_format(build_model(args.arch, args.num_classes).to(device).eval(), args.memory_format)
+    model = timing_model(args.arch, args.num_classes, device, args.memory_format)
     runner = ModelRunner(model, args.batch_size)
     batch = runner.prepare(probe_batch(args.batch_size, tuple(args.size), device))
     ceiling = dense_flops_per_second(device, args.seconds)["conv3x3"]

@@ -26,10 +26,8 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
-from saliency_bench.runtime.allocator import keep_freed_memory
-from saliency_bench.runtime.forward import ModelRunner, set_memory_format
-from saliency_bench.runtime.models import build_model
-from saliency_bench.runtime.throughput import best_seconds_per_call, conv_inputs, probe_batch
+from saliency_bench.runtime.forward import ModelRunner
+from saliency_bench.runtime.throughput import best_seconds_per_call, conv_inputs, probe_batch, timing_model
 
 ROUND_OFF = 1e-4  # largest logit difference allowed, relative to the logits' largest magnitude
 
@@ -97,9 +95,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    keep_freed_memory()  # as every model job of the package
-    torch.manual_seed(0)
-    model = set_memory_format(build_model(args.arch, 1000).eval(), "channels_last")
+    model = timing_model(args.arch, 1000, memory_format="channels_last")
     print(f"# {args.arch}, {args.size[0]}x{args.size[1]}, fp32, BatchNorms folded, channels-last, "
           f"{torch.get_num_threads()} threads; median of {args.rounds} alternating rounds of {args.seconds:g} s "
           "(each the best of three timings)")

@@ -24,10 +24,9 @@ from typing import Callable
 
 import torch
 
-from saliency_bench.runtime.allocator import keep_freed_memory
-from saliency_bench.runtime.forward import ModelRunner, set_memory_format
-from saliency_bench.runtime.models import build_model, resolve_device
-from saliency_bench.runtime.throughput import best_seconds_per_call, probe_batch, synchronise
+from saliency_bench.runtime.forward import ModelRunner
+from saliency_bench.runtime.models import resolve_device
+from saliency_bench.runtime.throughput import best_seconds_per_call, probe_batch, synchronise, timing_model
 
 # (image size, batch): the tuned CUDA batch at the study's and the demo's size, then small batches
 # and small images, where launch overhead is the largest share.
@@ -131,11 +130,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="timing per case and variant (default 3)")
     parser.add_argument("--compile", action="store_true", help="also torch.compile (slow to compile: seconds to minutes per case)")
     args = parser.parse_args(argv)
-    keep_freed_memory()  # as every model job of the package
     device = resolve_device(args.device)
     cases = args.cases or [case_arg(case) for case in (CUDA_CASES if device.type == "cuda" else CPU_CASES)]
-    torch.manual_seed(0)
-    model = set_memory_format(build_model(args.arch, args.num_classes).to(device).eval(), args.memory_format)
+    model = timing_model(args.arch, args.num_classes, device, args.memory_format)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"{args.arch} ({args.num_classes} classes), fp32, BatchNorms folded, {args.memory_format}, on {name}; "
           f"torch {torch.__version__}")

@@ -28,10 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from saliency_bench.commands._options import batch_size_arg
-from saliency_bench.runtime.allocator import keep_freed_memory
 from saliency_bench.runtime.forward import ModelRunner, set_memory_format
-from saliency_bench.runtime.models import build_model
-from saliency_bench.runtime.throughput import best_seconds_per_call, images_per_second, probe_batch, tune_forward
+from saliency_bench.runtime.throughput import (best_seconds_per_call, images_per_second, probe_batch, timing_model,
+                                               tune_forward)
 from saliency_bench.runtime.throughput import conv_inputs as all_conv_inputs
 
 CPU = torch.device("cpu")
@@ -113,9 +112,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=batch_size_arg, default="auto")
     parser.add_argument("--seconds", type=float, default=2.0, help="timing per variant and shape (default 2)")
     args = parser.parse_args(argv)
-    keep_freed_memory()  # as every model job of the package
-    torch.manual_seed(0)
-    model = build_model(args.arch, args.num_classes).eval()
+    model = timing_model(args.arch, args.num_classes)
     settings = tune_forward(model, tuple(args.size), "fp32", args.batch_size, "auto", rounds=1)
     set_memory_format(model, settings.memory_format)
     batch = probe_batch(settings.batch_size, tuple(args.size), CPU)
