@@ -21,7 +21,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "UserError": "errors",
-    "ImageRecord": "data", "discover_images": "data", "load_images": "data", "select_split": "data",
+    "ImageRecord": "formats.image_table", "discover_images": "data", "load_images": "data", "select_split": "data",
     "preprocess": "data", "open_rgb": "data",
     "build_model": "runtime.models", "load_checkpoint": "runtime.models", "load_model": "runtime.models",
     "resolve_device": "runtime.models",

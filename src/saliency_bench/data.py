@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
@@ -15,6 +14,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import UserError, require
+from .formats.image_table import ImageRecord
 from .formats.json_files import read_text
 
 if TYPE_CHECKING:  # torch is imported only where images become tensors
@@ -25,14 +25,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # The extensions torchvision's ImageFolder accepts; kept identical so that our
 # ordering, and hence the random_split indices, match ImageFolder exactly.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-
-
-@dataclass(frozen=True)
-class ImageRecord:
-    image_id: str
-    path: str
-    label: int  # class index from the folder name, -1 when unknown
-    class_name: str
 
 
 def discover_images(root: str | os.PathLike) -> tuple[list[ImageRecord], list[str]]:

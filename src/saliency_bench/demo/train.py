@@ -27,8 +27,9 @@ from PIL import Image
 from scipy.ndimage import binary_dilation
 
 from .. import __version__
-from ..data import IMAGENET_MEAN, IMAGENET_STD, ImageRecord, discover_images, load_images, preprocess, select_split
+from ..data import IMAGENET_MEAN, IMAGENET_STD, discover_images, load_images, preprocess, select_split
 from ..errors import UserError, atomic_path, require
+from ..formats.image_table import ImageRecord
 from ..runtime.models import build_model
 from .synth import NONE, read_manifest, render_sample, sample_from_name
 

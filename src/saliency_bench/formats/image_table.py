@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import csv
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ..data import ImageRecord
 from ..errors import UserError, atomic_path, require
 
 IMAGE_TABLE_FIELDS = ("image_id", "path", "label", "class_name", "shard")
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image of the run: a row of the image table without its shard (`saliency_bench.data` makes them)."""
+    image_id: str
+    path: str
+    label: int  # class index from the folder name, -1 when unknown
+    class_name: str
 
 
 def write_image_table(path: str | os.PathLike, records: Sequence[ImageRecord], images_per_job: int) -> None:

@@ -12,9 +12,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
-from ...data import IMAGENET_MEAN, IMAGENET_STD, ImageRecord, load_images
+from ...data import IMAGENET_MEAN, IMAGENET_STD, load_images
 from ...errors import require
 from ...formats.curves import read_curve_files
+from ...formats.image_table import ImageRecord
 from ...formats.masks import MaskSet
 from ...formats.saliency import read_image_ids, read_rows
 from ...formats.tables import read_table
