@@ -51,7 +51,8 @@ import numpy as np
 
 from saliency_bench.console import show_messages
 from saliency_bench.commands._options import batch_size_arg
-from saliency_bench.runtime.throughput import in_fresh_process, native_bf16, peak_rss_mb, settle_forward_args
+from saliency_bench.runtime.throughput import in_fresh_process, native_bf16, peak_rss_mb
+from saliency_bench.runtime.tuning import settle_forward_args
 from study_code import (StudyCausalMetric, study_abscam_final, study_abscam_init, study_auc, study_generate_masks,
                         study_gkern, study_load_masks, study_rise)
 

@@ -32,7 +32,8 @@ import time
 
 from saliency_bench.console import show_messages
 from saliency_bench.commands._options import batch_size_arg
-from saliency_bench.runtime.throughput import in_fresh_process, peak_rss_mb, reset_peak_rss, settle_forward_args, synchronise
+from saliency_bench.runtime.throughput import in_fresh_process, peak_rss_mb, reset_peak_rss, synchronise
+from saliency_bench.runtime.tuning import settle_forward_args
 
 STAGES = ("masks", "rise", "abscam-init", "abscam-final", "causal")
 

@@ -22,8 +22,8 @@ import torch
 from saliency_bench.commands._options import batch_size_arg
 from saliency_bench.runtime.forward import ModelRunner, set_memory_format
 from saliency_bench.runtime.models import resolve_device
-from saliency_bench.runtime.throughput import (dense_flops_per_second, forward_flops, probe_batch, timing_model,
-                                               tune_forward)
+from saliency_bench.runtime.throughput import dense_flops_per_second, forward_flops, probe_batch, timing_model
+from saliency_bench.runtime.tuning import tune_forward
 
 
 def timed(runner: ModelRunner, batch: torch.Tensor, seconds: float) -> tuple[float, float]:

@@ -15,7 +15,7 @@ from saliency_bench.formats.image_table import read_image_table, write_image_tab
 from saliency_bench.formats.saliency import read_params, read_rows, read_saliency, write_saliency
 from saliency_bench.formats.tables import read_table
 from saliency_bench.plan import measured_seconds, shard_sizes
-from saliency_bench.runtime.throughput import read_forward_settings
+from saliency_bench.runtime.tuning import read_forward_settings
 from cli_helpers import one_line_error
 
 BINARY = bytes(range(256)) * 4  # not UTF-8

@@ -17,9 +17,9 @@ from saliency_bench.errors import UserError
 from saliency_bench.runtime.forward import MEMORY_FORMATS, ModelRunner, set_memory_format, uses_channels_last
 from saliency_bench.formats.image_table import write_image_table
 from saliency_bench.formats.saliency import read_saliency
-from saliency_bench.runtime.throughput import (CPU_BATCH_CANDIDATES, CUDA_BATCH_SIZE, LARGER_BATCH_MARGIN, ForwardSettings,
-                                               batch_candidates, choose_settings, measure_forward, read_forward_settings,
-                                               tune_forward, write_forward_settings)
+from saliency_bench.runtime.tuning import (CPU_BATCH_CANDIDATES, CUDA_BATCH_SIZE, LARGER_BATCH_MARGIN, ForwardSettings,
+                                           batch_candidates, choose_settings, measure_forward, read_forward_settings,
+                                           tune_forward, write_forward_settings)
 from tolerances import assert_same_maps
 
 

@@ -13,11 +13,11 @@ import torch
 from torch import nn
 
 from saliency_bench.commands._options import add_model_args
-from saliency_bench.runtime import throughput
+from saliency_bench.runtime import throughput, tuning
 from saliency_bench.runtime.forward import ModelRunner
 from saliency_bench.runtime.models import build_model
-from saliency_bench.runtime.throughput import (images_per_second, in_fresh_process, peak_rss_mb, probe_batch,
-                                       read_forward_precision, reset_peak_rss, tune_forward, write_forward_settings)
+from saliency_bench.runtime.throughput import images_per_second, in_fresh_process, peak_rss_mb, probe_batch, reset_peak_rss
+from saliency_bench.runtime.tuning import read_forward_precision, tune_forward, write_forward_settings
 from workflow_helpers import load_benchmark
 
 
@@ -91,22 +91,22 @@ def test_precisions_are_timed_and_recorded_but_never_switched(tmp_path, one_thre
 
 def test_the_note_and_auto_need_the_margin(monkeypatch, one_thread):
     for bf16_rate, noted in ((150.0, True), (149.0, False)):
-        monkeypatch.setattr(throughput, "precision_rates", lambda *args, rate=bf16_rate: {"fp32": 100.0, "bf16": rate})
+        monkeypatch.setattr(tuning, "precision_rates", lambda *args, rate=bf16_rate: {"fp32": 100.0, "bf16": rate})
         given = tune_forward(small_model(), (16, 16), "fp32", 4, "contiguous", time_precisions=True)
         auto = tune_forward(small_model(), (16, 16), "auto", 4, "contiguous")
         assert given.precision == "fp32" and (given.precision_note is not None) == noted
         assert auto.precision == ("bf16" if noted else "fp32")
         # formats and batches were timed in fp32 whatever auto picked, and the log line says so
         assert auto.timed_precision == "fp32" and auto.describe().endswith(f"-> {auto.precision}")
-    note = throughput.precision_note("bf16", 1.5, {"fp32": 100.0, "bf16": 150.0}, "fp32")
-    assert "1.5x faster" in note and str(throughput.BF16_LARGEST_AUC_CHANGE) in note and note.count(".") >= 1
+    note = tuning.precision_note("bf16", 1.5, {"fp32": 100.0, "bf16": 150.0}, "fp32")
+    assert "1.5x faster" in note and str(tuning.BF16_LARGEST_AUC_CHANGE) in note and note.count(".") >= 1
 
 
 def test_the_bf16_effect_constant_is_the_shipped_measurement():
     from pathlib import Path
 
     measured = json.loads((Path(__file__).parents[1] / "benchmarks/results/bf16_vs_fp32.json").read_text())
-    assert round(measured["largest_auc_change"], 4) == throughput.BF16_LARGEST_AUC_CHANGE
+    assert round(measured["largest_auc_change"], 4) == tuning.BF16_LARGEST_AUC_CHANGE
 
 
 def test_a_slow_precision_costs_one_batch(one_thread):

@@ -11,7 +11,7 @@ from ..config import defaults
 from ..data import load_images
 from ..formats.image_table import read_image_table
 from ..runtime.models import load_model, resolve_device
-from ..runtime.throughput import CPU_BATCH_CANDIDATES, CUDA_BATCH_SIZE, REDUCED_PRECISION_MARGIN
+from ..runtime.tuning import CPU_BATCH_CANDIDATES, CUDA_BATCH_SIZE, REDUCED_PRECISION_MARGIN
 
 
 def add_preprocess_args(parser: argparse.ArgumentParser) -> None:
@@ -101,7 +101,7 @@ def model_from_args(args: argparse.Namespace) -> torch.nn.Module:
     """The model on its device in its memory format; sets args.batch_size and args.memory_format
     to what the model runs with (read from --forward-settings, or tuned now where auto)."""
     from ..runtime.forward import set_memory_format
-    from ..runtime.throughput import read_forward_precision, read_forward_settings, tune_forward
+    from ..runtime.tuning import read_forward_precision, read_forward_settings, tune_forward
 
     model, _ = load_model_from_args(args)
     if getattr(args, "forward_settings", None):

@@ -49,7 +49,7 @@ def forward_settings(args: argparse.Namespace) -> tuple[dict, str, float | None,
     this step's start-up before any measurement and the model measured (None, None: nothing measured,
     the plan builds its model and takes its own age)."""
     if args.forward_settings:
-        from ..runtime.throughput import read_forward_record
+        from ..runtime.tuning import read_forward_record
 
         return read_forward_record(args.forward_settings), f"measured by tune_forward, {args.forward_settings}", None, None
     require("auto" not in (args.memory_format, args.batch_size),
@@ -57,7 +57,7 @@ def forward_settings(args: argparse.Namespace) -> tuple[dict, str, float | None,
     import torch
 
     from ..plan import process_age
-    from ..runtime.throughput import measure_forward
+    from ..runtime.tuning import measure_forward
 
     model, device = load_model_from_args(args)
     startup = process_age()  # what every model job pays too: interpreter, torch, the model; not the timing below

@@ -8,8 +8,8 @@ import torch
 
 from ..argtypes import positive_int
 from ..errors import require
-from ..runtime.throughput import (CHANNELS_LAST_MARGIN, LARGER_BATCH_MARGIN, REDUCED_PRECISION_MARGIN, tune_forward,
-                                  write_forward_settings)
+from ..runtime.tuning import (CHANNELS_LAST_MARGIN, LARGER_BATCH_MARGIN, REDUCED_PRECISION_MARGIN, tune_forward,
+                              write_forward_settings)
 from ._options import add_forward_args, add_model_source_args, add_precision_args, load_model_from_args
 
 

@@ -252,7 +252,7 @@ def write_report_pages(summary_csv: str | os.PathLike, per_image_csv: str | os.P
     table, per_image = read_table(summary_csv), read_table(per_image_csv)
     forward = None
     if forward_settings:
-        from ..runtime.throughput import read_forward_record  # imports torch: only when there is a file to read
+        from ..runtime.tuning import read_forward_record  # imports torch: only when there is a file to read
 
         forward = read_forward_record(forward_settings)
     pages = {"summary.html": summary_page(table, float(run.get("alpha", 0.05))), "per_image.html": per_image_page(per_image),

@@ -68,7 +68,7 @@ def uses_channels_last(model: nn.Module) -> bool:
 def set_memory_format(model: nn.Module, memory_format: str) -> nn.Module:
     """Store the model contiguous or channels-last; every ModelRunner then feeds inputs alike.
 
-    Channels-last is faster on many CPUs and GPUs, not all: `throughput.tune_forward` measures
+    Channels-last is faster on many CPUs and GPUs, not all: `tuning.tune_forward` measures
     it (memory_format: auto). Results agree to float32 round-off.
     """
     require(memory_format in MEMORY_FORMATS,
