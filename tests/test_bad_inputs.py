@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from saliency_bench import UserError, cli
+from saliency_bench import UserError
 from saliency_bench.data import ImageRecord
 from saliency_bench.formats.image_table import read_image_table, write_image_table
 from saliency_bench.formats.saliency import read_params, read_rows, read_saliency, write_saliency

@@ -233,7 +233,7 @@ def test_every_builder_makes_a_legible_figure(stage_outputs):
 
 
 def test_figure_problems_catches_unlabelled_and_tiny_text():
-    figure = figures._new_figure(4, 3)
+    figure = figures.style._new_figure(4, 3)
     ax = figure.subplots()
     shown = ax.imshow(np.zeros((4, 4)))
     figure.colorbar(shown, ax=ax)
@@ -281,7 +281,7 @@ def test_overview_class_name_is_the_explained_class_not_the_label(stage_outputs,
                    method_id="random", method="random", variant="")
     written = figures.write_saliency_figures([path], records, tmp_path / "out", kinds=["overview"])
     assert [p.name for p in written] == ["overview-daphnia__img_0.png"]
-    maps, top1, _ = figures._collect_maps([path], records, 8)
+    maps, top1, _ = figures.writers._collect_maps([path], records, 8)
     assert figures.class_name_lookup(records)(top1[records[0].image_id][0]) == "water flea"
     assert figures.class_name_lookup(records, ["cat", "dog"])(1) == "dog"
     assert figures.class_name_lookup(records)(7) == "class 7"
