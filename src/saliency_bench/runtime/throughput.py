@@ -26,20 +26,6 @@ def synchronise(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timing_model(arch: str, num_classes: int, device: torch.device = torch.device("cpu"),
-                 memory_format: str | None = None) -> nn.Module:
-    """The model a benchmark times, set up as the jobs run theirs: random weights drawn from seed 0,
-    eval mode, on `device`, stored in `memory_format` if given; and freed memory kept in this process
-    (`allocator.keep_freed_memory`, process-wide), as every model job of the command-line interface."""
-    from .allocator import keep_freed_memory
-    from .models import build_model
-
-    keep_freed_memory()
-    torch.manual_seed(0)
-    model = build_model(arch, num_classes).to(device).eval()
-    return set_memory_format(model, memory_format) if memory_format else model
-
-
 def probe_batch(batch_size: int, size: tuple[int, int], device: torch.device, seed: int = 0) -> torch.Tensor:
     """A seeded random batch of normalised-image statistics (the timing does not depend on the values)."""
     generator = torch.Generator().manual_seed(seed)
@@ -73,6 +59,21 @@ def capped_images_per_second(runner: ModelRunner, batch: torch.Tensor, budget: f
     return images_per_second(runner, batch, min_seconds=budget - warmup, min_repeats=1, warmup=0)
 
 
+# ---- helpers of the benchmarks ----------------------------------------------------------------------------
+def timing_model(arch: str, num_classes: int, device: torch.device = torch.device("cpu"),
+                 memory_format: str | None = None) -> nn.Module:
+    """The model a benchmark times, set up as the jobs run theirs: random weights drawn from seed 0,
+    eval mode, on `device`, stored in `memory_format` if given; and freed memory kept in this process
+    (`allocator.keep_freed_memory`, process-wide), as every model job of the command-line interface."""
+    from .allocator import keep_freed_memory
+    from .models import build_model
+
+    keep_freed_memory()
+    torch.manual_seed(0)
+    model = build_model(arch, num_classes).to(device).eval()
+    return set_memory_format(model, memory_format) if memory_format else model
+
+
 def native_bf16(device: torch.device) -> bool:
     """Whether bf16 runs natively here: a CUDA device that supports it, or a CPU with AVX-512 BF16 or
     AMX (oneDNN's own check, else the /proc/cpuinfo flags); elsewhere torch emulates it, slowly."""
@@ -87,7 +88,6 @@ def native_bf16(device: torch.device) -> bool:
         return False
 
 
-# ---- helpers of the benchmarks ----------------------------------------------------------------------------
 def counted_flops(kernel) -> float:
     """Floating-point operations of one call of `kernel()`, in the ops torch's FLOP counter knows
     (convolutions and matrix products, a multiply-add counted as two)."""

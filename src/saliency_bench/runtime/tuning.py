@@ -74,7 +74,6 @@ class ForwardSettings:
         return described
 
 
-
 def batch_candidates(batch_size: int | str, device: torch.device) -> tuple[int, ...]:
     """The batch sizes to try: the given one, or for "auto" CPU_BATCH_CANDIDATES on a CPU and
     CUDA_BATCH_SIZE on a GPU (which only gets busier with larger batches)."""
@@ -85,13 +84,11 @@ def batch_candidates(batch_size: int | str, device: torch.device) -> tuple[int, 
     return (CUDA_BATCH_SIZE,) if device.type == "cuda" else CPU_BATCH_CANDIDATES
 
 
-
 def format_candidates(memory_format: str) -> tuple[str, ...]:
     if memory_format == "auto":
         return MEMORY_FORMATS
     require(memory_format in MEMORY_FORMATS, f"unknown memory format {memory_format!r}; use contiguous, channels_last or auto")
     return (memory_format,)
-
 
 
 def measure_forward(model: nn.Module, size: tuple[int, int], precision: str, formats: tuple[str, ...],
@@ -118,7 +115,6 @@ def measure_forward(model: nn.Module, size: tuple[int, int], precision: str, for
     return best
 
 
-
 def choose_settings(measured: dict[tuple[str, int], float]) -> tuple[str, int]:
     """(memory format, batch size): per format the smallest batch that no larger one beats by
     LARGER_BATCH_MARGIN; channels-last only when that is CHANNELS_LAST_MARGIN times faster than
@@ -130,7 +126,6 @@ def choose_settings(measured: dict[tuple[str, int], float]) -> tuple[str, int]:
     return fmt, best[fmt][1]
 
 
-
 def _batch_worth_its_memory(rates: dict[int, float]) -> tuple[float, int]:
     """(rate, batch size) of the smallest batch whose rate times LARGER_BATCH_MARGIN reaches the
     fastest rate measured; (0.0, 0) without rates."""
@@ -139,7 +134,6 @@ def _batch_worth_its_memory(rates: dict[int, float]) -> tuple[float, int]:
     fastest = max(rates.values())
     batch = min(batch for batch, rate in rates.items() if rate * LARGER_BATCH_MARGIN >= fastest)
     return rates[batch], batch
-
 
 
 def tune_forward(model: nn.Module, size: tuple[int, int], precision: str = "fp32", batch_size: int | str = "auto",
@@ -167,7 +161,6 @@ def tune_forward(model: nn.Module, size: tuple[int, int], precision: str = "fp32
     return replace(settings, precision=chosen, by_precision=rates, precision_note=note)
 
 
-
 def precision_rates(model: nn.Module, size: tuple[int, int], settings: ForwardSettings,
                     device: torch.device) -> dict[str, float]:
     """Images/s of fp32, bf16 (and fp16 on CUDA) at the chosen format and batch; the rate already
@@ -189,7 +182,6 @@ def precision_rates(model: nn.Module, size: tuple[int, int], settings: ForwardSe
     return rates
 
 
-
 def reduced_precision_speedup(rates: dict[str, float]) -> tuple[float, str | None]:
     """(speed-up over fp32, name) of the fastest reduced precision; (0, None) if none was timed."""
     reduced = {name: rate for name, rate in rates.items() if name != "fp32"}
@@ -199,7 +191,6 @@ def reduced_precision_speedup(rates: dict[str, float]) -> tuple[float, str | Non
     return reduced[fastest] / rates["fp32"], fastest
 
 
-
 def precision_note(fastest: str, speedup: float, rates: dict[str, float], chosen: str) -> str:
     """One sentence: how much faster the reduced precision is here, and what it does to the AUCs."""
     effect = (f"on the demo model bf16 changed AUCs by up to {BF16_LARGEST_AUC_CHANGE} (benchmarks/precision.py)"
@@ -207,7 +198,6 @@ def precision_note(fastest: str, speedup: float, rates: dict[str, float], chosen
     use = f"this run uses {chosen}" if chosen != "fp32" else f"set precision: {fastest} (or auto) to use it"
     return (f"{fastest} ran {speedup:.1f}x faster than fp32 here ({rates[fastest]:.1f} vs {rates['fp32']:.1f} "
             f"images/s); {effect}; {use}.")
-
 
 
 def write_forward_settings(path: str | Path, settings: ForwardSettings, context: dict) -> None:
@@ -224,7 +214,6 @@ def write_forward_settings(path: str | Path, settings: ForwardSettings, context:
         record["precision_note"] = settings.precision_note
     with atomic_path(path) as temporary:
         Path(temporary).write_text(json.dumps(record, indent=1) + "\n")
-
 
 
 def read_forward_record(path: str | Path) -> dict:
@@ -246,18 +235,15 @@ def read_forward_record(path: str | Path) -> dict:
     return record
 
 
-
 def read_forward_settings(path: str | Path) -> tuple[str, int]:
     """(memory format, batch size) recorded by `saliency-bench tune-forward`."""
     record = read_forward_record(path)
     return record["memory_format"], record["batch_size"]
 
 
-
 def read_forward_precision(path: str | Path) -> str:
     """The precision recorded by `saliency-bench tune-forward` (fp32 in files that name none)."""
     return read_forward_record(path).get("precision", "fp32")
-
 
 
 def settle_forward_args(make_model, args) -> None:
@@ -267,7 +253,6 @@ def settle_forward_args(make_model, args) -> None:
         return
     args.memory_format, args.batch_size, described = in_fresh_process(_tune_for_args, make_model, args)
     log.info(f"# forward settings (auto): {described}")
-
 
 
 def _tune_for_args(make_model, args) -> tuple[str, int, str]:
