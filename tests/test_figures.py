@@ -233,7 +233,7 @@ def test_every_builder_makes_a_legible_figure(stage_outputs):
 
 
 def test_figure_problems_catches_unlabelled_and_tiny_text():
-    figure = figures.style._new_figure(4, 3)
+    figure = figures.style.new_figure(4, 3)
     ax = figure.subplots()
     shown = ax.imshow(np.zeros((4, 4)))
     figure.colorbar(shown, ax=ax)

@@ -12,8 +12,8 @@ from ...data import IMAGENET_MEAN, IMAGENET_STD
 from ...errors import require
 from ...methods import chance_ids, method_sort_key
 from ...numeric import auc
-from .style import (DIFFERENCE_CMAP, MAX_HEIGHT_IN, STYLE, _image_panel, _new_figure, _overlay_panel,
-                    _saliency_colorbar, minmax, plt, unnormalise)
+from .style import (DIFFERENCE_CMAP, MAX_HEIGHT_IN, STYLE, image_panel, minmax, new_figure, overlay_panel, plt,
+                    saliency_colorbar, unnormalise)
 
 OVERVIEW_MAX_ROWS = 3
 
@@ -32,7 +32,7 @@ def masks_figure(masks: np.ndarray, image: np.ndarray, mean: Sequence[float] = I
     rows = -(-count // pairs_per_row)
     panel = min(2.3, 11.0 / (2 * pairs_per_row))  # many masks: smaller panels, at most ~1300 px wide
     with plt.rc_context(STYLE):
-        figure = _new_figure(panel * 2 * pairs_per_row + 0.8, panel * rows + (0.4 if title else 0.1))
+        figure = new_figure(panel * 2 * pairs_per_row + 0.8, panel * rows + (0.4 if title else 0.1))
         axes = np.atleast_2d(figure.subplots(rows, 2 * pairs_per_row, squeeze=False))
         artist = None
         for index in range(rows * pairs_per_row):
@@ -45,7 +45,7 @@ def masks_figure(masks: np.ndarray, image: np.ndarray, mean: Sequence[float] = I
             mask_ax.set_title(f"Mask #{index + 1}")
             mask_ax.set_xticks([])
             mask_ax.set_yticks([])
-            _image_panel(image_ax, unnormalise(np.asarray(image) * masks[index], mean, std), f"Masked image #{index + 1}")
+            image_panel(image_ax, unnormalise(np.asarray(image) * masks[index], mean, std), f"Masked image #{index + 1}")
         figure.colorbar(artist, ax=axes.ravel().tolist(), shrink=0.8, label="mask value (0 = mean colour, 1 = kept)")
         if title:
             figure.suptitle(title)
@@ -62,15 +62,15 @@ def overview_figure(rgb: np.ndarray, maps: Mapping[str, np.ndarray], top1_prob: 
     rows = -(-panels // columns)
     panel = min(2.4, MAX_HEIGHT_IN / rows - 0.35)  # 0.35 in: the panel's title
     with plt.rc_context(STYLE):
-        figure = _new_figure(panel * columns + 0.9, min(2.45 * rows, MAX_HEIGHT_IN))
+        figure = new_figure(panel * columns + 0.9, min(2.45 * rows, MAX_HEIGHT_IN))
         axes = figure.subplots(rows, columns, squeeze=False).ravel()
-        _image_panel(axes[0], rgb, f"{100 * top1_prob:.1f}% {class_name}")
+        image_panel(axes[0], rgb, f"{100 * top1_prob:.1f}% {class_name}")
         for ax, method_id in zip(axes[1:], method_ids):
-            _overlay_panel(ax, rgb, maps[method_id], method_id)
+            overlay_panel(ax, rgb, maps[method_id], method_id)
         for ax in axes[panels:]:
             ax.set_visible(False)
         if method_ids:
-            _saliency_colorbar(figure, axes.tolist(), "saliency (min-max scaled per map)", shrink=min(0.6, 0.25 * rows + 0.1))
+            saliency_colorbar(figure, axes.tolist(), "saliency (min-max scaled per map)", shrink=min(0.6, 0.25 * rows + 0.1))
     return figure
 
 
@@ -80,11 +80,11 @@ def abscam_init_vs_final_figure(rgb: np.ndarray, init: np.ndarray, final: np.nda
     difference = final01 - init01
     limit = max(float(np.abs(difference).max()), 1e-6)  # symmetric limits keep 0 at the colormap's centre
     with plt.rc_context(STYLE):
-        figure = _new_figure(9.6, 3.3)
+        figure = new_figure(9.6, 3.3)
         axes = figure.subplots(1, 3)
-        _overlay_panel(axes[0], rgb, init01, f"Init ({layer})")
-        _overlay_panel(axes[1], rgb, final01, f"Final ({layer})")
-        _saliency_colorbar(figure, axes[:2].tolist(), "saliency (scaled to [0, 1])", shrink=0.85)
+        overlay_panel(axes[0], rgb, init01, f"Init ({layer})")
+        overlay_panel(axes[1], rgb, final01, f"Final ({layer})")
+        saliency_colorbar(figure, axes[:2].tolist(), "saliency (scaled to [0, 1])", shrink=0.85)
         shown = axes[2].imshow(difference, cmap=DIFFERENCE_CMAP, vmin=-limit, vmax=limit, interpolation="nearest")
         axes[2].set_title("Final \u2212 Init")
         axes[2].set_xticks([])
@@ -95,22 +95,22 @@ def abscam_init_vs_final_figure(rgb: np.ndarray, init: np.ndarray, final: np.nda
 
 def abscam_layers_figure(rgb: np.ndarray, init: Mapping[str, np.ndarray], final: Mapping[str, np.ndarray]) -> Figure:
     """Init (top row) and Final (bottom row) for each layer, columns in layer order."""
-    layers = sorted(set(init) | set(final), key=_natural_key)
+    layers = sorted(set(init) | set(final), key=natural_key)
     with plt.rc_context(STYLE):
-        figure = _new_figure(2.3 * len(layers) + 0.9, 4.9)
+        figure = new_figure(2.3 * len(layers) + 0.9, 4.9)
         axes = figure.subplots(2, len(layers), squeeze=False)
         for column, layer in enumerate(layers):
             for row, (variant, maps) in enumerate((("Init", init), ("Final", final))):
                 ax = axes[row, column]
                 if layer in maps:
-                    _overlay_panel(ax, rgb, maps[layer], f"{variant} {layer}")
+                    overlay_panel(ax, rgb, maps[layer], f"{variant} {layer}")
                 else:
-                    _image_panel(ax, rgb, f"{variant} {layer}: not run")
-        _saliency_colorbar(figure, axes.ravel().tolist(), "saliency (min-max scaled per map)", shrink=0.8)
+                    image_panel(ax, rgb, f"{variant} {layer}: not run")
+        saliency_colorbar(figure, axes.ravel().tolist(), "saliency (min-max scaled per map)", shrink=0.8)
     return figure
 
 
-def _natural_key(name: str) -> list:
+def natural_key(name: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
@@ -129,7 +129,7 @@ def curves_figure(deletion: np.ndarray, insertion: np.ndarray, image_id: str, me
     first insertion point p(class) on the fully blurred image.
     """
     with plt.rc_context(STYLE):
-        figure = _new_figure(8.0, 3.3)
+        figure = new_figure(8.0, 3.3)
         axes = figure.subplots(1, 2)
         for ax, which, curve in ((axes[0], "deletion", deletion), (axes[1], "insertion", insertion)):
             curve = np.asarray(curve, dtype=np.float64)
@@ -165,7 +165,7 @@ def mean_curves_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], meth
     band_label = "\u00b11 s.e." if band == "se" else "2.5\u201397.5 %"
     baselines = [b for b in chance_ids() if b in curves and b != method_id]
     with plt.rc_context(STYLE):
-        figure = _new_figure(8.0, 3.4)
+        figure = new_figure(8.0, 3.4)
         axes = figure.subplots(1, 2)
         for column, (ax, which) in enumerate(zip(axes, ("deletion", "insertion"))):
             values = np.asarray(curves[method_id][column], dtype=np.float64)
@@ -213,7 +213,7 @@ def summary_figure(summary: pd.DataFrame) -> Figure:
     chance = table["method_id"].isin(chance_ids()).to_numpy()
     floors = {"deletion_auc": ("deleted_prob", "fully deleted image", ":"), "insertion_auc": ("blurred_prob", "fully blurred image", "-.")}
     with plt.rc_context(STYLE):
-        figure = _new_figure(10.5, min(1.5 + 0.26 * len(table), MAX_HEIGHT_IN))
+        figure = new_figure(10.5, min(1.5 + 0.26 * len(table), MAX_HEIGHT_IN))
         axes = figure.subplots(1, len(SUMMARY_METRICS), sharey=True)
         for index, (ax, (column, label)) in enumerate(zip(axes, SUMMARY_METRICS)):
             values = table[column].to_numpy(dtype=float)
@@ -247,7 +247,7 @@ def sanity_figure(table: pd.DataFrame) -> Figure:
     require(len(table) > 0, "sanity table has no rows")
     steps = table.drop_duplicates("step").sort_values("step")
     with plt.rc_context(STYLE):
-        figure = _new_figure(9.0, 3.8)
+        figure = new_figure(9.0, 3.8)
         axes = figure.subplots(1, 2, sharey=True)
         for ax, column, label in zip(axes, ("spearman", "ssim"), ("Spearman rank correlation", "SSIM")):
             for method_id, rows in table.groupby("method_id", sort=True):

@@ -78,27 +78,27 @@ def unnormalise(image: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN, std: S
     return np.clip(rgb, 0.0, 1.0).transpose(1, 2, 0)
 
 
-def _new_figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
     # Figure() directly, not pyplot: no global figure registry to leak memory across many figures.
     figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(figure)  # attaches itself: draw() and get_renderer() work without pyplot
     return figure
 
 
-def _image_panel(ax, rgb: np.ndarray, title: str) -> None:
+def image_panel(ax, rgb: np.ndarray, title: str) -> None:
     ax.imshow(rgb, interpolation="nearest")
     ax.set_title(title)
     ax.set_xticks([])
     ax.set_yticks([])
 
 
-def _overlay_panel(ax, rgb: np.ndarray, saliency: np.ndarray, title: str) -> None:
+def overlay_panel(ax, rgb: np.ndarray, saliency: np.ndarray, title: str) -> None:
     """The image with a min-max normalised map on top (jet, alpha 0.5)."""
-    _image_panel(ax, rgb, title)
+    image_panel(ax, rgb, title)
     ax.imshow(minmax(saliency), cmap=SALIENCY_CMAP, alpha=OVERLAY_ALPHA, vmin=0.0, vmax=1.0, interpolation="nearest")
 
 
-def _saliency_colorbar(figure: Figure, axes, label: str, shrink: float = 0.7) -> None:
+def saliency_colorbar(figure: Figure, axes, label: str, shrink: float = 0.7) -> None:
     # An opaque colour scale: a colorbar of the overlay itself would show the faded alpha-0.5 colours.
     scale = cm.ScalarMappable(colors.Normalize(0.0, 1.0), SALIENCY_CMAP)
     figure.colorbar(scale, ax=axes, shrink=shrink, label=label)

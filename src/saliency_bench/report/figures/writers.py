@@ -20,8 +20,8 @@ from ...formats.masks import MaskSet
 from ...formats.saliency import read_image_ids, read_rows
 from ...formats.tables import read_table
 from ...methods import method_sort_key
-from .builders import (_natural_key, abscam_init_vs_final_figure, abscam_layers_figure, curves_figure, masks_figure,
-                       mean_curves_figure, overview_figure, summary_figure)
+from .builders import (abscam_init_vs_final_figure, abscam_layers_figure, curves_figure, masks_figure,
+                       mean_curves_figure, natural_key, overview_figure, summary_figure)
 from .style import DPI, STYLE, file_stem, plt, save_figure, unique_stems, unnormalise
 
 
@@ -146,7 +146,7 @@ def write_saliency_figures(saliency_paths: Sequence[str | os.PathLike], records:
                 staged.save(overview_figure(rgb, image_maps, prob, name_of(target)), f"overview-{stem}.png")
             init, final = _abscam_maps(image_maps, abscam_layers)
             if "abscam-init-vs-final" in kinds:
-                for layer in sorted(set(init) & set(final), key=_natural_key):
+                for layer in sorted(set(init) & set(final), key=natural_key):
                     figure = abscam_init_vs_final_figure(rgb, init[layer], final[layer], layer)
                     staged.save(figure, f"abscam-init-vs-final-{stem}-{file_stem(layer)}.png")
             if "abscam-layers" in kinds and (init or final):
