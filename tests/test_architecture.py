@@ -1,5 +1,6 @@
 """The layers of docs/architecture.md, checked: every module imports only from its own layer and
-the layers above it (top-level, function-level and type-checking imports alike)."""
+the layers above it (top-level, function-level and type-checking imports alike), and no two
+top-level units (modules or sub-packages) import each other, directly or round a longer cycle."""
 from __future__ import annotations
 
 import ast
@@ -91,3 +92,51 @@ def test_the_check_sees_a_violation(tmp_path):
         assert imported_modules(probe) == {"analysis.stats"} and layer("analysis.stats") > layer("runtime.probe")
     finally:
         PACKAGE = saved
+
+
+def unit(module: str) -> str:
+    """A module's top-level unit: its sub-package (`formats`) or its own name (`data`)."""
+    return module.split(".")[0]
+
+
+def unit_imports() -> dict[str, set[str]]:
+    """Which other top-level units each unit imports (the package root `""` left out)."""
+    graph: dict[str, set[str]] = {}
+    for path in MODULES:
+        own = unit(module_name(path))
+        graph.setdefault(own, set()).update(unit(name) for name in imported_modules(path) if unit(name) not in ("", own))
+    return graph
+
+
+def import_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One cycle of `graph` (its units in order, the first repeated at the end), or [] when there is none."""
+    state: dict[str, str] = {}
+
+    def visit(node: str, trail: list[str]) -> list[str]:
+        state[node] = "open"
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == "open":
+                return trail[trail.index(target):] + [target]
+            if target not in state:
+                found = visit(target, trail + [target])
+                if found:
+                    return found
+        state[node] = "done"
+        return []
+
+    for start in sorted(graph):
+        if start not in state:
+            found = visit(start, [start])
+            if found:
+                return found
+    return []
+
+
+def test_no_two_units_import_each_other():
+    """Within a layer the units still form a one-way flow (formats never import data, which reads formats)."""
+    assert import_cycle(unit_imports()) == []
+
+
+def test_the_cycle_check_sees_a_cycle():
+    assert import_cycle({"data": {"formats"}, "formats": {"errors", "data"}, "errors": set()}) == ["data", "formats", "data"]
+    assert import_cycle({"data": {"formats"}, "formats": {"errors"}, "errors": set()}) == []
