@@ -10,7 +10,8 @@ from torch.nn import functional as F
 
 from saliency_bench import UserError, auc, causal_curves, gkern
 from saliency_bench.runtime.forward import ModelRunner
-from saliency_bench.metrics.causal import CurveRequest, SharedScores, blur, causal_curve_sets, pixel_ranks, substrate_images
+from saliency_bench.metrics.causal import (CurveRequest, SharedScores, blur, causal_curve_sets, pixel_ranks,
+                                           reflect_gaussian_filter, substrate_images)
 from tolerances import assert_same_maps, assert_same_probs
 
 H, W = 12, 16
@@ -205,6 +206,36 @@ def test_blur_is_the_originals_full_conv(images):
     for c in range(3):
         full[c, c] = k
     assert_same_maps(blur(images), F.conv2d(images, full, padding=5))  # grouped vs full convolution
+
+
+@pytest.mark.parametrize("klen, sigma", [(11, 5), (1, 1), (3, 1), (7, 0.5), (11, 2.5), (21, 3), (15, 40)])
+def test_gkern_is_scipys_gaussian_filter_bit_for_bit(klen, sigma):
+    """gkern computes what the RISE code's scipy call computes, in scipy's order (15, 40: the kernel
+    reaches past several reflections of the 15 px line)."""
+    from scipy.ndimage import gaussian_filter
+
+    impulse = np.zeros((klen, klen))
+    impulse[klen // 2, klen // 2] = 1
+    assert np.array_equal(gkern(klen, sigma), gaussian_filter(impulse, sigma).astype(np.float32))
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+@pytest.mark.parametrize("sigma", [0.7, 2, 9.5])
+def test_the_gaussian_filter_matches_scipy_on_any_array(axis, sigma):
+    from scipy.ndimage import gaussian_filter1d
+
+    values = np.random.default_rng(3).normal(size=(7, 13))
+    assert np.array_equal(reflect_gaussian_filter(values, sigma, axis), gaussian_filter1d(values, sigma, axis))
+
+
+def test_evaluating_needs_no_scipy():
+    """The blur kernel is made without scipy, so an evaluate job does not pay its import."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from saliency_bench.metrics.causal import gkern; gkern(); "
+            "import saliency_bench.commands.evaluate; assert 'scipy' not in sys.modules, 'scipy imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_substrates(images):
