@@ -189,10 +189,10 @@ def run_study_stage(stage: str, args, model, images, folder: Path) -> None:
 
 # ---- our side: the package's API ---------------------------------------------------------------------------
 def run_our_stage(stage: str, args, model, images, folder: Path, side: str = "ours") -> None:
-    """Our stage; side "ours-bf16" runs it in bf16 on the masks of side "ours"."""
+    """Our stage; side "ours-bf16" runs it in bf16 on the masks of side "ours". Each stage imports what
+    it uses inside its timing, as the study's functions do (h5py only where masks are written or read)."""
     from saliency_bench.explain import compute_maps
     from saliency_bench.runtime.forward import ModelRunner
-    from saliency_bench.masks import write_masks
     from saliency_bench.metrics.causal import CurveRequest, causal_curve_sets
     from saliency_bench.numeric import auc
 
@@ -200,6 +200,8 @@ def run_our_stage(stage: str, args, model, images, folder: Path, side: str = "ou
     precision = "bf16" if side == "ours-bf16" else args.precision
     common = dict(batch_size=args.batch_size, precision=precision)
     if stage == "masks":
+        from saliency_bench.masks import write_masks
+
         write_masks(out / "masks.h5", "binary", args.n_masks, tuple(args.size), s=args.s, p=args.p, seed=args.seed)
     elif stage == "rise":
         maps, _, _ = compute_maps(model, images, "rise", masks=folder / "ours" / "masks.h5", p=args.p, **common)
