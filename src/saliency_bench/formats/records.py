@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import csv
 import os
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import pandas as pd
 
 from ..errors import UserError, atomic_path, require
 
@@ -21,6 +20,9 @@ RECORD_COLUMNS = ("image_id", "method_id", "method", "variant", "target", "top1_
 ID_COLUMNS = RECORD_COLUMNS[:4]
 PROBABILITY_COLUMNS = RECORD_COLUMNS[5:10]
 REQUIRED_PROBABILITIES = ("top1_prob", "deletion_auc", "insertion_auc")
+
+if TYPE_CHECKING:  # pandas only where records are read (aggregate): an evaluate job writes them with csv
+    import pandas as pd
 
 
 def write_records(path: str | os.PathLike, records: Sequence[dict]) -> None:
@@ -33,6 +35,8 @@ def write_records(path: str | os.PathLike, records: Sequence[dict]) -> None:
 def read_records(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
     """All records CSVs in one frame, checked for the contract's columns, probabilities in
     [0, 1] and duplicate rows."""
+    import pandas as pd
+
     require(len(paths) > 0, "no records given; pass the CSVs of `saliency-bench evaluate` with --records")
     records = pd.concat([_read_one(path) for path in paths], ignore_index=True)
     require(len(records) > 0, "the records files hold no rows; check that `saliency-bench evaluate` explained any image")
@@ -47,6 +51,8 @@ def read_records(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
 
 
 def _read_one(path: str | os.PathLike) -> pd.DataFrame:
+    import pandas as pd
+
     require(os.path.isfile(path), f"records file not found: {path}; run `saliency-bench evaluate` first")
     try:
         frame = pd.read_csv(path, dtype={column: str for column in ID_COLUMNS}, keep_default_na=False,
@@ -59,6 +65,8 @@ def _read_one(path: str | os.PathLike) -> pd.DataFrame:
 
 
 def _probabilities(values: pd.Series, column: str) -> pd.Series:
+    import pandas as pd
+
     converted = pd.to_numeric(values, errors="coerce")
     require(converted.notna().sum() == values.notna().sum() and converted.notna().any(),
             f"column {column} of the records is not numeric; rerun `saliency-bench evaluate`")
