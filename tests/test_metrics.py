@@ -164,6 +164,23 @@ def test_curve_sets_match_separate_calls_and_fill_every_batch(images, saliency):
     assert sum(interior) == pairs and interior.count(5) == pairs // 5
 
 
+def test_both_modes_of_one_map_rank_its_pixels_once(monkeypatch, images, saliency):
+    """Deletion and insertion of the same map object share one sort, and give the curves of two
+    separate maps with the same values, bit for bit."""
+    from saliency_bench.metrics import causal
+
+    sorted_maps = []
+    real = causal.pixel_ranks
+    monkeypatch.setattr(causal, "pixel_ranks", lambda values: sorted_maps.append(values) or real(values))
+    model = ModelRunner(tiny_model(), batch_size=4)
+    shared = causal_curve_sets(model, images, [CurveRequest(saliency, mode) for mode in ("deletion", "insertion")])
+    assert len(sorted_maps) == 1
+    apart = causal_curve_sets(model, images, [CurveRequest(saliency.copy(), mode) for mode in ("deletion", "insertion")])
+    assert len(sorted_maps) == 3
+    for a, b in zip(shared, apart):
+        assert np.array_equal(a, b)
+
+
 def test_shared_scores_saving_is_bit_identical():
     """Endpoints cached across methods and modes equal computing each call from scratch, bit for bit.
 

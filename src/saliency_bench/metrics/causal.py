@@ -259,7 +259,8 @@ def causal_curve_sets(model: nn.Module | ModelRunner, images: torch.Tensor, requ
     require(step >= 1, f"step must be at least 1 pixel, got {step}")
     shared = shared_scores if shared_scores is not None else SharedScores(images, seed)
     require(shared.seed == seed, f"shared scores use noise seed {shared.seed}, not {seed}; pass the same seed")
-    plans = [plan_curves(runner, images, request, shared) for request in requests]
+    ranks: dict[int, torch.Tensor] = {}  # per saliency object: deletion and insertion of a map share one sort
+    plans = [plan_curves(runner, images, request, shared, ranks) for request in requests]
 
     steps = n_steps(height, width, step)
     all_curves = []
@@ -274,8 +275,10 @@ def causal_curve_sets(model: nn.Module | ModelRunner, images: torch.Tensor, requ
     return [curves.numpy() for curves in all_curves]
 
 
-def plan_curves(runner: ModelRunner, images: torch.Tensor, request: CurveRequest, shared: SharedScores) -> CurvePlan:
-    """Check one request and gather what its curves need (first and last points from `shared`)."""
+def plan_curves(runner: ModelRunner, images: torch.Tensor, request: CurveRequest, shared: SharedScores,
+                ranks: dict[int, torch.Tensor]) -> CurvePlan:
+    """Check one request and gather what its curves need (first and last points from `shared`; the pixel
+    ranks from `ranks`, keyed by the id of the request's saliency object, filled on first use)."""
     mode = request.mode
     require(mode in MODES, f"unknown mode {mode!r}; use 'deletion' or 'insertion'")
     saliency = request.saliency
@@ -290,10 +293,12 @@ def plan_curves(runner: ModelRunner, images: torch.Tensor, request: CurveRequest
     other = shared.substrate(substrate, images)
     rows = torch.arange(batch, device=image_probs.device)
     image_scores, substrate_scores = image_probs[rows, target], substrate_probs[rows, target]
-    ranks = torch.from_numpy(pixel_ranks(saliency)).to(device=runner.device, dtype=torch.int32)
+    key = id(request.saliency)  # the requests hold their maps, so no id is reused during the call
+    if key not in ranks:
+        ranks[key] = torch.from_numpy(pixel_ranks(saliency)).to(device=runner.device, dtype=torch.int32)
     if mode == "deletion":
-        return CurvePlan(images, other, ranks, target.to(runner.device), image_scores, substrate_scores)
-    return CurvePlan(other, images, ranks, target.to(runner.device), substrate_scores, image_scores)
+        return CurvePlan(images, other, ranks[key], target.to(runner.device), image_scores, substrate_scores)
+    return CurvePlan(other, images, ranks[key], target.to(runner.device), substrate_scores, image_scores)
 
 
 def interior_scores(runner: ModelRunner, shape: torch.Size, plans: Sequence[CurvePlan], step: int,
