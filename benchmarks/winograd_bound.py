@@ -30,8 +30,8 @@ from torch import nn
 from saliency_bench.commands._options import batch_size_arg
 from saliency_bench.runtime.forward import ModelRunner, set_memory_format
 from saliency_bench.runtime.throughput import best_seconds_per_call, images_per_second, probe_batch, timing_model
-from saliency_bench.runtime.tuning import tune_forward
 from saliency_bench.runtime.throughput import conv_inputs as all_conv_inputs
+from saliency_bench.runtime.tuning import tune_forward
 
 CPU = torch.device("cpu")
 
