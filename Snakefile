@@ -1,7 +1,12 @@
 # saliency-bench: masks -> saliency -> deletion/insertion -> tables and figures.
 # Run: snakemake --cores all   (config/config.yaml: the offline demo)
 #      snakemake --cores all --configfile config/paper.yaml   (the study's protocol on your data)
-configfile: "config/config.yaml"
+from saliency_bench.workflow_config import uses_demo_settings
+
+# The demo's settings are the base of demo runs only: a --configfile / --config that names your data
+# and model starts from the schema's defaults (the study's protocol), not from the demo's.
+if uses_demo_settings(config):
+    configfile: "config/config.yaml"
 report: "workflow/report/workflow.rst"  # the first page; it includes results/report/introduction.html
 
 

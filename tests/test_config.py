@@ -76,3 +76,20 @@ def test_a_bad_config_is_one_line_naming_the_key(values, message):
 def test_an_unvalidated_dict_is_refused_by_name():
     with pytest.raises(UserError, match=r"config rise: missing keys \['s', 'seed'"):
         build_config({**load_config({}, SCHEMA).to_dict(), "rise": {"n_masks": 10}})
+
+
+@pytest.mark.parametrize("command_line, demo_base", [
+    ({}, True),
+    ({"rise": {"n_masks": 50}}, True),  # the demo with fewer masks
+    ({"data": {"root": "imgs"}, "model": {"checkpoint": "m.pt"}}, False),
+    ({"data": {"file_list": "list.txt"}}, False),  # half a run of one's own: the check names the missing model
+    ({"model": {"weights": "DEFAULT"}}, False),
+    ({"data": {"root": None}, "model": {"checkpoint": None}}, True),
+    ({"data": 5, "model": ["m.pt"]}, True),  # wrong types name nothing here; validation refuses them
+])
+def test_the_demo_settings_are_the_base_only_of_demo_runs(command_line, demo_base):
+    from saliency_bench.workflow_config import uses_demo, uses_demo_settings
+
+    assert uses_demo_settings(command_line) is demo_base
+    if isinstance(command_line.get("data", {}), dict) and isinstance(command_line.get("model", {}), dict):
+        assert uses_demo(load_config(command_line, SCHEMA)) is demo_base

@@ -24,11 +24,13 @@ FIGURE_RULES |= {"plan", "timing", "report_pages"}  # report_pages: the report's
 
 
 def effective_config(workdir: Path, configfile: str = "tiny.yaml"):
-    """The config the workflow sees: defaults, the tiny file on top, the schema's defaults filled in (typed)."""
+    """The config the workflow sees (typed, the schema's defaults filled in): the file, laid over the
+    demo's settings where it names no data or model of its own."""
     from workflow_helpers import deep_update, typed_config
 
-    return typed_config(deep_update(yaml.safe_load((workdir / "config" / "config.yaml").read_text()),
-                                    yaml.safe_load((workdir / configfile).read_text())))
+    values = yaml.safe_load((workdir / configfile).read_text())
+    base = yaml.safe_load((workdir / "config" / "config.yaml").read_text()) if wc.uses_demo_settings(values) else {}
+    return typed_config(deep_update(base, values))
 
 
 def test_tables_are_consistent(tiny_run):
@@ -164,6 +166,35 @@ def test_bad_config_fails_before_any_job(tmp_path, changes, key):
     assert result.returncode != 0
     assert key in result.stderr + result.stdout
     assert not (workdir / "results").exists()
+
+
+def shell_command(output: str, command: str) -> str:
+    """The one printed shell command (`-p`) that runs `saliency_bench <command>`."""
+    lines = [line for line in output.splitlines() if f"saliency_bench {command} " in line]
+    assert len(lines) == 1, output[-3000:]
+    return lines[0]
+
+
+def test_a_config_naming_your_data_starts_from_the_schema_defaults_not_the_demo(tmp_path):
+    """config/config.yaml holds the demo's settings (4 images per class, 112 px, 250 masks): they are
+    the base of demo runs only, never of a run on the user's own data and model."""
+    from saliency_bench.config import defaults
+    from workflow_helpers import make_user_project
+
+    project = make_user_project(tmp_path / "user")
+    workdir = make_workdir(tmp_path / "run")  # config/ beside the run, as in a deployment
+    own = {key: project[key] for key in ("model", "preprocess")} | {"data": {"root": project["data"]["root"]}}
+    (workdir / "own.yaml").write_text(yaml.safe_dump(own))
+    demo_settings = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
+    demo_limit = demo_settings["data"]["per_class_limit"]
+    assert demo_limit and defaults().data.per_class_limit is None
+
+    runs = {name: snakemake(workdir, "-n", "-p", "results/images.csv", configfile=name, timeout=180)
+            for name in ("own.yaml", "tiny.yaml")}
+    assert all(run.returncode == 0 for run in runs.values()), [run.stderr[-2000:] for run in runs.values()]
+    own_images, demo_images = (shell_command(runs[name].stdout + runs[name].stderr, "images") for name in runs)
+    assert "--per-class-limit" not in own_images
+    assert f"--per-class-limit {demo_limit} " in demo_images  # the demo keeps its settings
 
 
 def test_report_names_the_figures(tiny_run):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from .config import Config
@@ -45,16 +46,29 @@ def sanity_method_names(config: Config) -> list[str]:
     return sorted({m.method for m in method_configs(config) if not get_method(m.method).is_chance})
 
 
+def named_sources(values: Mapping) -> tuple[bool, bool]:
+    """(names data, names a model) of a config as a plain dict: the typed one, or what the command
+    line gave before any defaults (a section of the wrong type names nothing; validation says so)."""
+    data, model = (values.get(section) for section in ("data", "model"))
+    data, model = (part if isinstance(part, Mapping) else {} for part in (data, model))
+    return bool(data.get("root") or data.get("file_list")), bool(model.get("checkpoint") or model.get("weights"))
+
+
+def uses_demo_settings(command_line: Mapping) -> bool:
+    """Whether the demo's settings (config/config.yaml) are the base of this run: only when the
+    config given on the command line names neither data nor a model. A run on the user's own data
+    starts from the schema's defaults, the study's protocol, never from the demo's (its 4 images per
+    class, 112 px, 250 masks)."""
+    return not any(named_sources(command_line))
+
+
 def uses_demo(config: Config) -> bool:
     """The demo runs when the config names neither data nor a model of the user's."""
-    data, model = config.data, config.model
-    return not (data.root or data.file_list) and not (model.checkpoint or model.weights)
+    return not any(named_sources(config.to_dict()))
 
 
 def check_data_and_model(config: Config) -> None:
-    data, model = config.data, config.model
-    has_data = bool(data.root or data.file_list)
-    has_model = bool(model.checkpoint or model.weights)
+    has_data, has_model = named_sources(config.to_dict())
     require(has_data == has_model, "the config names " + ("data but no model" if has_data else "a model but no data")
             + "; set both data.root (or data.file_list) and model.checkpoint (or model.weights), or neither for the demo")
 

@@ -14,13 +14,13 @@ rule tune_forward:
         FORWARD_SETTINGS,
     params:
         model=model_source_args(),
-        size=" ".join(map(str, config["preprocess"]["size"])),
-        precision=config["precision"],
-        fold="" if config["fold_bn"] else "--no-fold-bn",
-        batch_size=config["batch_size"],
-        memory_format=config["memory_format"],
+        size=" ".join(map(str, CONFIG.preprocess.size)),
+        precision=CONFIG.precision,
+        fold="" if CONFIG.fold_bn else "--no-fold-bn",
+        batch_size=CONFIG.batch_size,
+        memory_format=CONFIG.memory_format,
         code=stage_fingerprint("tune_forward"),
-    threads: config["threads"]
+    threads: CONFIG.threads
     resources:
         mem_mb=3000,
         runtime=10,
