@@ -197,6 +197,34 @@ def test_a_config_naming_your_data_starts_from_the_schema_defaults_not_the_demo(
     assert f"--per-class-limit {demo_limit} " in demo_images  # the demo keeps its settings
 
 
+@pytest.mark.parametrize("checkpoint, message", [
+    ("three_classes.pt", "does not fit the model (shape mismatch: fc.weight (3, 512) vs model (2, 512)"),
+    ("pickled_model.pt", "holds a pickled torchvision.models.resnet.ResNet"),
+    ("missing.pt", "checkpoint not found"),
+])
+def test_a_bad_checkpoint_fails_before_any_job(tmp_path, checkpoint, message):
+    """The main process reads the checkpoint as every model job would: a mismatch is one line before
+    the masks or a cluster queue, not after them."""
+    import torch
+    import torchvision
+
+    from workflow_helpers import make_user_project
+
+    config = make_user_project(tmp_path / "user")  # 2 classes
+    torch.manual_seed(0)
+    if checkpoint == "three_classes.pt":
+        torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), tmp_path / checkpoint)
+    elif checkpoint == "pickled_model.pt":
+        torch.save(torchvision.models.resnet18(num_classes=2), tmp_path / checkpoint)
+    config["model"]["checkpoint"] = str(tmp_path / checkpoint)
+    workdir = make_workdir(tmp_path / "run", config)
+    result = snakemake(workdir, "--cores", "1", timeout=120)
+    assert result.returncode != 0
+    errors = [line for line in (result.stderr + result.stdout).splitlines() if line.startswith("config error:")]
+    assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
+    assert not (workdir / "results").exists()
+
+
 def test_report_names_the_figures(tiny_run):
     result = snakemake(tiny_run, "--report", "report.zip", timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

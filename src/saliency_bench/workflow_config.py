@@ -144,14 +144,22 @@ def shard_count(config: Config) -> int:
     return math.ceil(selected_image_count(config) / config.images_per_job)
 
 
-def check_layers(config: Config) -> None:
-    """Unknown Abs-CAM layer names fail before any job runs."""
-    layers = config.abscam.layers
-    if not layers or not config.abscam.variants:
-        return
-    from .runtime.models import build_model
+def check_model(config: Config) -> None:
+    """Before any job runs: the architecture, the checkpoint (read with weights_only=True, its keys and
+    shapes against the model's), the Abs-CAM layer names, and one image of the run's size through the
+    model. Every model job checks the same, but only after the masks, or a cluster queue."""
+    from .runtime.models import build_model, load_checkpoint, probe_forward
 
-    model = build_model(config.model.arch, max(num_classes(config), 1))
+    classes = max(num_classes(config), 1)
+    model = build_model(config.model.arch, classes)  # never model.weights here: nothing is downloaded
+    check_layer_names(model, config)
+    if config.model.checkpoint:
+        load_checkpoint(model, config.model.checkpoint)
+    probe_forward(model.eval(), config.preprocess.size, config.model.arch, classes)
+
+
+def check_layer_names(model, config: Config) -> None:
+    layers = config.abscam.layers if config.abscam.variants else []
     names = {name for name, _ in model.named_modules() if name}
     unknown = [layer for layer in layers if layer not in names]
     if unknown:

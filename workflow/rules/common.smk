@@ -38,7 +38,7 @@ try:
     if workflow.is_main_process:  # cluster jobs re-read this file; the main process has checked already
         wc.check_data_and_model(CONFIG)
         wc.check_demo(CONFIG)
-        wc.check_layers(CONFIG)  # builds the model: seconds per job if every job did it
+        wc.check_model(CONFIG)  # builds the model: seconds per job if every job did it
     N_SHARDS = wc.shard_count(CONFIG)
     MASKS = {m.mask_id: m for m in wc.mask_configs(CONFIG)}
     METHODS = {m.method_id: m for m in wc.method_configs(CONFIG)}  # imports the config's method plugins
