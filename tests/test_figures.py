@@ -335,6 +335,20 @@ def test_summary_is_sorted_by_score_with_error_bars(stage_outputs):
     assert all(c.errorbar is None for a in no_ci.axes for c in a.containers if isinstance(c, BarContainer))
 
 
+def test_summary_floor_lines_are_named_below_the_panels_not_over_a_bar(stage_outputs):
+    root, _ = stage_outputs
+    figure = figures.summary_figure(pd.read_csv(root / "summary_ci.csv"))
+    figure.canvas.draw()
+    assert [ax.get_legend() for ax in figure.axes] == [None] * 3
+    [legend] = figure.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["mean p(class), fully deleted image",
+                                                          "mean p(class), fully blurred image"]
+    below = legend.get_window_extent()
+    assert not any(below.overlaps(ax.get_window_extent()) for ax in figure.axes)
+    without = pd.read_csv(root / "summary_ci.csv").drop(columns=["deleted_prob", "blurred_prob"])
+    assert figures.summary_figure(without).legends == []
+
+
 # The demo's and the study's figures at their largest: 14 configurations + 2 chance rows, 4 layers, 8 masks.
 DEMO_METHODS = ([f"rise-binary-p0.{p}" for p in (1, 3, 5, 7)] + ["rise-gaussian", "rise-perlin"]
                 + [f"abscam-{v}-layer{k}" for v in ("init", "final") for k in range(1, 5)] + ["random", "centre"])

@@ -227,13 +227,16 @@ def summary_figure(summary: pd.DataFrame) -> Figure:
                 floor, what, style = floors[column]
                 ax.axvline(float(table[floor].mean()), color="0.3", linestyle=style, linewidth=1,
                            label=f"mean p(class), {what}")
-                ax.legend(loc="lower right", frameon=True)
             ax.axvline(0.0, color="black", linewidth=0.8)
             ax.set_title(label)
             ax.set_xlabel("AUC (p(class) \u00d7 fraction of pixels)" if column != "score" else "Insertion AUC \u2212 Deletion AUC")
             ax.grid(axis="x", alpha=0.3)
         axes[0].set_yticks(positions, table["method_id"].astype(str).tolist())
         axes[0].set_ylabel("method configuration (grey: chance)")
+        floor_lines = [line for ax in axes for line in ax.get_lines() if not line.get_label().startswith("_")]
+        if floor_lines:  # below the panels: inside them they would cover the bottom row's bar
+            figure.legend(floor_lines, [line.get_label() for line in floor_lines], loc="outside lower center",
+                          ncols=len(floor_lines), frameon=False)
         figure.suptitle("Deletion / insertion summary, sorted by Score (bars: 95% CI where given)")
     return figure
 
