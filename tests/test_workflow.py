@@ -157,6 +157,7 @@ def test_removing_a_file_rebuilds_only_it_and_its_dependents(tiny_run):
     ({"rise": {"upsample": "nearest"}}, "rise.upsample"),
     ({"rise": {"perlin": {"frequency": 0}}}, "rise.perlin.frequency"),
     ({"abscam": {"layers": ["layer9"]}}, "abscam.layers"),
+    ({"abscam": {"layers": ["layer4", "fc"]}}, "layer 'fc' gives a (1, 4) output, not a (B, C, h, w) feature map"),
     ({"colour": "blue"}, "colour"),
     ({"method_plugins": ["no_such_plugin"]}, "method plugin 'no_such_plugin' cannot be imported"),
 ])

@@ -42,6 +42,14 @@ def find_layer(model: nn.Module, layer: str) -> nn.Module:
     return modules[layer]
 
 
+def check_feature_map(layer: str, output) -> None:
+    """Abs-CAM needs a (B, C, h, w) tensor from its layer: anything else is one line naming the layer."""
+    if not isinstance(output, torch.Tensor):
+        raise UserError(f"layer {layer!r} returns {type(output).__name__}, not a tensor; choose a layer with a tensor output")
+    require(output.dim() == 4, f"layer {layer!r} gives a {tuple(output.shape)} output, not a (B, C, h, w) feature map; "
+            "choose a convolutional layer such as layer4")
+
+
 def activations_and_weights(model: nn.Module, images: torch.Tensor, layer: str,
                             target: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A (B, C, h, w), w = mean |dlogit_c/dA| (B, C) and the classes c (B,), in float32."""
@@ -59,10 +67,7 @@ def gradient_pass(model: nn.Module, images: torch.Tensor, layer: str, target: to
     captured: dict[str, torch.Tensor] = {}
 
     def hook(_module, _inputs, output):
-        if not isinstance(output, torch.Tensor):
-            raise UserError(f"layer {layer!r} returns {type(output).__name__}, not a tensor; choose a layer with a tensor output")
-        require(output.dim() == 4, f"layer {layer!r} gives a {tuple(output.shape)} output, not a (B, C, h, w) feature map; "
-                "choose a convolutional layer such as layer4")
+        check_feature_map(layer, output)
         captured["A"] = output.detach().requires_grad_(True)
         # A copy goes on: a following in-place op (ReLU(inplace=True) after a BatchNorm) must not change A.
         return captured["A"].clone()

@@ -147,24 +147,31 @@ def shard_count(config: Config) -> int:
 def check_model(config: Config) -> None:
     """Before any job runs: the architecture, the checkpoint (read with weights_only=True, its keys and
     shapes against the model's), the Abs-CAM layer names, and one image of the run's size through the
-    model. Every model job checks the same, but only after the masks, or a cluster queue."""
+    model, each Abs-CAM layer giving a (B, C, h, w) feature map. Every model job checks the same, but only after the masks, or a cluster queue."""
+    from .abscam import check_feature_map, find_layer
     from .runtime.models import build_model, load_checkpoint, probe_forward
 
     classes = max(num_classes(config), 1)
     model = build_model(config.model.arch, classes)  # never model.weights here: nothing is downloaded
-    check_layer_names(model, config)
+    layers = config.abscam.layers if config.abscam.variants else []
+    check_layer_names(model, layers, config.model.arch)
     if config.model.checkpoint:
         load_checkpoint(model, config.model.checkpoint)
-    probe_forward(model.eval(), config.preprocess.size, config.model.arch, classes)
+    hooks = [find_layer(model, layer).register_forward_hook(
+        lambda _module, _inputs, output, layer=layer: check_feature_map(layer, output)) for layer in layers]
+    try:
+        probe_forward(model.eval(), config.preprocess.size, config.model.arch, classes)
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
-def check_layer_names(model, config: Config) -> None:
-    layers = config.abscam.layers if config.abscam.variants else []
+def check_layer_names(model, layers, arch: str) -> None:
     names = {name for name, _ in model.named_modules() if name}
     unknown = [layer for layer in layers if layer not in names]
     if unknown:
         top = [name for name, _ in model.named_children()]
-        raise UserError(f"abscam.layers: unknown layer(s) {unknown} for {config.model.arch}; "
+        raise UserError(f"abscam.layers: unknown layer(s) {unknown} for {arch}; "
                         f"valid top-level names: {', '.join(top)}")
 
 
