@@ -46,3 +46,18 @@ def test_relative_links_and_anchors_resolve(document):
         elif anchor and resolved.suffix == ".md" and anchor not in anchors(resolved):
             broken.append(f"{target}: no heading #{anchor}")
     assert not broken, f"{document.relative_to(ROOT)}: " + "; ".join(broken)
+
+
+@pytest.mark.slow
+def test_the_python_api_page_runs_and_prints_what_it_shows(capsys):
+    """docs/python-api.md's code runs as it stands, and prints the table the page shows (to the
+    page's three decimals; another CPU's round-off may move the last digit by one)."""
+    page = (ROOT / "docs" / "python-api.md").read_text()
+    code = re.search(r"^```python\n(.*?)^```", page, re.M | re.S).group(1)
+    shown = re.search(r"it printed, in \d+ s:\n\n```\n(.*?)```", page, re.S).group(1).splitlines()
+    exec(compile(code, "docs/python-api.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in printed] == [line.split()[0] for line in shown]
+    for got, expected in zip(printed, shown):
+        numbers = [[float(x) for x in re.findall(r"\d+\.\d+", line)] for line in (got, expected)]
+        assert numbers[0] == pytest.approx(numbers[1], abs=0.0015), (got, expected)
