@@ -1,6 +1,7 @@
 # Config loading, validation and helpers. All real logic lives in the saliency_bench package.
 import json
 import os
+import re
 import shlex
 from pathlib import Path
 
@@ -62,8 +63,8 @@ TABLES = expand("results/tables/{name}", name=["per_image.csv", "summary.csv", "
 
 wildcard_constraints:
     shard=r"\d+",
-    mask_id="|".join(MASKS) or "no-masks",
-    method_id="|".join(METHODS),
+    mask_id="|".join(map(re.escape, MASKS)) or "no-masks",  # ids are names, not patterns: rise-binary-p0.5
+    method_id="|".join(map(re.escape, METHODS)),
 
 
 def checkpoint_path():
