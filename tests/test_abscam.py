@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from saliency_bench import UserError
-from saliency_bench.abscam import FixedShapeScorer, abscam_final, abscam_init, activations_and_weights, channel_masks
+from saliency_bench.abscam import (FixedShapeScorer, abscam_final, abscam_init, activations_and_weights, channel_masks,
+                                   feature_map_shapes)
 from saliency_bench.runtime.forward import ModelRunner
 from tolerances import assert_same_maps
 
@@ -147,6 +148,18 @@ def test_a_layer_without_a_feature_map_is_a_user_error(golden_model, images):
     hooks = hook_count(golden_model)
     with pytest.raises(UserError, match=r"layer 'fc' gives a \(3, 4\) output, not a \(B, C, h, w\) feature map"):
         abscam_init(golden_model, images, "fc")
+    assert hook_count(golden_model) == hooks
+
+
+def test_feature_map_shapes_records_every_layer_and_leaves_no_hook(golden_model, images):
+    hooks = hook_count(golden_model)
+    with feature_map_shapes(golden_model, ["layer3", "layer1.0.conv1"]) as shapes, torch.no_grad():
+        logits = golden_model(images)
+    assert shapes == {"layer1.0.conv1": (64, 8, 8), "layer3": (256, 2, 2)} and logits.shape == (3, 4)
+    with pytest.raises(UserError, match="layer 'fc' gives a"), feature_map_shapes(golden_model, ["layer4", "fc"]):
+        golden_model(images)
+    with pytest.raises(UserError, match="unknown layer 'layer9'"), feature_map_shapes(golden_model, ["layer4", "layer9"]):
+        pass
     assert hook_count(golden_model) == hooks
 
 

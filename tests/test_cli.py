@@ -75,6 +75,23 @@ def test_check_model_reports_shape_and_parameters(checkpoint, capsys):
     assert "output shape (1, 3)" in capsys.readouterr().out
 
 
+def test_check_model_shows_each_abscam_layers_feature_map_in_the_order_asked(checkpoint, capsys):
+    assert cli.main(["check-model", "--num-classes", "4", "--checkpoint", str(checkpoint), "--size", "96", "64",
+                     "--layers", "layer4", "layer1", "layer4.1.conv2"]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert lines == ["  layer4: 512 channels of 3x2 (Abs-CAM Final: 513 forward passes per image)",
+                     "  layer1: 64 channels of 24x16 (Abs-CAM Final: 65 forward passes per image)",
+                     "  layer4.1.conv2: 512 channels of 3x2 (Abs-CAM Final: 513 forward passes per image)"]
+
+
+@pytest.mark.parametrize("layers, message", [
+    (["fc"], "layer 'fc' gives a (1, 4) output, not a (B, C, h, w) feature map"),
+    (["layer9"], "unknown layer 'layer9'"),
+])
+def test_check_model_refuses_a_layer_abscam_cannot_use(layers, message, capsys):
+    one_line_error(["check-model", "--num-classes", "4", "--size", "32", "32", "--layers", *layers], capsys, message)
+
+
 # ---- errors: one line, exit 2, no traceback, no output ----------------------------------
 def image(path: Path, size=(8, 6)) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)

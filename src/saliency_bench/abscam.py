@@ -19,7 +19,8 @@ the all-zero image (tests/test_abscam.py compares with `skip_constant=False` to 
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from contextlib import contextmanager
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +49,28 @@ def check_feature_map(layer: str, output) -> None:
         raise UserError(f"layer {layer!r} returns {type(output).__name__}, not a tensor; choose a layer with a tensor output")
     require(output.dim() == 4, f"layer {layer!r} gives a {tuple(output.shape)} output, not a (B, C, h, w) feature map; "
             "choose a convolutional layer such as layer4")
+
+
+@contextmanager
+def feature_map_shapes(model: nn.Module, layers: Sequence[str]) -> Iterator[dict[str, tuple[int, int, int]]]:
+    """While inside, every forward pass records (C, h, w) of each layer's output, in a dict this
+    yields, and checks it is a feature map (`check_feature_map`). All names are checked before any
+    hook is placed; the hooks are removed on exit."""
+    modules = {layer: find_layer(model, layer) for layer in layers}
+    shapes: dict[str, tuple[int, int, int]] = {}
+
+    def recorder(layer: str):
+        def record(_module, _inputs, output):
+            check_feature_map(layer, output)
+            shapes[layer] = tuple(output.shape[1:])
+        return record
+
+    hooks = [module.register_forward_hook(recorder(layer)) for layer, module in modules.items()]
+    try:
+        yield shapes
+    finally:  # the model may be the caller's
+        for hook in hooks:
+            hook.remove()
 
 
 def activations_and_weights(model: nn.Module, images: torch.Tensor, layer: str,

@@ -56,23 +56,15 @@ def layer_channels(config: Config, model=None) -> dict[str, int]:
         return {}
     import torch
 
-    from .abscam import find_layer
+    from .abscam import feature_map_shapes
     from .runtime.forward import model_device
     from .runtime.models import build_model
 
     if model is None:
         model = build_model(config.model.arch, max(wc.num_classes(config), 1)).eval()
-    found: dict[str, int] = {}
-    modules = {layer: find_layer(model, layer) for layer in layers}  # every name checked before any hook
-    hooks = [modules[layer].register_forward_hook(
-        lambda module, inputs, output, layer=layer: found.__setitem__(layer, output.shape[1])) for layer in layers]
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, 3, *config.preprocess.size, device=model_device(model)))
-    finally:  # the model may be the caller's
-        for hook in hooks:
-            hook.remove()
-    return found
+    with feature_map_shapes(model, layers) as shapes, torch.no_grad():
+        model(torch.zeros(1, 3, *config.preprocess.size, device=model_device(model)))
+    return {layer: shapes[layer][0] for layer in layers}
 
 
 def shard_sizes(image_table: str | Path) -> list[int]:

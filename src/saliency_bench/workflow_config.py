@@ -148,7 +148,7 @@ def check_model(config: Config) -> None:
     """Before any job runs: the architecture, the checkpoint (read with weights_only=True, its keys and
     shapes against the model's), the Abs-CAM layer names, and one image of the run's size through the
     model, each Abs-CAM layer giving a (B, C, h, w) feature map. Every model job checks the same, but only after the masks, or a cluster queue."""
-    from .abscam import check_feature_map, find_layer
+    from .abscam import feature_map_shapes
     from .runtime.models import build_model, load_checkpoint, probe_forward
 
     classes = max(num_classes(config), 1)
@@ -157,13 +157,8 @@ def check_model(config: Config) -> None:
     check_layer_names(model, layers, config.model.arch)
     if config.model.checkpoint:
         load_checkpoint(model, config.model.checkpoint)
-    hooks = [find_layer(model, layer).register_forward_hook(
-        lambda _module, _inputs, output, layer=layer: check_feature_map(layer, output)) for layer in layers]
-    try:
+    with feature_map_shapes(model, layers):
         probe_forward(model.eval(), config.preprocess.size, config.model.arch, classes)
-    finally:
-        for hook in hooks:
-            hook.remove()
 
 
 def check_layer_names(model, layers, arch: str) -> None:
