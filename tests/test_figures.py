@@ -232,6 +232,20 @@ def test_every_builder_makes_a_legible_figure(stage_outputs):
             assert colorbars, f"{name} has no colorbar"
 
 
+def test_the_sanity_figure_of_a_run_with_long_method_ids_is_legible():
+    """A user's run (abscam-final-layer4 ... in the legend): the legend narrows both panels, and two
+    x labels, one per panel, then ran into each other; figure_problems flags text that touches."""
+    blocks = ["fc", "layer4", "layer3", "layer2", "layer1", "bn1", "conv1"]
+    rng = np.random.default_rng(3)
+    table = pd.DataFrame([{"method_id": method_id, "step": step, "randomised": "+".join(blocks[:step]),
+                           "spearman": rng.uniform(-1, 1), "ssim": rng.uniform(-1, 1), "n_images": 2}
+                          for method_id in ("abscam-final-layer4", "abscam-init-layer4", "rise-binary")
+                          for step in range(1, len(blocks) + 1)])
+    figure = figures.sanity_figure(table)
+    assert figures.figure_problems(figure) == []
+    assert [label.get_text() for label in figure.texts] == ["randomised down to block (cascading from the output)"]
+
+
 def test_figure_problems_catches_unlabelled_and_tiny_text():
     figure = figures.style.new_figure(4, 3)
     ax = figure.subplots()

@@ -257,11 +257,11 @@ def sanity_figure(table: pd.DataFrame) -> Figure:
                 rows = rows.sort_values("step")
                 ax.plot(rows["step"], rows[column], marker="o", label=method_id)
             ax.set_xticks(steps["step"], [r.split("+")[-1] for r in steps["randomised"]], rotation=30)
-            ax.set_xlabel("randomised down to block (cascading from the output)")
             ax.set_ylabel(f"{label} with trained-model maps")
             ax.set_title(label)
             ax.axhline(0.0, color="black", linewidth=0.8)
             ax.grid(alpha=0.3)
+        figure.supxlabel("randomised down to block (cascading from the output)")  # one for both: two would touch
         handles, labels = axes[0].get_legend_handles_labels()
         figure.legend(handles, labels, loc="outside right center", frameon=False)
     return figure

@@ -23,6 +23,7 @@ from ...numeric import minmax  # noqa: E402
 
 DPI = 110
 MIN_FONT_PT = 8.0
+MIN_LABEL_GAP_PX = 3  # titles and axis labels closer than this read as one run of text
 # The report shows a figure at its pixel size, centred: a taller one loses its top in a 1280x720 window.
 MAX_HEIGHT_PX = 650
 MAX_HEIGHT_IN = MAX_HEIGHT_PX / DPI
@@ -137,9 +138,13 @@ def figure_problems(figure: Figure) -> list[str]:
     for text in figure.findobj(mtext.Text):
         if text.get_text().strip() and text.get_visible() and text.get_fontsize() < MIN_FONT_PT:
             problems.append(f"text {text.get_text()!r} is {text.get_fontsize():.1f} pt (< {MIN_FONT_PT})")
+    for text in figure.texts:  # suptitle, supxlabel, supylabel
+        if text.get_text() and text.get_visible():
+            labels.append((f"figure {text.get_text()!r}", text.get_window_extent(renderer)))
+    half_gap = MIN_LABEL_GAP_PX / 2
     for (name_a, box_a), (name_b, box_b) in itertools.combinations(labels, 2):
-        if box_a.overlaps(box_b):
-            problems.append(f"{name_a} overlaps {name_b}")
+        if box_a.padded(half_gap).overlaps(box_b.padded(half_gap)):
+            problems.append(f"{name_a} overlaps or touches {name_b}")
     return problems
 
 
