@@ -198,6 +198,19 @@ def test_a_config_naming_your_data_starts_from_the_schema_defaults_not_the_demo(
     assert f"--per-class-limit {demo_limit} " in demo_images  # the demo keeps its settings
 
 
+def test_figure_titles_can_name_every_class_of_the_model(tmp_path):
+    """The overview's title names the explained (top-1) class, which need not be the label of any image
+    in the table: the figure job gets every class name of the model, in the checkpoint's order."""
+    from workflow_helpers import make_user_project
+
+    config = make_user_project(tmp_path / "user", classes=3)
+    workdir = make_workdir(tmp_path / "run", config)
+    result = snakemake(workdir, "-n", "-p", "results/figures/overview", timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    command = shell_command(result.stdout + result.stderr, "figures saliency --kinds overview")
+    assert "--class-names class0 class1 class2 " in command
+
+
 @pytest.mark.parametrize("checkpoint, message", [
     ("three_classes.pt", "does not fit the model (shape mismatch: fc.weight (3, 512) vs model (2, 512)"),
     ("pickled_model.pt", "holds a pickled torchvision.models.resnet.ResNet"),

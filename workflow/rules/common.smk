@@ -103,6 +103,13 @@ def model_source_args():
     return " ".join(args)
 
 
+def class_names_args(wildcards=None):
+    """Every class name of the model (folders, data.class_names or the demo's), for figure titles: an
+    explained class need not be the label of any image shown. None known (model.weights): none given."""
+    names = wc.class_names(CONFIG)
+    return f"--class-names {shlex.join(names)}" if names else ""
+
+
 def q(value):
     return shlex.quote(str(value))
 

@@ -44,6 +44,7 @@ rule figures_saliency:
     params:
         common=lambda wildcards, input: f"--saliency {' '.join(input.saliency)} --images {input.images}",
         preprocess=preprocess_args(),
+        classes=class_names_args,  # a function: the data tree is listed only when the job is scheduled
         max_images=CONFIG.figures.max_images,
         code=stage_fingerprint("figures"),
     threads: 1
@@ -55,7 +56,8 @@ rule figures_saliency:
     benchmark:
         "benchmarks/figures/saliency.tsv"
     shell:
-        "(python -m saliency_bench figures saliency --kinds overview {params.common} {params.preprocess} --max-images {params.max_images}"
+        "(python -m saliency_bench figures saliency --kinds overview {params.common} {params.preprocess} {params.classes}"
+        " --max-images {params.max_images}"
         " --out-dir {output.overview}"
         " && python -m saliency_bench figures saliency --kinds abscam-init-vs-final {params.common} {params.preprocess}"
         " --max-images {params.max_images} --out-dir {output.init_vs_final}"
