@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .config import Config
@@ -147,7 +147,8 @@ def shard_count(config: Config) -> int:
 def check_model(config: Config) -> None:
     """Before any job runs: the architecture, the checkpoint (read with weights_only=True, its keys and
     shapes against the model's), the Abs-CAM layer names, and one image of the run's size through the
-    model, each Abs-CAM layer giving a (B, C, h, w) feature map. Every model job checks the same, but only after the masks, or a cluster queue."""
+    model, each Abs-CAM layer giving a (B, C, h, w) feature map. Every model job checks the same, but
+    only after the masks, or a cluster queue."""
     from .abscam import feature_map_shapes
     from .runtime.models import build_model, load_checkpoint, probe_forward
 
@@ -161,7 +162,8 @@ def check_model(config: Config) -> None:
         probe_forward(model.eval(), config.preprocess.size, config.model.arch, classes)
 
 
-def check_layer_names(model, layers, arch: str) -> None:
+def check_layer_names(model, layers: Sequence[str], arch: str) -> None:
+    """Every Abs-CAM layer is a module of the model; else one line naming the config key."""
     names = {name for name, _ in model.named_modules() if name}
     unknown = [layer for layer in layers if layer not in names]
     if unknown:
