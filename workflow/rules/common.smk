@@ -8,7 +8,7 @@ from pathlib import Path
 from snakemake.utils import min_version
 
 from saliency_bench import workflow_config as wc
-from saliency_bench.config import SCHEMA_PATH, fill_defaults, load_config, read_schema
+from saliency_bench.config import SCHEMA_PATH, load_config
 from saliency_bench.errors import UserError
 from saliency_bench.report.figures import split_stem
 from saliency_bench.fingerprint import stage_fingerprint
@@ -35,7 +35,7 @@ def fail(message):
 
 try:
     CONFIG = load_config(config, SCHEMA_PATH)  # validated, the schema's defaults filled in: every rule reads it
-    fill_defaults(config, read_schema(SCHEMA_PATH))  # and the raw dict, which the report's template reads
+    config.update(CONFIG.to_dict())  # the raw dict complete too: the report's template reads it
     if workflow.is_main_process:  # cluster jobs re-read this file; the main process has checked already
         wc.check_data_and_model(CONFIG)
         wc.check_demo(CONFIG)

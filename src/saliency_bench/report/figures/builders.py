@@ -215,6 +215,7 @@ def summary_figure(summary: pd.DataFrame) -> Figure:
     with plt.rc_context(STYLE):
         figure = new_figure(10.5, min(1.5 + 0.26 * len(table), MAX_HEIGHT_IN))
         axes = figure.subplots(1, len(SUMMARY_METRICS), sharey=True)
+        floor_lines = []
         for index, (ax, (column, label)) in enumerate(zip(axes, SUMMARY_METRICS)):
             values = table[column].to_numpy(dtype=float)
             error = None
@@ -225,15 +226,14 @@ def summary_figure(summary: pd.DataFrame) -> Figure:
             ax.barh(positions, values, height=0.7, xerr=error, capsize=2, color=colours)
             if column in floors and floors[column][0] in table:
                 floor, what, style = floors[column]
-                ax.axvline(float(table[floor].mean()), color="0.3", linestyle=style, linewidth=1,
-                           label=f"mean p(class), {what}")
+                floor_lines.append(ax.axvline(float(table[floor].mean()), color="0.3", linestyle=style, linewidth=1,
+                                              label=f"mean p(class), {what}"))
             ax.axvline(0.0, color="black", linewidth=0.8)
             ax.set_title(label)
             ax.set_xlabel("AUC (p(class) \u00d7 fraction of pixels)" if column != "score" else "Insertion AUC \u2212 Deletion AUC")
             ax.grid(axis="x", alpha=0.3)
         axes[0].set_yticks(positions, table["method_id"].astype(str).tolist())
         axes[0].set_ylabel("method configuration (grey: chance)")
-        floor_lines = [line for ax in axes for line in ax.get_lines() if not line.get_label().startswith("_")]
         if floor_lines:  # below the panels: inside them they would cover the bottom row's bar
             figure.legend(floor_lines, [line.get_label() for line in floor_lines], loc="outside lower center",
                           ncols=len(floor_lines), frameon=False)
