@@ -198,6 +198,23 @@ def test_a_config_naming_your_data_starts_from_the_schema_defaults_not_the_demo(
     assert f"--per-class-limit {demo_limit} " in demo_images  # the demo keeps its settings
 
 
+def test_a_short_config_of_your_own_runs_through_to_the_report(tmp_path):
+    """Your data and model and a few keys, the rest the schema's defaults: every job runs, and the
+    report renders (its template reads metrics.step_rows from the config, which the file leaves out)."""
+    from saliency_bench.config import defaults
+    from workflow_helpers import make_user_project
+
+    own = make_user_project(tmp_path / "user")
+    assert "metrics" not in own
+    workdir = make_workdir(tmp_path / "run")
+    (workdir / "own.yaml").write_text(yaml.safe_dump(own))
+    run = snakemake(workdir, "--cores", "2", configfile="own.yaml")
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = snakemake(workdir, "--report", "report.html", configfile="own.yaml", timeout=300)
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert f"{defaults().metrics.step_rows} rows at a time" in (workdir / "report.html").read_text()
+
+
 def test_figure_titles_can_name_every_class_of_the_model(tmp_path):
     """The overview's title names the explained (top-1) class, which need not be the label of any image
     in the table: the figure job gets every class name of the model, in the checkpoint's order."""
