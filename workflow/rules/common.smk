@@ -41,6 +41,7 @@ try:
         wc.check_demo(CONFIG)
         wc.check_model(CONFIG)  # builds the model: seconds per job if every job did it
     N_SHARDS = wc.shard_count(CONFIG)
+    N_CLASSES = wc.num_classes(CONFIG)  # once: every model rule passes it, and it may list the data tree
     MASKS = {m.mask_id: m for m in wc.mask_configs(CONFIG)}
     METHODS = {m.method_id: m for m in wc.method_configs(CONFIG)}  # imports the config's method plugins
 except UserError as error:
@@ -95,7 +96,7 @@ def forward_args():
 def model_source_args():
     """Which model: architecture, classes, device and where its weights come from."""
     model = CONFIG.model
-    args = ["--arch", model.arch, "--num-classes", str(wc.num_classes(CONFIG)), "--device", CONFIG.device]
+    args = ["--arch", model.arch, "--num-classes", str(N_CLASSES), "--device", CONFIG.device]
     if checkpoint_path():
         args += ["--checkpoint", checkpoint_path()]
     if model.weights:
@@ -208,6 +209,6 @@ def report_run():
     keys = ("device", "precision", "memory_format", "batch_size", "threads")
     weights = demo_model_description() if DEMO else (checkpoint_path() or CONFIG.model.weights)
     values = CONFIG.to_dict()
-    return {"model": CONFIG.model.arch, "classes": wc.num_classes(CONFIG), "weights": weights,
+    return {"model": CONFIG.model.arch, "classes": N_CLASSES, "weights": weights,
             "size": values["preprocess"]["size"], "rise": values["rise"], "abscam": values["abscam"],
             "alpha": CONFIG.stats.alpha, **{key: values[key] for key in keys}}
