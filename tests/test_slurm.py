@@ -4,9 +4,9 @@ The session fixture starts the cluster with scripts/slurm-cluster.sh (as root; i
 the Debian packages when missing) and stops it afterwards. Without root, or when the
 packages cannot be installed, the cluster tests are skipped with the reason.
 
-The workflow under test is a parameter (`WorkflowCase`): by default a small self-contained
-Snakefile whose rules carry the real stage names and call the real `saliency-bench` CLI;
-point `WORKFLOW_CASE` at workflow/Snakefile with a tiny config to test the real workflow.
+The workflow under test is a parameter (`WorkflowCase`): the repository's own Snakefile on a
+user's tiny data set and checkpoint, up to the tables (`_real_case`); point `WORKFLOW_CASE` at
+another case to run a different workflow on the same cluster.
 Measurements (cluster start, per-job overhead) are printed; see them with `pytest -s`.
 """
 from __future__ import annotations

@@ -200,13 +200,18 @@ def test_a_config_naming_your_data_starts_from_the_schema_defaults_not_the_demo(
 
 def test_a_short_config_of_your_own_runs_through_to_the_report(tmp_path):
     """Your data and model and a few keys, the rest the schema's defaults: every job runs, and the
-    report renders (its template reads metrics.step_rows from the config, which the file leaves out)."""
+    report renders (its template reads metrics.step_rows from the config, which the file leaves out).
+    The folders' names hold spaces and parentheses, as a user's often do: every path reaches the
+    jobs' shell commands quoted."""
     from saliency_bench.config import defaults
     from workflow_helpers import make_user_project
 
-    own = make_user_project(tmp_path / "user")
+    project = tmp_path / "My Data (fleas)"
+    own = make_user_project(project)
+    for folder in ("images", "evidence"):  # keeps the classes' order: " " sorts before "1"
+        (project / folder / "class0").rename(project / folder / "class 0 (Daphnia)")
     assert "metrics" not in own
-    workdir = make_workdir(tmp_path / "run")
+    workdir = make_workdir(tmp_path / "my run")
     (workdir / "own.yaml").write_text(yaml.safe_dump(own))
     run = snakemake(workdir, "--cores", "2", configfile="own.yaml")
     assert run.returncode == 0, run.stderr[-3000:]

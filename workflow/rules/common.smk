@@ -101,7 +101,7 @@ def model_source_args():
         args += ["--checkpoint", checkpoint_path()]
     if model.weights:
         args += ["--weights", model.weights]
-    return " ".join(args)
+    return shlex.join(args)
 
 
 def class_names_args(wildcards=None):
