@@ -21,6 +21,7 @@ from saliency_bench.data import (
     load_images,
     open_rgb,
     preprocess,
+    records_from_file_list,
     records_from_list,
     select_images,
     select_split,
@@ -136,6 +137,29 @@ def test_images_command_with_a_file_list(tmp_path: Path):
     assert [row["image_id"] for row in read_table(out)] == ["b/2.png", "a/1.png", "a/deep/3.png"]
     cli.main(["images", "--file-list", str(listing), "--list-root", str(tmp_path), "--split", "all", "--out", str(out)])
     assert [row["image_id"] for row in read_table(out)] == ["pics/b/2.png", "pics/a/1.png", "pics/a/deep/3.png"]
+
+
+def test_a_file_lists_relative_paths_are_read_from_list_root_or_its_own_folder(tmp_path: Path, monkeypatch):
+    """Never from the working directory: a job under `snakemake --directory` or on a cluster runs
+    elsewhere than where the list was written."""
+    root = tmp_path / "pics"
+    for name in ("b/2.png", "a/1.png"):
+        save_png(root / name)
+    listing = root / "val list.txt"
+    listing.write_text("b/2.png\na/1.png\n")
+    elsewhere = tmp_path / "run"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    out = tmp_path / "images.csv"
+    assert cli.main(["images", "--file-list", str(listing), "--split", "all", "--out", str(out)]) == 0
+    assert [(row["image_id"], row["path"]) for row in read_table(out)] == [
+        ("b/2.png", str(root / "b" / "2.png")), ("a/1.png", str(root / "a" / "1.png"))]
+    lists = tmp_path / "lists"  # a list kept apart from the images names them from list_root
+    lists.mkdir()
+    (lists / "val.txt").write_text(listing.read_text())
+    assert [r.path for r in records_from_file_list(lists / "val.txt", root)] == [str(root / "b" / "2.png"), str(root / "a" / "1.png")]
+    with pytest.raises(UserError, match="fix its line in the file list"):
+        records_from_file_list(lists / "val.txt")
 
 
 def test_file_list_errors(tmp_path: Path):

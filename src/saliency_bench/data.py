@@ -52,7 +52,8 @@ def records_from_list(files: Sequence[str | os.PathLike], root: str | os.PathLik
     require(len(files) > 0, "the image list is empty; give at least one image file")
     paths = [Path(f) for f in files]
     for path in paths:
-        require(path.is_file(), f"image not found: {path} (check the file list)")
+        require(path.is_file(), f"image not found: {path}; fix its line in the file list (a relative line is read "
+                                "from data.list_root if set, else from the list file's folder)")
     base = Path(root) if root is not None else Path(os.path.commonpath([p.resolve().parent for p in paths]))
     records = []
     for path in paths:
@@ -188,9 +189,17 @@ def load_images(records: Iterable[ImageRecord] | Iterable[str], size: tuple[int,
     return torch.stack([preprocess(open_rgb(p), tuple(size), mean, std) for p in paths])
 
 
-def read_file_list(path: str | os.PathLike) -> list[str]:
-    """Image paths of a list file: one per line; blank lines and '#' comments skipped."""
+def read_file_list(path: str | os.PathLike, root: str | os.PathLike | None = None) -> list[str]:
+    """Image paths of a list file: one per line; blank lines and '#' comments skipped. A relative
+    path is read from `root` (data.list_root) when given, else from the list file's own folder, never
+    from the working directory: a job on a cluster or under `snakemake --directory` runs elsewhere."""
     fix = "give a text file with one image path per line"
     require(Path(path).is_file(), f"file list not found: {path}; {fix}")
     lines = read_text(path, "file list", fix).splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    base = Path(root) if root is not None else Path(path).parent
+    return [str(base / line.strip()) for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def records_from_file_list(path: str | os.PathLike, root: str | os.PathLike | None = None) -> list[ImageRecord]:
+    """Records for the images a list file names (see `read_file_list`); ids relative to `root`."""
+    return records_from_list(read_file_list(path, root), root)

@@ -117,7 +117,7 @@ def image_labels(config: Config) -> list[int]:
     Known before any job runs: the demo's tree is fixed by its config (classes sorted, as
     ImageFolder sorts them, `demo.per_class` images each), the user's tree is listed.
     """
-    from .data import discover_images, read_file_list, records_from_list
+    from .data import discover_images, records_from_file_list
 
     data = config.data
     if uses_demo(config):
@@ -126,7 +126,7 @@ def image_labels(config: Config) -> list[int]:
         return [label for label in range(len(CLASSES)) for _ in range(config.demo.per_class)]
     if data.root:
         return [record.label for record in discover_images(data.root)[0]]
-    return [record.label for record in records_from_list(read_file_list(data.file_list), data.list_root)]
+    return [record.label for record in records_from_file_list(data.file_list, data.list_root)]
 
 
 def selected_image_count(config: Config) -> int:

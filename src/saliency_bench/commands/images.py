@@ -6,7 +6,7 @@ import sys
 
 from ..argtypes import seed
 from ..config import defaults
-from ..data import check_images, discover_images, read_file_list, records_from_list, select_images
+from ..data import check_images, discover_images, records_from_file_list, select_images
 from ..errors import require
 from ..formats.image_table import write_image_table
 
@@ -16,8 +16,9 @@ def register(subparsers) -> None:
                                    description="Write the image table (image_id, path, label, class_name, shard) used by every later step.")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--root", help="ImageFolder tree: one sub-folder per class")
-    source.add_argument("--file-list", help="text file with one image path per line")
-    parser.add_argument("--list-root", default=None, help="with --file-list: folder the image ids are relative to")
+    source.add_argument("--file-list", help="text file with one image path per line (a relative one is read from "
+                        "--list-root if given, else from the list file's folder)")
+    parser.add_argument("--list-root", default=None, help="with --file-list: folder the image ids, and the list's relative paths, are relative to")
     data = defaults().data
     parser.add_argument("--split", default=data.split, choices=("val", "train", "all"),
                         help=f"which images (default {data.split}: the study's validation split)")
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     if args.root:
         records, _ = discover_images(args.root)
     else:
-        records = records_from_list(read_file_list(args.file_list), args.list_root)
+        records = records_from_file_list(args.file_list, args.list_root)
     indices = select_images([r.label for r in records], args.split, args.val_fraction, args.split_seed,
                             args.limit, args.per_class_limit)
     chosen = [records[i] for i in indices]
