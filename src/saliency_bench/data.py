@@ -191,8 +191,9 @@ def load_images(records: Iterable[ImageRecord] | Iterable[str], size: tuple[int,
 
 def read_file_list(path: str | os.PathLike, root: str | os.PathLike | None = None) -> list[str]:
     """Image paths of a list file: one per line; blank lines and '#' comments skipped. A relative
-    path is read from `root` (data.list_root) when given, else from the list file's own folder, never
-    from the working directory: a job on a cluster or under `snakemake --directory` runs elsewhere."""
+    path is read from `root` (data.list_root) when given, else from the list file's own folder, not
+    from the working directory: that is wherever snakemake runs (or its --directory), which the list's
+    author cannot know."""
     fix = "give a text file with one image path per line"
     require(Path(path).is_file(), f"file list not found: {path}; {fix}")
     lines = read_text(path, "file list", fix).splitlines()
