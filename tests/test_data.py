@@ -127,6 +127,24 @@ def test_images_command_writes_the_split_in_order(image_tree: Path, tmp_path: Pa
     assert [row["path"] for row in read_table(out)] == [dataset.samples[i][0] for i in expected]
 
 
+def test_the_runs_images_are_the_first_rows_of_the_split_table_in_their_shards(image_tree: Path, tmp_path: Path, capsys):
+    """The workflow's image_table job: the split's table cut to data.limit equals the images command with
+    that limit, so a shard's first rows (`--rows`) are the run's images of that shard."""
+    split, cut, direct = (tmp_path / name for name in ("split.csv", "cut.csv", "direct.csv"))
+    common = ["--split", "all", "--images-per-job", "2"]
+    assert cli.main(["images", "--root", str(image_tree), *common, "--out", str(split)]) == 0
+    assert cli.main(["images", "--table", str(split), "--limit", "5", "--images-per-job", "2", "--out", str(cut)]) == 0
+    assert cli.main(["images", "--root", str(image_tree), *common, "--limit", "5", "--out", str(direct)]) == 0
+    assert cut.read_bytes() == direct.read_bytes()
+    assert read_image_table(split, shard=2, rows=1) == read_image_table(cut, shard=2)
+    with pytest.raises(UserError, match="has 2 images, not 3"):
+        read_image_table(split, shard=2, rows=3)
+    for arguments, problem in ((["--images-per-job", "3"], "are not of 3 images"),
+                               (["--per-class-limit", "1"], "--per-class-limit applies to --root")):
+        assert cli.main(["images", "--table", str(split), *arguments, "--out", str(tmp_path / "bad.csv")]) != 0
+        assert problem in capsys.readouterr().err and not (tmp_path / "bad.csv").exists()
+
+
 def test_images_command_with_a_file_list(tmp_path: Path):
     root = tmp_path / "pics"
     files = [save_png(root / "b" / "2.png"), save_png(root / "a" / "1.png"), save_png(root / "a" / "deep" / "3.png")]

@@ -30,12 +30,13 @@ def command(workdir: Path) -> list[str]:
 
 
 def start_from_reference(workdir: Path, reference: Path) -> None:
-    """Reuse the reference run's demo model, image table and forward settings (mtimes kept): the
+    """Reuse the reference run's demo model, image tables and forward settings (mtimes kept): the
     interrupted run then skips the training (CI time) and runs every model job with the same
-    settings, so bytes can be compared. A new image table would make Snakemake rerun tune_forward,
+    settings, so bytes can be compared. A new split table would make Snakemake rerun tune_forward,
     whose new measurement could choose other settings on a busy machine."""
     shutil.copytree(reference / "results" / "demo", workdir / "results" / "demo")
-    shutil.copy2(reference / "results/images.csv", workdir / "results/images.csv")
+    for table in ("split.csv", "images.csv"):
+        shutil.copy2(reference / "results" / table, workdir / "results" / table)
     settings = reference / "results/model/forward_settings.json"
     if settings.exists():  # only where the config leaves memory format or batch size to tune_forward
         (workdir / "results" / "model").mkdir(parents=True)

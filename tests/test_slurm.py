@@ -31,7 +31,7 @@ SLURM_PROFILE = REPO / "workflow" / "profiles" / "slurm" / "config.yaml"
 DEFAULT_PROFILE = REPO / "workflow" / "profiles" / "default"
 VENV_BIN = Path(sys.executable).parent
 SNAKEMAKE = VENV_BIN / "snakemake"
-STAGES = ("images", "masks", "demo_data", "train_demo", "tune_forward", "sanity", "explain", "evaluate", "aggregate",
+STAGES = ("images", "image_table", "masks", "demo_data", "train_demo", "tune_forward", "sanity", "explain", "evaluate", "aggregate",
           "figures_masks", "figures_saliency", "figures_curves", "figures_summary")
 
 START_TIMEOUT_S = 600      # includes apt-get install on a fresh machine

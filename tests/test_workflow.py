@@ -122,6 +122,21 @@ def test_adding_a_layer_runs_only_that_layer(tiny_run):
     assert set(jobs) <= FIGURE_RULES
 
 
+def test_raising_the_limit_runs_only_the_shards_it_changes(tiny_run):
+    """data.limit 3 -> 5 with 2 images per job: shard 0 stays, shard 1 grows from 1 to 2 images, shard 2
+    is new. The split's table, the masks and the forward settings stay as they are."""
+    before, after = (wc.shard_sizes(effective_config(tiny_run, name))
+                     for name in ("tiny.yaml", write_config(tiny_run, "limit.yaml", {"data": {"limit": 5}}).name))
+    assert (before, after) == ([2, 1], [2, 2, 1])
+    jobs = planned_jobs(tiny_run, "limit.yaml")
+    n_methods = len(wc.method_configs(effective_config(tiny_run, "limit.yaml")))
+    assert jobs.pop("explain") == 2 * n_methods
+    assert jobs.pop("evaluate") == 2 * n_methods
+    assert jobs.pop("image_table") == 1
+    assert jobs.pop("aggregate") == 1
+    assert set(jobs) <= FIGURE_RULES | {"sanity"}
+
+
 def test_changing_stage_code_reruns_that_stage(tiny_run, tmp_path):
     source = tmp_path / "src"
     shutil.copytree(REPO / "src" / "saliency_bench", source / "saliency_bench")
@@ -190,7 +205,7 @@ def test_a_config_naming_your_data_starts_from_the_schema_defaults_not_the_demo(
     demo_limit = demo_settings["data"]["per_class_limit"]
     assert demo_limit and defaults().data.per_class_limit is None
 
-    runs = {name: snakemake(workdir, "-n", "-p", "results/images.csv", configfile=name, timeout=180)
+    runs = {name: snakemake(workdir, "-n", "-p", "results/split.csv", configfile=name, timeout=180)
             for name in ("own.yaml", "tiny.yaml")}
     assert all(run.returncode == 0 for run in runs.values()), [run.stderr[-2000:] for run in runs.values()]
     own_images, demo_images = (shell_command(runs[name].stdout + runs[name].stderr, "images") for name in runs)

@@ -7,7 +7,6 @@ and `centre` in `methods/chance.py`).
 """
 from __future__ import annotations
 
-import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -141,7 +140,15 @@ def selected_image_count(config: Config) -> int:
 
 
 def shard_count(config: Config) -> int:
-    return math.ceil(selected_image_count(config) / config.images_per_job)
+    return len(shard_sizes(config))
+
+
+def shard_sizes(config: Config) -> list[int]:
+    """Images per shard: images_per_job each, the last one what data.limit leaves of it. A job reads
+    its shard from the split's table, cut to its size, so raising the limit reruns only the last
+    shard's jobs and runs the new ones."""
+    count, per_job = selected_image_count(config), config.images_per_job
+    return [min(per_job, count - start) for start in range(0, count, per_job)]
 
 
 def check_model(config: Config) -> None:

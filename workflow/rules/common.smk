@@ -40,20 +40,23 @@ try:
         wc.check_data_and_model(CONFIG)
         wc.check_demo(CONFIG)
         wc.check_model(CONFIG)  # builds the model: seconds per job if every job did it
-    N_SHARDS = wc.shard_count(CONFIG)
+    SHARD_SIZES = wc.shard_sizes(CONFIG)  # images per shard; the last one cut by data.limit
     N_CLASSES = wc.num_classes(CONFIG)  # once: every model rule passes it, and it may list the data tree
     MASKS = {m.mask_id: m for m in wc.mask_configs(CONFIG)}
     METHODS = {m.method_id: m for m in wc.method_configs(CONFIG)}  # imports the config's method plugins
 except UserError as error:
     fail(str(error))
 
-SHARDS = list(range(N_SHARDS))
+SHARDS = list(range(len(SHARD_SIZES)))
 DEMO = wc.uses_demo(CONFIG)
 DEMO_DIR = wc.DEMO_ROOT
 GPU = 1 if CONFIG.device.startswith("cuda") else 0
 EVIDENCE_ROOT = f"{DEMO_DIR}/data/evidence" if DEMO else CONFIG.data.evidence_root
 
-IMAGE_TABLE = "results/images.csv"
+# The split's images (data.limit not applied), checked and sharded: the explain and evaluate jobs read
+# their shard from it, so that a new limit leaves the shards before the last one up to date.
+SPLIT_TABLE = "results/split.csv"
+IMAGE_TABLE = "results/images.csv"  # the run's images: the split's first data.limit
 FORWARD_SETTINGS = "results/model/forward_settings.json"
 MASK_FILE = "results/masks/{mask_id}.h5"
 SALIENCY_FILE = "results/saliency/{method_id}/shard-{shard}.h5"
@@ -131,6 +134,11 @@ def method_input(wildcards):
     return {"masks": MASK_FILE.format(mask_id=mask_id)} if mask_id else {}
 
 
+def shard_rows(wildcards):
+    """The images of one shard, a param: it changes only for the shard that a new data.limit cuts."""
+    return SHARD_SIZES[int(wildcards.shard)]
+
+
 def per_shard(pattern):
     return expand(pattern, method_id=list(METHODS), shard=SHARDS)
 
@@ -169,7 +177,7 @@ def sanity_targets():
 def all_targets():
     # Intermediate results are targets too, so that deleting one rebuilds it and what depends
     # on it (Snakemake does not otherwise regenerate a missing intermediate file).
-    intermediates = [IMAGE_TABLE, *forward_settings_input(), *expand(MASK_FILE, mask_id=list(MASKS))]
+    intermediates = [SPLIT_TABLE, IMAGE_TABLE, *forward_settings_input(), *expand(MASK_FILE, mask_id=list(MASKS))]
     intermediates += per_shard(SALIENCY_FILE) + per_shard(RECORDS_FILE) + per_shard(CURVES_FILE)
     targets = intermediates + TABLES + figure_targets() + report_targets()
     if DEMO:

@@ -6,7 +6,7 @@ rule evaluate:
         CONDA_ENV
     input:
         saliency=SALIENCY_FILE,
-        images=IMAGE_TABLE,
+        images=SPLIT_TABLE,
         checkpoint=checkpoint_input(),
         forward_settings=forward_settings_input(),
     output:
@@ -16,6 +16,7 @@ rule evaluate:
         step_rows=CONFIG.metrics.step_rows,
         deletion=q(CONFIG.metrics.deletion_substrate),
         insertion=q(CONFIG.metrics.insertion_substrate),
+        rows=shard_rows,
         preprocess=preprocess_args(),
         model=model_args(),
         code=stage_fingerprint("evaluate"),
@@ -29,6 +30,6 @@ rule evaluate:
     benchmark:
         "benchmarks/evaluate/{method_id}/shard-{shard}.tsv"
     shell:
-        "python -m saliency_bench evaluate --saliency {input.saliency} --images {input.images} --shard {wildcards.shard}"
+        "python -m saliency_bench evaluate --saliency {input.saliency} --images {input.images} --shard {wildcards.shard} --rows {params.rows}"
         " --step-rows {params.step_rows} --deletion-substrate {params.deletion} --insertion-substrate {params.insertion}"
         " {params.preprocess} {params.model} --threads {threads} --out-records {output.records} --out-curves {output.curves} > {log} 2>&1"

@@ -6,7 +6,7 @@ rule explain:
         CONDA_ENV
     input:
         unpack(method_input),
-        images=IMAGE_TABLE,
+        images=SPLIT_TABLE,
         checkpoint=checkpoint_input(),
         forward_settings=forward_settings_input(),
     output:
@@ -14,6 +14,7 @@ rule explain:
     params:
         method=lambda wildcards: METHODS[wildcards.method_id].cli_args(),
         masks=lambda wildcards, input: f"--masks {input.masks}" if "masks" in input.keys() else "",
+        rows=shard_rows,
         preprocess=preprocess_args(),
         model=model_args(),
         code=stage_fingerprint("explain"),
@@ -27,5 +28,5 @@ rule explain:
     benchmark:
         "benchmarks/explain/{method_id}/shard-{shard}.tsv"
     shell:
-        "python -m saliency_bench explain {params.method} {params.masks} --images {input.images} --shard {wildcards.shard}"
+        "python -m saliency_bench explain {params.method} {params.masks} --images {input.images} --shard {wildcards.shard} --rows {params.rows}"
         " {params.preprocess} {params.model} --threads {threads} --out {output} > {log} 2>&1"

@@ -7,8 +7,9 @@ rule masks:
     conda:
         CONDA_ENV
     input:
-        # Masks do not read the image table; waiting for it lets a bad image stop the run before any mask is drawn.
-        IMAGE_TABLE,
+        # Masks do not read the table; waiting for it lets a bad image stop the run before any mask is drawn
+        # (it changes with the split, not with data.limit).
+        SPLIT_TABLE,
     output:
         MASK_FILE,
     params:

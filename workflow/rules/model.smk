@@ -9,7 +9,7 @@ rule tune_forward:
         CONDA_ENV
     input:
         checkpoint=checkpoint_input(),
-        images=IMAGE_TABLE,  # bad images stop the run before any timing
+        images=SPLIT_TABLE,  # bad images stop the run before any timing
     output:
         FORWARD_SETTINGS,
     params:

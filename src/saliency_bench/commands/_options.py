@@ -9,6 +9,7 @@ import torch
 from ..argtypes import finite_float, positive_float, positive_int
 from ..config import defaults
 from ..data import load_images
+from ..errors import require
 from ..formats.image_table import read_image_table
 from ..runtime.models import load_model, resolve_device
 from ..runtime.tuning import CPU_BATCH_CANDIDATES, CUDA_BATCH_SIZE, REDUCED_PRECISION_MARGIN
@@ -32,6 +33,8 @@ def add_image_table_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("images")
     group.add_argument("--images", required=True, help="image table written by `saliency-bench images`")
     group.add_argument("--shard", type=int, default=None, help="only this shard of the table (default: all)")
+    group.add_argument("--rows", type=positive_int, default=None,
+                       help="with --shard: only its first ROWS images (the workflow cuts the run's last shard to data.limit)")
     add_preprocess_args(parser)
 
 
@@ -118,5 +121,6 @@ def model_from_args(args: argparse.Namespace) -> torch.nn.Module:
 
 def images_from_args(args: argparse.Namespace):
     """(records, images tensor) of the requested shard."""
-    records = read_image_table(args.images, args.shard)
+    require(args.rows is None or args.shard is not None, "--rows needs --shard")
+    records = read_image_table(args.images, args.shard, rows=args.rows)
     return records, load_images(records, tuple(args.size), args.mean, args.std)

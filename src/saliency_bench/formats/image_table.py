@@ -1,5 +1,6 @@
-"""The image table (results/images.csv), written by the `images` stage: one row per image of the
-run, in order, with its shard (the images one `explain`/`evaluate` job handles).
+"""The image table, written by the `images` stage: one row per image, in order, with its shard (the
+images one `explain`/`evaluate` job handles). The workflow writes two: results/split.csv, every image
+of the split, and results/images.csv, the run's images (its first data.limit rows, same shards).
 
 Columns (IMAGE_TABLE_FIELDS): image_id (the path relative to the data root, or the file list's
 path), path, label (class index; -1 when unknown), class_name, shard = row // images_per_job.
@@ -34,13 +35,17 @@ def write_image_table(path: str | os.PathLike, records: Sequence[ImageRecord], i
             writer.writerow([record.image_id, record.path, record.label, record.class_name, index // images_per_job])
 
 
-def read_image_table(path: str | os.PathLike, shard: int | None = None) -> list[ImageRecord]:
-    """Records of an image table, optionally only those of one shard."""
+def read_image_table(path: str | os.PathLike, shard: int | None = None, rows: int | None = None) -> list[ImageRecord]:
+    """Records of an image table, optionally only those of one shard, and of those the first `rows`."""
     shards, records = _read(path)
     if shard is None:
         return records
     records = [record for record, k in zip(records, shards) if k == shard]
     require(bool(records), f"shard {shard} of {path} is empty; check images_per_job")
+    if rows is not None:
+        require(1 <= rows <= len(records), f"shard {shard} of {path} has {len(records)} images, not {rows}; "
+                                           "give --rows from 1 to the shard's size")
+        records = records[:rows]
     return records
 
 
