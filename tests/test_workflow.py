@@ -137,6 +137,34 @@ def test_raising_the_limit_runs_only_the_shards_it_changes(tiny_run):
     assert set(jobs) <= FIGURE_RULES | {"sanity"}
 
 
+def test_an_image_added_or_replaced_in_your_data_reruns_the_images_job(tmp_path):
+    """The image files are no rule's input: the images job carries a fingerprint of the listing (ids,
+    classes, sizes, times), so a changed data folder is never explained from a stale table."""
+    import numpy as np
+    from PIL import Image
+
+    from workflow_helpers import make_user_project
+
+    config = make_user_project(tmp_path / "user")
+    workdir = make_workdir(tmp_path / "run", config)
+    assert snakemake(workdir, "--cores", "1", "results/split.csv", timeout=180).returncode == 0
+
+    def images_job_planned() -> bool:
+        result = snakemake(workdir, "-n", "results/split.csv", timeout=180)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return "rule images:" in result.stdout + result.stderr
+
+    assert not images_job_planned()
+    folder = tmp_path / "user" / "images" / "class1"
+    pixels = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(folder / "added.png")
+    assert images_job_planned()
+    assert snakemake(workdir, "--cores", "1", "results/split.csv", timeout=180).returncode == 0
+    assert not images_job_planned()
+    Image.fromarray(255 - pixels).save(folder / "img0.png")  # replaced in place, same name
+    assert images_job_planned()
+
+
 def test_changing_stage_code_reruns_that_stage(tiny_run, tmp_path):
     source = tmp_path / "src"
     shutil.copytree(REPO / "src" / "saliency_bench", source / "saliency_bench")

@@ -7,6 +7,7 @@ and `centre` in `methods/chance.py`).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from .config import Config
 from .errors import UserError, require
+from .formats.image_table import ImageRecord
 from .methods import MethodConfig, get_method, load_plugins
 from .methods import methods as registered_methods
 from .methods.registry import PLUGINS_VARIABLE
@@ -116,16 +118,34 @@ def image_labels(config: Config) -> list[int]:
     Known before any job runs: the demo's tree is fixed by its config (classes sorted, as
     ImageFolder sorts them, `demo.per_class` images each), the user's tree is listed.
     """
-    from .data import discover_images, records_from_file_list
-
-    data = config.data
     if uses_demo(config):
         from .demo import CLASSES
 
         return [label for label in range(len(CLASSES)) for _ in range(config.demo.per_class)]
+    return [record.label for record in listed_images(config)]
+
+
+def listed_images(config: Config) -> list[ImageRecord]:
+    """Every image the user's data source lists (ImageFolder tree or file list), in discovery order."""
+    from .data import discover_images, records_from_file_list
+
+    data = config.data
     if data.root:
-        return [record.label for record in discover_images(data.root)[0]]
-    return [record.label for record in records_from_file_list(data.file_list, data.list_root)]
+        return discover_images(data.root)[0]
+    return records_from_file_list(data.file_list, data.list_root)
+
+
+def data_fingerprint(config: Config) -> str:
+    """What the images job's table depends on in the user's data: every listed image's id, class, size
+    and modification time. A param of that job, so that an image added, removed, renamed or replaced
+    reruns it (the files are no rule's input); "" for the demo, whose data folder is an input."""
+    if uses_demo(config):
+        return ""
+    digest = hashlib.sha256()
+    for record in listed_images(config):
+        stat = os.stat(record.path)
+        digest.update(f"{record.image_id}\0{record.label}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()[:16]
 
 
 def selected_image_count(config: Config) -> int:
