@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -137,32 +138,39 @@ def test_raising_the_limit_runs_only_the_shards_it_changes(tiny_run):
     assert set(jobs) <= FIGURE_RULES | {"sanity"}
 
 
-def test_an_image_added_or_replaced_in_your_data_reruns_the_images_job(tmp_path):
-    """The image files are no rule's input: the images job carries a fingerprint of the listing (ids,
-    classes, sizes, times), so a changed data folder is never explained from a stale table."""
+def test_a_changed_image_or_evidence_mask_in_your_data_reruns_what_reads_it(tmp_path):
+    """The image files and evidence masks are no rule's input: the images job and the aggregation carry
+    a fingerprint of them (names, sizes, times), so a changed data folder is never explained or scored
+    from stale files."""
     import numpy as np
     from PIL import Image
 
     from workflow_helpers import make_user_project
 
-    config = make_user_project(tmp_path / "user")
-    workdir = make_workdir(tmp_path / "run", config)
-    assert snakemake(workdir, "--cores", "1", "results/split.csv", timeout=180).returncode == 0
+    user = tmp_path / "user"
+    workdir = make_workdir(tmp_path / "run", make_user_project(user))
+    target = "results/tables/summary.csv"
+    assert snakemake(workdir, "--cores", "2", target, timeout=300).returncode == 0
 
-    def images_job_planned() -> bool:
-        result = snakemake(workdir, "-n", "results/split.csv", timeout=180)
+    def planned() -> set[str]:
+        result = snakemake(workdir, "-n", target, timeout=180)
         assert result.returncode == 0, result.stderr[-2000:]
-        return "rule images:" in result.stdout + result.stderr
+        return set(re.findall(r"^(?:local)?rule (\w+):$", result.stdout + result.stderr, re.M))
 
-    assert not images_job_planned()
-    folder = tmp_path / "user" / "images" / "class1"
+    assert planned() == set()
+    evidence = np.zeros((32, 32), np.uint8)
+    evidence[:8, :8] = 255
+    Image.fromarray(evidence).save(user / "evidence" / "class0" / "img0.png")  # a corrected mask
+    assert planned() == {"aggregate"}
+    assert snakemake(workdir, "--cores", "2", target, timeout=300).returncode == 0
+    folder = user / "images" / "class1"
     pixels = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(folder / "added.png")
-    assert images_job_planned()
-    assert snakemake(workdir, "--cores", "1", "results/split.csv", timeout=180).returncode == 0
-    assert not images_job_planned()
-    Image.fromarray(255 - pixels).save(folder / "img0.png")  # replaced in place, same name
-    assert images_job_planned()
+    assert "images" in planned()
+    (folder / "added.png").unlink()
+    assert planned() == set()  # the same listing again
+    Image.fromarray(255 - np.asarray(Image.open(folder / "img0.png"))).save(folder / "img0.png")  # replaced in place
+    assert "images" in planned()
 
 
 def test_changing_stage_code_reruns_that_stage(tiny_run, tmp_path):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from .config import Config
@@ -141,10 +141,24 @@ def data_fingerprint(config: Config) -> str:
     reruns it (the files are no rule's input); "" for the demo, whose data folder is an input."""
     if uses_demo(config):
         return ""
+    return files_fingerprint((f"{record.image_id}\0{record.label}", record.path) for record in listed_images(config))
+
+
+def evidence_fingerprint(config: Config) -> str:
+    """The same for the evidence masks (data.evidence_root), a param of the aggregation that reads them."""
+    root = config.data.evidence_root
+    if uses_demo(config) or not root or not os.path.isdir(root):
+        return ""
+    files = sorted(path for path in Path(root).rglob("*") if path.is_file())
+    return files_fingerprint((path.relative_to(root).as_posix(), path) for path in files)
+
+
+def files_fingerprint(entries: Iterable[tuple[str, str | os.PathLike]]) -> str:
+    """A short hash of (name, the file's size and modification time) for each (name, path)."""
     digest = hashlib.sha256()
-    for record in listed_images(config):
-        stat = os.stat(record.path)
-        digest.update(f"{record.image_id}\0{record.label}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+    for name, path in entries:
+        stat = os.stat(path)
+        digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()[:16]
 
 
