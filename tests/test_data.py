@@ -178,6 +178,9 @@ def test_a_file_lists_relative_paths_are_read_from_list_root_or_its_own_folder(t
     assert [r.path for r in records_from_file_list(lists / "val.txt", root)] == [str(root / "b" / "2.png"), str(root / "a" / "1.png")]
     with pytest.raises(UserError, match="fix its line in the file list"):
         records_from_file_list(lists / "val.txt")
+    # as a Windows editor saves it: a byte-order mark and CRLF line ends
+    (lists / "windows.txt").write_bytes(b"\xef\xbb\xbfb/2.png\r\na/1.png\r\n")
+    assert [r.image_id for r in records_from_file_list(lists / "windows.txt", root)] == ["b/2.png", "a/1.png"]
 
 
 def test_file_list_errors(tmp_path: Path):

@@ -15,7 +15,7 @@ def read_text(path: str | os.PathLike, what: str, fix: str) -> str:
     require(not os.path.isdir(path), f"{what} {path} is a folder, not a file; {fix}")
     require(os.path.isfile(path), f"{what} {path} does not exist; {fix}")
     try:
-        return Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8-sig")  # a leading BOM (Windows editors) is not text
     except UnicodeDecodeError:
         raise UserError(f"{what} {path} is not UTF-8 text (a binary file?); {fix}") from None
     except OSError as error:
