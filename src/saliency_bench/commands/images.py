@@ -12,7 +12,7 @@ from ..formats.image_table import read_image_table, read_shards, write_image_tab
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("images", help="select the images to explain (ImageFolder or file list) and shard them",
+    parser = subparsers.add_parser("images", help="select the images to explain (ImageFolder, file list or an image table) and shard them",
                                    description="Write the image table (image_id, path, label, class_name, shard) used by every later step.")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--root", help="ImageFolder tree: one sub-folder per class")
