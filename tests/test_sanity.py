@@ -61,6 +61,9 @@ def test_sanity_cli_writes_table_and_figure(tmp_path, model):
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.random.default_rng(index).integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(path)
         records.append(ImageRecord(f"a/{index}.png", str(path), 0, "a"))
+    # only the first --n-images are decoded: a run's table may hold thousands (and this one no image)
+    (tmp_path / "images" / "a" / "not-an-image.png").write_text("text")
+    records.append(ImageRecord("a/not-an-image.png", str(tmp_path / "images" / "a" / "not-an-image.png"), 0, "a"))
     write_image_table(tmp_path / "images.csv", records, 2)
     torch.save(model.state_dict(), tmp_path / "model.pt")
     out, figure = tmp_path / "sanity.csv", tmp_path / "sanity.png"

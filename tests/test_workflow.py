@@ -135,7 +135,7 @@ def test_raising_the_limit_runs_only_the_shards_it_changes(tiny_run):
     assert jobs.pop("evaluate") == 2 * n_methods
     assert jobs.pop("image_table") == 1
     assert jobs.pop("aggregate") == 1
-    assert set(jobs) <= FIGURE_RULES | {"sanity"}
+    assert set(jobs) <= FIGURE_RULES
 
 
 def test_a_changed_image_or_evidence_mask_in_your_data_reruns_what_reads_it(tmp_path):

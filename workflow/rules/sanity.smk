@@ -6,7 +6,7 @@ rule sanity:
         CONDA_ENV
     input:
         unpack(lambda wildcards: {"masks": [MASK_FILE.format(mask_id=m) for m in MASKS][:1]}),
-        images=IMAGE_TABLE,
+        images=SPLIT_TABLE,  # its first images are the run's: a new data.limit above n_images reruns nothing
         checkpoint=checkpoint_input(),
         forward_settings=forward_settings_input(),
     output:
@@ -15,7 +15,7 @@ rule sanity:
     params:
         methods=" ".join(wc.sanity_method_names(CONFIG)),
         layers=" ".join(CONFIG.abscam.layers),
-        n_images=CONFIG.sanity.images,
+        n_images=min(CONFIG.sanity.images, sum(SHARD_SIZES)),
         preprocess=preprocess_args(),
         model=model_args(),
         code=stage_fingerprint("sanity"),

@@ -119,8 +119,8 @@ def model_from_args(args: argparse.Namespace) -> torch.nn.Module:
     return set_memory_format(model, args.memory_format)
 
 
-def images_from_args(args: argparse.Namespace):
-    """(records, images tensor) of the requested shard."""
+def images_from_args(args: argparse.Namespace, first: int | None = None):
+    """(records, images tensor) of the requested shard, or of its `first` images only (none other is decoded)."""
     require(args.rows is None or args.shard is not None, "--rows needs --shard")
-    records = read_image_table(args.images, args.shard, rows=args.rows)
+    records = read_image_table(args.images, args.shard, rows=args.rows)[:first]
     return records, load_images(records, tuple(args.size), args.mean, args.std)

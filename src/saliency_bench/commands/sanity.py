@@ -40,8 +40,7 @@ def sanity_methods(args: argparse.Namespace) -> list[SanityMethod]:
 def run(args: argparse.Namespace) -> int:
     require(args.n_images >= 1, f"--n-images must be at least 1, got {args.n_images}")
     model = model_from_args(args)
-    records, images = images_from_args(args)
-    images = images[: args.n_images]
+    _, images = images_from_args(args, first=args.n_images)
     rows = run_sanity(model, images, sanity_methods(args), seed=args.seed, batch_size=args.batch_size,
                       precision=args.precision, progress=lambda line: print(line, file=sys.stderr))
     table = pd.DataFrame(rows)
