@@ -196,6 +196,8 @@ def test_every_output_option_is_checked():
     (["explain", "--batch-size", "lots"], "argument --batch-size: 'lots' is not a whole number"),
     (["sanity", "--layers"], "argument --layers: expected at least one argument"),
     (["explain", "--method", "random", "--seed", "-1"], "argument --seed: a seed must lie in"),
+    (["evaluate", "--rows", "0"], "argument --rows: must be at least 1, got 0"),
+    (["images", "--limit", "0"], "argument --limit: must be at least 1, got 0"),
 ])
 def test_bad_numbers_are_refused_when_parsed(argv, message, capsys):
     with pytest.raises(SystemExit) as exited:

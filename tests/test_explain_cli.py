@@ -94,6 +94,19 @@ def test_random_maps_do_not_depend_on_sharding(project, tmp_path):
     assert not np.array_equal(read_saliency(tmp_path / "other.h5").saliency, everything.saliency)
 
 
+def test_rows_cut_a_shard_to_its_first_images(project, tmp_path, capsys):
+    """The workflow's last shard, cut by data.limit: --rows 1 of shard 1 is the table's third image."""
+    method = ["--method", "random", "--method-id", "random", "--seed", "3"]
+    assert explain(project, tmp_path / "all.h5", *method) == 0
+    assert explain(project, tmp_path / "cut.h5", *method, "--rows", "1", shard=1) == 0
+    everything, cut = read_saliency(tmp_path / "all.h5"), read_saliency(tmp_path / "cut.h5")
+    assert list(cut.image_id) == list(everything.image_id[2:3])
+    assert np.array_equal(cut.saliency, everything.saliency[2:3])
+    for rows, shard, message in (("3", 1, "has 2 images, not 3"), ("1", None, "--rows needs --shard")):
+        assert explain(project, tmp_path / "x.h5", *method, "--rows", rows, shard=shard) == 2
+        assert message in capsys.readouterr().err and not (tmp_path / "x.h5").exists()
+
+
 @pytest.mark.parametrize("method_args, message", [
     (["--method", "rise"], "needs --masks"),
     (["--method", "abscam-init"], "needs --layer"),
