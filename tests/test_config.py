@@ -93,3 +93,20 @@ def test_the_demo_settings_are_the_base_only_of_demo_runs(command_line, demo_bas
     assert uses_demo_settings(command_line) is demo_base
     if isinstance(command_line.get("data", {}), dict) and isinstance(command_line.get("model", {}), dict):
         assert uses_demo(load_config(command_line, SCHEMA)) is demo_base
+
+
+def test_the_file_fingerprint_follows_names_sizes_and_times_and_takes_a_broken_link(tmp_path):
+    """The images job's and the aggregation's data param (workflow_config.files_fingerprint): a file
+    that cannot be read is no traceback in the main process; the images job names it."""
+    import os
+
+    from saliency_bench.workflow_config import files_fingerprint
+
+    image = tmp_path / "a.png"
+    image.write_bytes(b"1")
+    first = files_fingerprint([("a.png", image)])
+    assert files_fingerprint([("a.png", image)]) == first and files_fingerprint([("b.png", image)]) != first
+    image.write_bytes(b"22")
+    assert files_fingerprint([("a.png", image)]) != first
+    os.symlink(tmp_path / "nowhere.png", tmp_path / "broken.png")
+    assert files_fingerprint([("broken.png", tmp_path / "broken.png")]) != files_fingerprint([])

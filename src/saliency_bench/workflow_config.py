@@ -154,11 +154,16 @@ def evidence_fingerprint(config: Config) -> str:
 
 
 def files_fingerprint(entries: Iterable[tuple[str, str | os.PathLike]]) -> str:
-    """A short hash of (name, the file's size and modification time) for each (name, path)."""
+    """A short hash of (name, the file's size and modification time) for each (name, path). A file that
+    cannot be read (a broken link) counts as such: the job that reads it names it in one line."""
     digest = hashlib.sha256()
     for name, path in entries:
-        stat = os.stat(path)
-        digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+        try:
+            stat = os.stat(path)
+            state = f"{stat.st_size}\0{stat.st_mtime_ns}"
+        except OSError as error:
+            state = f"unreadable {error.errno}"
+        digest.update(f"{name}\0{state}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()[:16]
 
 
