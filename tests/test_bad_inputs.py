@@ -78,7 +78,10 @@ BAD_JSON = {"invalid": ("{oops", "is not valid JSON"), "empty": ("", "is not val
 
 
 @pytest.mark.parametrize("content, message", [*BAD_JSON.values(), ("{}", "rate_source and stages"),
-                                              ('{"rate": 1, "rate_source": "x", "stages": [3]}', "rate_source and stages")])
+                                              ('{"rate": 1, "rate_source": "x", "stages": [3]}', "rate_source and stages"),
+                                              # a plan of an earlier version: no benchmark files named
+                                              ('{"rate": 1, "rate_source": "x", "stages": [{"name": "masks", "jobs": 1, '
+                                               '"seconds": 2.0}]}', "seconds and benchmarks")])
 def test_timing_with_a_bad_plan(tmp_path, capsys, content, message):
     plan = tmp_path / "plan.json"
     plan.write_text(content)
@@ -187,16 +190,19 @@ def test_a_bad_benchmark_file(tmp_path, content):
     bad.write_bytes(BINARY) if content is None else bad.write_text(content)
     (tmp_path / "benchmarks" / "masks").mkdir()
     (tmp_path / "benchmarks" / "masks" / "binary.tsv").write_text("s\th:m:s\n2.5\t0:00:02\n")
+    plan = {"stages": [{"name": "masks", "benchmarks": ["masks/binary.tsv"]},
+                       {"name": "deletion/insertion", "benchmarks": ["evaluate/rise/0.tsv"]}]}
     with pytest.raises(UserError, match="delete it and rerun its rule") as raised:
-        measured_seconds(tmp_path / "benchmarks")
+        measured_seconds(tmp_path / "benchmarks", plan)
     assert str(bad) in str(raised.value)
     bad.unlink()
-    assert measured_seconds(tmp_path / "benchmarks") == {"masks": 2.5}
+    assert measured_seconds(tmp_path / "benchmarks", plan) == ({"masks": 2.5}, [])
 
 
 def test_timing_with_a_bad_benchmark_file(tmp_path, capsys):
     plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({"rate": 10.0, "rate_source": "test", "stages": [{"name": "masks", "jobs": 1, "seconds": 2.0}]}))
+    plan.write_text(json.dumps({"rate": 10.0, "rate_source": "test",
+                                "stages": [{"name": "masks", "jobs": 1, "seconds": 2.0, "benchmarks": ["masks.tsv"]}]}))
     (tmp_path / "benchmarks").mkdir()
     (tmp_path / "benchmarks" / "masks.tsv").write_text("s\th:m:s\nslow\t0:00:02\n")
     one_line_error(["timing", "--plan", str(plan), "--benchmarks", str(tmp_path / "benchmarks"), "--out", str(tmp_path / "t.md")],

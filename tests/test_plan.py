@@ -136,20 +136,42 @@ def test_plan_command_validates_the_config(tmp_path, capsys):
 
 def test_timing_sets_the_estimate_beside_the_benchmarks(tmp_path):
     plan = {"rate": 10.0, "rate_source": "test", "stages": [
-        {"name": "rise", "jobs": 2, "seconds": 20.0}, {"name": "deletion/insertion", "jobs": 2, "seconds": 10.0}]}
+        {"name": "rise", "jobs": 2, "seconds": 20.0,
+         "benchmarks": ["explain/rise-binary-p0.5/shard-0.tsv", "explain/rise-binary-p0.5/shard-1.tsv"]},
+        {"name": "deletion/insertion", "jobs": 2, "seconds": 10.0,
+         "benchmarks": ["evaluate/random/shard-0.tsv", "evaluate/random/shard-1.tsv"]}]}
     header = "s\th:m:s\tmax_rss\n"
     for path, seconds in (("explain/rise-binary-p0.5/shard-0.tsv", 12.0), ("explain/rise-binary-p0.5/shard-1.tsv", 18.0),
-                          ("evaluate/random/shard-0.tsv", 5.0), ("aggregate.tsv", 3.0)):
+                          ("evaluate/random/shard-0.tsv", 5.0), ("aggregate.tsv", 3.0),
+                          # jobs the run no longer has: a shard beyond a lowered limit, a removed layer
+                          ("explain/rise-binary-p0.5/shard-2.tsv", 7.0), ("evaluate/abscam-final-layer2/shard-0.tsv", 9.0)):
         target = tmp_path / "benchmarks" / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(header + f"{seconds}\t0:00:{int(seconds):02d}\t100\n")
-    measured = measured_seconds(tmp_path / "benchmarks")
+    measured, left_out = measured_seconds(tmp_path / "benchmarks", plan)
     assert measured == {"rise": 30.0, "deletion/insertion": 5.0, "other": 3.0}
-    table = timing_table(plan, measured, tmp_path / "plan.json", tmp_path / "benchmarks")
+    assert left_out == ["evaluate/abscam-final-layer2/shard-0.tsv", "explain/rise-binary-p0.5/shard-2.tsv"]
+    table = timing_table(plan, measured, tmp_path / "plan.json", tmp_path / "benchmarks", left_out)
     assert f"Estimate from {tmp_path / 'plan.json'} " in table and f"wall seconds in {tmp_path / 'benchmarks'}/." in table
     assert "| rise | 2 | 20.0 s | 30.0 s | 1.50 |" in table
     assert "| deletion/insertion | 2 | 10.0 s | 5.0 s | 0.50 |" in table
     assert "| **estimated stages** | | 30.0 s | 35.0 s | 1.17 |" in table
+    assert "Left out: 2 benchmark file(s) of jobs this run does not have" in table
+
+
+def test_the_plan_names_the_benchmark_files_the_workflow_writes(tmp_path):
+    """Each stage lists its jobs' benchmark files by the patterns the rules use: one per mask set, one
+    per method and shard for explain and evaluate."""
+    config = paper_config()
+    stages = build_stages(config, [4, 4, 1], rate=30.0, channels=layer_channels(config))
+    methods = [m.method_id for m in wc.method_configs(config)]
+    assert stages["masks"].benchmarks == [f"masks/{m.mask_id}.tsv" for m in wc.mask_configs(config)]
+    assert sorted(stages["deletion/insertion"].benchmarks) == sorted(
+        f"evaluate/{method}/shard-{shard}.tsv" for method in methods for shard in range(3))
+    explained = [name for name in stages if name not in ("masks", "deletion/insertion")]
+    assert sorted(n for name in explained for n in stages[name].benchmarks) == sorted(
+        f"explain/{method}/shard-{shard}.tsv" for method in methods for shard in range(3))
+    assert all(len(stage.benchmarks) == stage.jobs for stage in stages.values())
 
 
 @pytest.mark.parametrize("train", [False, True])

@@ -64,11 +64,15 @@ def pages(tmp_path_factory):
     bench = folder / "benchmarks" / "explain" / "rise-gaussian"
     bench.mkdir(parents=True)
     (bench / "shard-0.tsv").write_text("s\th:m:s\n12.5\t0:00:12\n")
+    (bench / "shard-1.tsv").write_text("s\th:m:s\n40.0\t0:00:40\n")  # a shard the plan does not have: left out
+    plan = folder / "plan.json"
+    plan.write_text(json.dumps({"rate": 10.0, "rate_source": "test", "stages": [
+        {"name": "rise", "jobs": 1, "seconds": 10.0, "benchmarks": ["explain/rise-gaussian/shard-0.tsv"]}]}))
     paths = write_report_pages(folder / "tables" / "summary.csv", folder / "tables" / "per_image.csv", folder / "pages",
                                run={"model": "resnet18", "classes": 2, "size": [64, 64], "alpha": 0.05,
                                     "rise": {"n_masks": 16, "s": 8, "binary": {"p": [0.5]}},
                                     "abscam": {"layers": ["layer3"], "variants": ["final"]}, "precision": "fp32"},
-                               benchmarks=folder / "benchmarks")
+                               benchmarks=folder / "benchmarks", plan=plan)
     summary = pd.read_csv(folder / "tables" / "summary.csv", keep_default_na=False, na_values=[""])
     return {name: path.read_text(encoding="utf-8") for name, path in paths.items()} | {"table": summary, "folder": folder}
 
@@ -106,7 +110,7 @@ def test_introduction_states_the_run_and_the_headline(pages):
     assert "N = <b>16</b>" in html and "s = <b>8</b>" in html and "layer3" in html
     assert "Better than the <i>random</i> baseline" in html
     assert "fully deleted (mean-colour) image <b>" in html
-    assert "<b>12.5 s</b>" in html and "From the config:" in html
+    assert "rise <b>12.5 s</b>. Wall seconds" in html and "From the config:" in html  # shard 1 left out
     assert f"({pages['folder'] / 'benchmarks'}/**/*.tsv)" in html  # the folder actually read
 
 
@@ -119,6 +123,7 @@ def test_introduction_names_the_forward_settings_file_it_read(pages):
                                forward_settings=record, benchmarks=folder / "benchmarks")
     html = paths["introduction.html"].read_text(encoding="utf-8")
     assert f"<i>tune_forward</i> ({record}):" in html and "batch_size = <b>8</b>" in html
+    assert "Not shown: no plan was given" in html  # without the plan's benchmark files no time is summed
 
 
 def test_a_summary_without_any_score_has_no_best_method(pages, tmp_path):

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from saliency_bench import workflow_config as wc
+from saliency_bench.plan import BENCHMARK_ROOT, ESTIMATED_KINDS
 from workflow_helpers import REPO, make_workdir, planned_jobs, snakemake, write_config
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
@@ -87,6 +88,17 @@ def test_forward_settings_are_measured_once_and_every_model_job_uses_them(tiny_r
     assert model_jobs and all("--forward-settings results/model/forward_settings.json" in line for line in model_jobs)
     pinned = write_config(tiny_run, "pinned.yaml", {"memory_format": "contiguous"})
     assert "tune_forward" not in planned_jobs(tiny_run, pinned)  # named settings need no measurement
+
+
+def test_timing_sums_the_benchmark_files_of_this_run(tiny_run):
+    """The plan names each estimated job's benchmark file as the rules write it, and timing.md sums them."""
+    plan = json.loads((tiny_run / "results/plan.json").read_text())
+    listed = {name for stage in plan["stages"] for name in stage["benchmarks"]}
+    root = tiny_run / BENCHMARK_ROOT
+    written = {path.relative_to(root).as_posix() for path in root.rglob("*.tsv")}
+    assert listed == {name for name in written if name.split("/")[0] in ESTIMATED_KINDS}
+    timing = (tiny_run / "results/tables/timing.md").read_text()
+    assert "Left out" not in timing and "| rise |" in timing
 
 
 def test_second_run_does_nothing(tiny_run):

@@ -5,7 +5,8 @@ method says its own per image, `Method.forward_passes`: RISE N + 1 per mask set;
 the layer's channels + 1; Abs-CAM Init one forward and one backward pass, about 3;
 deletion/insertion: 2 (steps - 1) + 2 per map and image) and divides by the model's throughput measured on this machine (tune_forward's
 images/s of the chosen settings). Each job also pays a start-up (Python, torch, the model).
-`results/plan.json` keeps the estimate; `timing_table` sets it beside `benchmarks/**/*.tsv`.
+`results/plan.json` keeps the estimate and each stage's benchmark files; `timing_table` sets the
+estimate beside the seconds those files measured.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import csv
 import math
 import os
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from . import workflow_config as wc
 from .config import Config
 from .errors import UserError, require
 from .formats.image_table import read_shards
+from .formats.json_files import read_json_object
 from .methods import get_method, method_of_id
 from .methods import methods as registered_methods
 
@@ -38,6 +40,18 @@ MASK_JOB_START_SHARE = 0.45
 TRAIN_PASSES = 3
 GB = 1e9
 
+# The jobs' benchmark files (Snakemake's `benchmark:`), under BENCHMARK_ROOT. The rules name theirs
+# with these patterns, and each plan stage lists its own jobs' files: the measured time is then this
+# run's, not that of a job the run no longer has (a shard beyond a lowered data.limit, a removed layer).
+BENCHMARK_ROOT = "benchmarks"
+MASK_BENCHMARK = "masks/{mask_id}.tsv"
+EXPLAIN_BENCHMARK = "explain/{method_id}/shard-{shard}.tsv"
+EVALUATE_BENCHMARK = "evaluate/{method_id}/shard-{shard}.tsv"
+TRAIN_DEMO_BENCHMARK = "train_demo.tsv"
+# First path parts of the estimated jobs' files: a file there that no stage lists is a stale one.
+ESTIMATED_KINDS = frozenset(pattern.split("/")[0] for pattern in
+                            (MASK_BENCHMARK, EXPLAIN_BENCHMARK, EVALUATE_BENCHMARK, TRAIN_DEMO_BENCHMARK))
+
 
 @dataclass
 class Stage:
@@ -46,6 +60,7 @@ class Stage:
     forward_passes: int = 0
     seconds: float = 0.0  # job-seconds (summed over jobs, before parallelism)
     disk_bytes: int = 0
+    benchmarks: list[str] = field(default_factory=list)  # its jobs' benchmark files, under BENCHMARK_ROOT
 
 
 def layer_channels(config: Config, model=None) -> dict[str, int]:
@@ -94,9 +109,10 @@ def build_stages(config: Config, shards: list[int], rate: float, channels: dict[
     stages = {name: Stage(name) for name in stage_names()}
     height, width = config.preprocess.size
     n_images, n_masks = sum(shards), config.rise.n_masks
-    for _ in wc.mask_configs(config):
+    for mask in wc.mask_configs(config):
         stage = stages["masks"]
         stage.jobs += 1
+        stage.benchmarks.append(MASK_BENCHMARK.format(mask_id=mask.mask_id))
         stage.seconds += MASK_JOB_START_SHARE * overhead + MASK_SECONDS_PER_MPIXEL * n_masks * height * width / 1e6
         stage.disk_bytes += n_masks * height * width * np.dtype(config.rise.mask_dtype).itemsize
     steps = math.ceil(height / config.metrics.step_rows)
@@ -104,8 +120,10 @@ def build_stages(config: Config, shards: list[int], rate: float, channels: dict[
     for method in wc.method_configs(config):
         spec = get_method(method.method)
         per_image = spec.forward_passes(config, method, channels)
-        for stage, passes in ((stages[spec.plan_stage], per_image), (stages["deletion/insertion"], curve_passes)):
+        for stage, passes, pattern in ((stages[spec.plan_stage], per_image, EXPLAIN_BENCHMARK),
+                                       (stages["deletion/insertion"], curve_passes, EVALUATE_BENCHMARK)):
             stage.jobs += len(shards)
+            stage.benchmarks += [pattern.format(method_id=method.method_id, shard=shard) for shard in range(len(shards))]
             stage.forward_passes += passes * n_images
             stage.seconds += len(shards) * overhead + passes * n_images / rate
         stages[spec.plan_stage].disk_bytes += n_images * height * width * 4
@@ -115,6 +133,7 @@ def build_stages(config: Config, shards: list[int], rate: float, channels: dict[
         train_images = (1 - config.data.val_fraction) * (4 * demo.per_class + demo.none)
         stage = stages["train_demo"]
         stage.jobs, stage.forward_passes = 1, int(TRAIN_PASSES * train_images * demo.epochs)
+        stage.benchmarks = [TRAIN_DEMO_BENCHMARK]
         # trained at demo.size, before tune_forward: scale the rate by the pixel count
         scaled = rate * height * width / demo.size ** 2
         stage.seconds = overhead + stage.forward_passes / scaled
@@ -214,46 +233,67 @@ def summary_line(plan: dict, written: str | Path) -> str:
 
 
 # ---- after the run: estimate beside measurement ---------------------------------------------
-def benchmark_stage(path: Path, root: Path) -> str:
-    """The plan's stage of one benchmark file (benchmarks/<rule>/...tsv)."""
-    parts = path.relative_to(root).parts
-    if parts[0] == "explain":
-        method = method_of_id(parts[1])
-        return method.plan_stage if method is not None else "other"
-    if parts[0] == "evaluate":
-        return "deletion/insertion"
-    if parts[0] == "masks":
-        return "masks"
-    return "train_demo" if parts[0] == "train_demo.tsv" else "other"
+def read_plan(path: str | Path) -> dict:
+    """The plan JSON of `saliency-bench plan`, with what `measured_seconds` and `timing_table` read."""
+    fix = "rerun `saliency-bench plan`"
+    plan = read_json_object(path, "plan", fix)
+    stages = plan.get("stages")
+    number = (int, float)
+    require(isinstance(plan.get("rate"), number) and "rate_source" in plan and isinstance(stages, list)
+            and all(isinstance(stage, dict) and isinstance(stage.get("name"), str) and isinstance(stage.get("jobs"), int)
+                    and isinstance(stage.get("seconds"), number) and isinstance(stage.get("benchmarks"), list)
+                    and all(isinstance(name, str) for name in stage["benchmarks"]) for stage in stages),
+            f"{path} is not a plan of this version of `saliency-bench plan` (it needs rate, rate_source and stages "
+            f"with name, jobs, seconds and benchmarks); {fix}")
+    return plan
 
 
-def measured_seconds(benchmarks: str | Path) -> dict[str, float]:
+def benchmark_seconds(path: Path) -> float | None:
+    """The wall seconds one Snakemake benchmark file measured (its last row), None if it has no row."""
+    fix = "it is a Snakemake benchmark file: delete it and rerun its rule"
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle, delimiter="\t"))
+        seconds = float(rows[-1]["s"]) if rows else None
+    except (UnicodeDecodeError, csv.Error):
+        raise UserError(f"cannot read {path} (not a tab-separated text file); {fix}") from None
+    except (KeyError, TypeError, ValueError):  # no `s` column, a short row, not a number
+        raise UserError(f"{path} holds no number of seconds in its column s; {fix}") from None
+    require(seconds is None or (math.isfinite(seconds) and seconds >= 0),
+            f"{path} holds {seconds} seconds in its column s; {fix}")
+    return seconds
+
+
+def measured_seconds(benchmarks: str | Path, plan: dict) -> tuple[dict[str, float], list[str]]:
+    """Wall seconds per stage of this run's jobs, and the benchmark files left out.
+
+    A plan stage sums the files it lists; every file of a job the plan does not estimate (images,
+    aggregate, figures...) counts as "other". A file where estimated jobs keep theirs that no stage
+    lists belongs to a job this run does not have (a shard beyond a lowered data.limit, a method or
+    layer no longer configured): it is left out, and its name returned."""
     root = Path(benchmarks)
+    stage_of = {name: stage["name"] for stage in plan["stages"] for name in stage["benchmarks"]}
     totals: dict[str, float] = {}
+    left_out = []
     for path in sorted(p for p in root.rglob("*.tsv") if p.is_file()):
-        fix = "it is a Snakemake benchmark file: delete it and rerun its rule"
-        try:
-            with open(path, newline="", encoding="utf-8") as handle:
-                rows = list(csv.DictReader(handle, delimiter="\t"))
-            seconds = float(rows[-1]["s"]) if rows else None
-        except (UnicodeDecodeError, csv.Error):
-            raise UserError(f"cannot read {path} (not a tab-separated text file); {fix}") from None
-        except (KeyError, TypeError, ValueError):  # no `s` column, a short row, not a number
-            raise UserError(f"{path} holds no number of seconds in its column s; {fix}") from None
-        require(seconds is None or (math.isfinite(seconds) and seconds >= 0),
-                f"{path} holds {seconds} seconds in its column s; {fix}")
+        name = path.relative_to(root).as_posix()
+        stage = stage_of.get(name, "other")
+        if stage == "other" and name.split("/")[0] in ESTIMATED_KINDS:
+            left_out.append(name)
+            continue
+        seconds = benchmark_seconds(path)
         if seconds is not None:
-            stage = benchmark_stage(path, root)
             totals[stage] = totals.get(stage, 0.0) + seconds
-    return totals
+    return totals, left_out
 
 
 def timing_table(plan: dict, measured: dict[str, float], plan_path: str | Path = "results/plan.json",
-                 benchmarks: str | Path = "benchmarks") -> str:
-    """The plan's estimate per stage beside `measured` (read from the `benchmarks` folder)."""
+                 benchmarks: str | Path = BENCHMARK_ROOT, left_out: list[str] = ()) -> str:
+    """The plan's estimate per stage beside `measured` (read from the `benchmarks` folder by
+    `measured_seconds`, which names the files it `left_out`)."""
     lines = ["# Estimated and measured time per stage", "",
              f"Estimate from {plan_path} ({plan['rate']:.1f} images/s, {plan['rate_source']}); measured: the "
-             f"sum of the jobs' wall seconds in {Path(benchmarks)}/. Ratio = measured / estimated.", "",
+             f"sum of this run's jobs' wall seconds in {Path(benchmarks)}/. Ratio = measured / estimated.", "",
              "| stage | jobs | estimated | measured | ratio |", "|---|---:|---:|---:|---:|"]
     estimated_total = measured_total = 0.0
     for stage in plan["stages"]:
@@ -267,4 +307,7 @@ def timing_table(plan: dict, measured: dict[str, float], plan_path: str | Path =
         lines.append(f"| other (not estimated) | | | {measured['other']:.1f} s | |")
     ratio = f"{measured_total / estimated_total:.2f}" if estimated_total else "n/a"
     lines.append(f"| **estimated stages** | | {estimated_total:.1f} s | {measured_total:.1f} s | {ratio} |")
+    if left_out:
+        lines += ["", f"Left out: {len(left_out)} benchmark file(s) of jobs this run does not have (a shard beyond "
+                      f"data.limit, a method or layer no longer configured), e.g. {left_out[0]}."]
     return "\n".join(lines) + "\n"

@@ -29,7 +29,7 @@ rule aggregate:
     log:
         "logs/aggregate.log",
     benchmark:
-        "benchmarks/aggregate.tsv"
+        bench_file("aggregate.tsv")
     shell:
         "python -m saliency_bench aggregate --records {input.records} --saliency {input.saliency} --images {input.images}"
         " {params.evidence} --bootstrap {params.bootstrap} --seed {params.seed} --alpha {params.alpha}"

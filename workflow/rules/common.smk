@@ -12,6 +12,8 @@ from saliency_bench.config import SCHEMA_PATH, load_config
 from saliency_bench.errors import UserError
 from saliency_bench.report.figures import split_stem
 from saliency_bench.fingerprint import stage_fingerprint
+from saliency_bench.plan import BENCHMARK_ROOT, EVALUATE_BENCHMARK, EXPLAIN_BENCHMARK, MASK_BENCHMARK, \
+    TRAIN_DEMO_BENCHMARK
 
 min_version("9.0")
 
@@ -63,6 +65,11 @@ SALIENCY_FILE = "results/saliency/{method_id}/shard-{shard}.h5"
 RECORDS_FILE = "results/metrics/{method_id}/shard-{shard}.csv"
 CURVES_FILE = "results/metrics/{method_id}/shard-{shard}.curves.h5"
 TABLES = expand("results/tables/{name}", name=["per_image.csv", "summary.csv", "summary.md"])
+
+
+def bench_file(name):
+    """A job's benchmark file; the estimated jobs' names are the plan's patterns, so timing finds them."""
+    return f"{BENCHMARK_ROOT}/{name}"
 
 
 wildcard_constraints:

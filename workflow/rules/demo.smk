@@ -21,7 +21,7 @@ rule demo_data:
     log:
         "logs/demo_data.log",
     benchmark:
-        "benchmarks/demo_data.tsv"
+        bench_file("demo_data.tsv")
     shell:
         "python -m saliency_bench demo-data --out {output} --per-class {params.per_class} --none {params.none}"
         " --size {params.size} --seed {params.seed} --workers {threads} > {log} 2>&1"
@@ -52,7 +52,7 @@ if CONFIG.demo.train:
         log:
             "logs/train_demo.log",
         benchmark:
-            "benchmarks/train_demo.tsv"
+            bench_file(TRAIN_DEMO_BENCHMARK)
         shell:
             "python -m saliency_bench train-demo --data {input} --size {params.size} --epochs {params.epochs} --seed {params.seed}"
             " --val-fraction {params.val_fraction} --split-seed {params.split_seed} --time-limit {params.time_limit} --threads {threads}"

@@ -28,7 +28,7 @@ rule evaluate:
     log:
         "logs/evaluate/{method_id}/shard-{shard}.log",
     benchmark:
-        "benchmarks/evaluate/{method_id}/shard-{shard}.tsv"
+        bench_file(EVALUATE_BENCHMARK)
     shell:
         "python -m saliency_bench evaluate --saliency {input.saliency} --images {input.images} --shard {wildcards.shard} --rows {params.rows}"
         " --step-rows {params.step_rows} --deletion-substrate {params.deletion} --insertion-substrate {params.insertion}"

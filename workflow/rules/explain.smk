@@ -26,7 +26,7 @@ rule explain:
     log:
         "logs/explain/{method_id}/shard-{shard}.log",
     benchmark:
-        "benchmarks/explain/{method_id}/shard-{shard}.tsv"
+        bench_file(EXPLAIN_BENCHMARK)
     shell:
         "python -m saliency_bench explain {params.method} {params.masks} --images {input.images} --shard {wildcards.shard} --rows {params.rows}"
         " {params.preprocess} {params.model} --threads {threads} --out {output} > {log} 2>&1"

@@ -19,7 +19,7 @@ rule figures_masks:
     log:
         "logs/figures/masks.log",
     benchmark:
-        "benchmarks/figures/masks.tsv"
+        bench_file("figures/masks.tsv")
     shell:
         "python -m saliency_bench figures masks --masks {input.masks} --images {input.images} {params.preprocess}"
         " --out-dir {output} > {log} 2>&1"
@@ -54,7 +54,7 @@ rule figures_saliency:
     log:
         "logs/figures/saliency.log",
     benchmark:
-        "benchmarks/figures/saliency.tsv"
+        bench_file("figures/saliency.tsv")
     shell:
         "(python -m saliency_bench figures saliency --kinds overview {params.common} {params.preprocess} {params.classes}"
         " --max-images {params.max_images}"
@@ -88,7 +88,7 @@ rule figures_curves:
     log:
         "logs/figures/curves.log",
     benchmark:
-        "benchmarks/figures/curves.tsv"
+        bench_file("figures/curves.tsv")
     shell:
         "(python -m saliency_bench figures curves --kinds curves --curves {input.curves} --max-images {params.max_images}"
         " --out-dir {output.curves}"
@@ -112,7 +112,7 @@ rule figures_summary:
     log:
         "logs/figures/summary.log",
     benchmark:
-        "benchmarks/figures/summary.tsv"
+        bench_file("figures/summary.tsv")
     shell:
         "python -m saliency_bench figures summary --summary {input.summary} --out {output} > {log} 2>&1"
 
@@ -125,6 +125,7 @@ rule report_pages:
         per_image="results/tables/per_image.csv",
         figures=figure_targets(),  # last: the introduction quotes every stage's time
         forward=forward_settings_input(),
+        plan=PLAN_JSON,  # names this run's benchmark files, whose seconds the introduction gives
     output:
         summary=report(f"{REPORT_PAGES}/summary.html", category="Summary", caption="../report/summary_table.rst",
                        subcategory=REPORT_SUMMARY, labels={"view": "Summary by method (sortable table)"}),
@@ -135,6 +136,7 @@ rule report_pages:
         run=lambda wildcards: q(json.dumps(report_run())),
         forward=lambda wildcards, input: f"--forward-settings {q(input.forward)}" if input.forward else "",
         out_dir=lambda wildcards, output: os.path.dirname(output.summary),
+        benchmarks=BENCHMARK_ROOT,
         code=stage_fingerprint("report"),
     threads: 1
     resources:
@@ -143,7 +145,7 @@ rule report_pages:
     log:
         "logs/report_pages.log",
     benchmark:
-        "benchmarks/report_pages.tsv"
+        bench_file("report_pages.tsv")
     shell:
         "python -m saliency_bench report --summary {input.summary} --per-image {input.per_image} --run {params.run}"
-        " --benchmarks benchmarks {params.forward} --out-dir {params.out_dir} > {log} 2>&1"
+        " --benchmarks {params.benchmarks} --plan {input.plan} {params.forward} --out-dir {params.out_dir} > {log} 2>&1"

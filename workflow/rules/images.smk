@@ -27,7 +27,7 @@ rule images:
     log:
         "logs/images.log",
     benchmark:
-        "benchmarks/images.tsv"
+        bench_file("images.tsv")
     shell:
         "python -m saliency_bench images {params.source} --split {params.split} --val-fraction {params.val_fraction}"
         " --split-seed {params.split_seed} {params.per_class} --images-per-job {params.images_per_job}"
@@ -53,7 +53,7 @@ rule image_table:
     log:
         "logs/image_table.log",
     benchmark:
-        "benchmarks/image_table.tsv"
+        bench_file("image_table.tsv")
     shell:
         "python -m saliency_bench images --table {input} {params.limit} --images-per-job {params.images_per_job}"
         " --out {output} > {log} 2>&1"

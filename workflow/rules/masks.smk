@@ -26,7 +26,7 @@ rule masks:
     log:
         "logs/masks/{mask_id}.log",
     benchmark:
-        "benchmarks/masks/{mask_id}.tsv"
+        bench_file(MASK_BENCHMARK)
     shell:
         "python -m saliency_bench masks {params.generator} --n {params.n} --s {params.s} --size {params.size}"
         " --dtype {params.dtype} --out {output} > {log} 2>&1"

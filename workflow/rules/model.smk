@@ -28,7 +28,7 @@ rule tune_forward:
     log:
         "logs/tune_forward.log",
     benchmark:
-        "benchmarks/tune_forward.tsv"
+        bench_file("tune_forward.tsv")
     shell:
         "python -m saliency_bench tune-forward {params.model} --size {params.size} --precision {params.precision}"
         " --batch-size {params.batch_size} --memory-format {params.memory_format} --threads {threads} {params.fold}"

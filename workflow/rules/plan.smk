@@ -1,8 +1,9 @@
 # The plan before any model job (results/plan.md: images, shards, jobs, forward passes, time per
 # stage, disk, checked against free space), and after the run the estimate beside the measured time.
-# The plan is no input of later stages: a plan rerun for a new config would then hide the config's
-# changes from Snakemake's rerun checks of every stage after it. Its top priority makes it the first
-# job to run once the image table (and the forward settings) exist.
+# The plan is no input of the stages that compute: a plan rerun for a new config would then hide the
+# config's changes from Snakemake's rerun checks of every stage after it. Only timing and the report's
+# pages read it, at the end, for the names of this run's benchmark files. Its top priority makes it the
+# first job to run once the image table (and the forward settings) exist.
 
 rule plan:
     priority: 100
@@ -28,7 +29,7 @@ rule plan:
     log:
         "logs/plan.log",
     benchmark:
-        "benchmarks/plan.tsv"
+        bench_file("plan.tsv")
     shell:
         "python -m saliency_bench plan --config {params.config} --images {input.images}"
         " --size {params.size} {params.model} --threads {threads} --out {output.md} --out-json {output.json} > {log} 2>&1"
@@ -44,6 +45,7 @@ rule timing:
     output:
         TIMING,
     params:
+        benchmarks=BENCHMARK_ROOT,
         code=stage_fingerprint("timing"),
     threads: 1
     resources:
@@ -52,4 +54,4 @@ rule timing:
     log:
         "logs/timing.log",
     shell:
-        "python -m saliency_bench timing --plan {input.plan} --benchmarks benchmarks --out {output} > {log} 2>&1"
+        "python -m saliency_bench timing --plan {input.plan} --benchmarks {params.benchmarks} --out {output} > {log} 2>&1"

@@ -6,6 +6,7 @@ import sys
 
 from ..errors import require
 from ..formats.json_files import parse_json_object
+from ..plan import BENCHMARK_ROOT
 from ..report.html import write_report_pages
 
 
@@ -18,7 +19,10 @@ def register(subparsers) -> None:
     parser.add_argument("--run", default="{}", metavar="JSON",
                         help="what was run, as JSON: model, classes, weights, size, rise, abscam, device, precision, "
                              "memory_format, batch_size, threads, alpha (the workflow passes its config)")
-    parser.add_argument("--benchmarks", default="benchmarks", help="folder of the jobs' benchmark .tsv files (default benchmarks)")
+    parser.add_argument("--benchmarks", default=BENCHMARK_ROOT,
+                        help=f"folder of the jobs' benchmark .tsv files (default {BENCHMARK_ROOT})")
+    parser.add_argument("--plan", default=None,
+                        help="plan JSON of `saliency-bench plan`: the introduction then gives this run's time per stage")
     parser.add_argument("--forward-settings", default=None, help="forward_settings.json of `saliency-bench tune-forward`, if it ran")
     parser.add_argument("--out-dir", required=True, help="folder for summary.html, per_image.html, introduction.html")
     parser.set_defaults(func=run)
@@ -26,7 +30,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     paths = write_report_pages(args.summary, args.per_image, args.out_dir, run=run_facts(args.run),
-                               benchmarks=args.benchmarks, forward_settings=args.forward_settings)
+                               benchmarks=args.benchmarks, plan=args.plan, forward_settings=args.forward_settings)
     print(f"report pages -> {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
     return 0
 

@@ -26,7 +26,7 @@ from ..analysis.summary import AUC_METRICS, CHECK, LOCALISATION_METRICS, headlin
 from ..errors import atomic_path
 from ..formats.tables import STUDY_COLUMNS, read_table
 from ..methods import chance_ids
-from ..plan import measured_seconds
+from ..plan import BENCHMARK_ROOT, measured_seconds, read_plan
 
 PAGES = ("summary.html", "per_image.html", "introduction.html")
 HEADERS = {"deletion_auc": "Deletion AUC", "insertion_auc": "Insertion AUC", "score": "Score",
@@ -226,28 +226,35 @@ def _settings(run: dict, forward: dict | None, forward_path: str | os.PathLike |
     return settings
 
 
-def introduction_fragment(table: pd.DataFrame, per_image: pd.DataFrame, run: dict, seconds: dict[str, float],
+def introduction_fragment(table: pd.DataFrame, per_image: pd.DataFrame, run: dict, seconds: dict[str, float] | None,
                           forward: dict | None = None, *, forward_path: str | os.PathLike | None = None,
-                          benchmarks: str | os.PathLike = "benchmarks") -> str:
+                          benchmarks: str | os.PathLike = BENCHMARK_ROOT) -> str:
     """The computed part of the report's first page, as an HTML fragment (no <html>, no script).
 
     `seconds`: measured seconds per stage (`plan.measured_seconds` of the `benchmarks` folder, as in
-    the workflow's timing table); `forward`: tune_forward's record, read from `forward_path`.
+    the workflow's timing table; None: no plan to read them by); `forward`: tune_forward's record, read
+    from `forward_path`.
     """
     alpha = float(run.get("alpha", 0.05))
-    times = "; ".join(f"{escape(stage)} <b>{value:.1f} s</b>" for stage, value in seconds.items())
+    if seconds is None:
+        times = "<p>Not shown: no plan was given (<code>saliency-bench report --plan results/plan.json</code>).</p>"
+    else:
+        times = "; ".join(f"{escape(stage)} <b>{value:.1f} s</b>" for stage, value in seconds.items())
+        times = (f"<p>{times or 'no benchmark files found'}. Wall seconds of this run's jobs "
+                 f"({escape(str(Path(benchmarks)))}/**/*.tsv) summed per stage; jobs run in parallel, so the run took less.</p>")
     sections = [("Headline", _list(_headline(table, per_image, alpha))),
                 ("What was compared", _list(_compared(run, per_image, table))),
-                ("Time per stage", f"<p>{times or 'no benchmark files found'}. Wall seconds of the jobs "
-                                   f"({escape(str(Path(benchmarks)))}/**/*.tsv) summed per stage; jobs run in parallel, so the run took less.</p>"),
+                ("Time per stage", times),
                 ("Precision and forward settings", _list(_settings(run, forward, forward_path)))]
     return '<div id="introduction">\n' + "\n".join(f"<h2>{title}</h2>\n{html}" for title, html in sections) + "\n</div>\n"
 
 
 def write_report_pages(summary_csv: str | os.PathLike, per_image_csv: str | os.PathLike, out_dir: str | os.PathLike, *,
-                       run: dict | None = None, benchmarks: str | os.PathLike = "benchmarks",
+                       run: dict | None = None, benchmarks: str | os.PathLike = BENCHMARK_ROOT,
+                       plan: str | os.PathLike | None = None,
                        forward_settings: str | os.PathLike | None = None) -> dict[str, Path]:
-    """Write summary.html, per_image.html and introduction.html into `out_dir`; return their paths."""
+    """Write summary.html, per_image.html and introduction.html into `out_dir`; return their paths.
+    `plan`: the run's plan JSON, whose stages name the benchmark files the introduction's times sum."""
     run = run or {}
     table, per_image = read_table(summary_csv), read_table(per_image_csv)
     forward = None
@@ -255,8 +262,9 @@ def write_report_pages(summary_csv: str | os.PathLike, per_image_csv: str | os.P
         from ..runtime.tuning import read_forward_record  # imports torch: only when there is a file to read
 
         forward = read_forward_record(forward_settings)
+    seconds = measured_seconds(benchmarks, read_plan(plan))[0] if plan else None
     pages = {"summary.html": summary_page(table, float(run.get("alpha", 0.05))), "per_image.html": per_image_page(per_image),
-             "introduction.html": introduction_fragment(table, per_image, run, measured_seconds(benchmarks), forward,
+             "introduction.html": introduction_fragment(table, per_image, run, seconds, forward,
                                                        forward_path=forward_settings, benchmarks=benchmarks)}
     paths = {name: Path(out_dir) / name for name in PAGES}
     for name, text in pages.items():
