@@ -284,7 +284,8 @@ def measured_seconds(benchmarks: str | Path, plan: dict) -> tuple[dict[str, floa
         seconds = benchmark_seconds(path)
         if seconds is not None:
             totals[stage] = totals.get(stage, 0.0) + seconds
-    return totals, left_out
+    order = [stage["name"] for stage in plan["stages"]] + ["other"]  # the plan's order, as the data flows
+    return {name: totals[name] for name in order if name in totals}, left_out
 
 
 def timing_table(plan: dict, measured: dict[str, float], plan_path: str | Path = "results/plan.json",
