@@ -77,5 +77,7 @@ else:
             runtime=5,
         log:
             "logs/demo_model.log",
+        benchmark:
+            bench_file("demo_model.tsv")
         shell:
             "python -m saliency_bench demo-model --out {output.model} --card {output.card} > {log} 2>&1"

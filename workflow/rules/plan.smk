@@ -36,6 +36,7 @@ rule plan:
         " && cat {output.md}"
 
 
+# No benchmark file of its own: the table cannot hold its own job, and the next run would count it.
 rule timing:
     conda:
         CONDA_ENV
