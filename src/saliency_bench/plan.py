@@ -24,7 +24,7 @@ from .config import Config
 from .errors import UserError, require
 from .formats.image_table import read_shards
 from .formats.json_files import read_json_object
-from .methods import get_method, method_of_id
+from .methods import get_method
 from .methods import methods as registered_methods
 
 # Start-up of one job (interpreter, torch import, model built) where it cannot be measured: the
