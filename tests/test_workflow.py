@@ -261,6 +261,22 @@ def test_a_config_naming_your_data_starts_from_the_schema_defaults_not_the_demo(
     assert f"--per-class-limit {demo_limit} " in demo_images  # the demo keeps its settings
 
 
+def test_the_demo_runs_from_a_working_directory_without_config(tmp_path):
+    """`snakemake -s <repo>/Snakefile` in an empty folder takes the workflow's own demo settings; an
+    edited copy in the working directory's config/ takes precedence."""
+    def images_command():
+        run = snakemake(tmp_path, "-n", "-p", "results/split.csv", configfile=None, timeout=180)
+        assert run.returncode == 0, run.stderr[-2000:]
+        return shell_command(run.stdout + run.stderr, "images")
+
+    demo_limit = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["data"]["per_class_limit"]
+    assert f"--per-class-limit {demo_limit} " in images_command()
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(
+        (REPO / "config" / "config.yaml").read_text().replace(f"per_class_limit: {demo_limit}", "per_class_limit: 2"))
+    assert "--per-class-limit 2 " in images_command()
+
+
 def test_a_short_config_of_your_own_runs_through_to_the_report(tmp_path):
     """Your data and model and a few keys, the rest the schema's defaults: every job runs, and the
     report renders (its template reads metrics.step_rows from the config, which the file leaves out).

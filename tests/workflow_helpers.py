@@ -50,10 +50,11 @@ def write_config(workdir: Path, name: str, changes: dict) -> Path:
     return path
 
 
-def snakemake(workdir: Path, *args: str, configfile: str | Path = "tiny.yaml", timeout: int = 600,
+def snakemake(workdir: Path, *args: str, configfile: str | Path | None = "tiny.yaml", timeout: int = 600,
               env: dict | None = None) -> subprocess.CompletedProcess:
+    """The real workflow in `workdir`; `configfile` None: none given, as a plain `snakemake --cores all`."""
     command = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-               "--configfile", str(configfile), *args]
+               *(("--configfile", str(configfile)) if configfile else ()), *args]
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=full_env)
 

@@ -22,6 +22,7 @@ from .methods.registry import PLUGINS_VARIABLE
 from .methods.rise import MaskConfig, mask_configs  # noqa: F401  (the Snakefile asks this module)
 
 DEMO_ROOT = "results/demo"
+DEMO_CONFIG = "config/config.yaml"  # the demo's settings, beside the Snakefile (and in a deployment's working directory)
 
 
 def method_configs(config: Config) -> list[MethodConfig]:
@@ -61,6 +62,13 @@ def uses_demo_settings(command_line: Mapping) -> bool:
     starts from the schema's defaults, the study's protocol, never from the demo's (its 4 images per
     class, 112 px, 250 masks)."""
     return not any(named_sources(command_line))
+
+
+def demo_config_file(workflow_dir: str | Path) -> str:
+    """The demo's settings: the working directory's config/config.yaml (a copy of the workflow's that
+    you may edit), else the workflow's own, so that the demo runs from any working directory."""
+    local = Path(DEMO_CONFIG)
+    return str(local if local.is_file() else Path(workflow_dir) / DEMO_CONFIG)
 
 
 def uses_demo(config: Config) -> bool:
