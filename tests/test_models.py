@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -123,6 +124,26 @@ def test_checkpoint_of_another_architecture_names_the_keys(tmp_path, reference):
     torch.save(partial, path)
     with pytest.raises(UserError, match=r"missing \d+ keys: layer4\."):
         load_checkpoint(build_model("resnet18", 5), path)
+
+
+@pytest.mark.parametrize("arch, head, attribute", [("resnet18", "fc", "model.fc"),
+                                                   ("vgg11", "classifier.6", "model.classifier[6]")])
+def test_a_head_wrapped_in_a_sequential_names_the_fix_that_loads_it(tmp_path, images, arch, head, attribute):
+    """Fine-tuning code often writes `model.fc = nn.Sequential(nn.Dropout(0.5), nn.Linear(512, 4))`: the
+    error names the re-save that makes the checkpoint fit, and that re-save loads to the same outputs."""
+    trained = build_model(arch, 5).eval()
+    parent_name, _, name = head.rpartition(".")
+    parent = trained.get_submodule(parent_name)
+    setattr(parent, name, nn.Sequential(nn.Dropout(0.5), getattr(parent, name)))
+    path = tmp_path / "wrapped.pt"
+    torch.save(trained.state_dict(), path)
+    with pytest.raises(UserError, match=re.escape(f"with {attribute} = {attribute}[1];")) as caught:
+        load_checkpoint(build_model(arch, 5), path)
+    assert f"the checkpoint's {head} is an nn.Sequential" in str(caught.value) and "\n" not in str(caught.value)
+    setattr(parent, name, getattr(parent, name)[1])  # the fix the message names
+    torch.save(trained.state_dict(), path)
+    with torch.no_grad():
+        assert torch.equal(load_checkpoint(build_model(arch, 5), path).eval()(images), trained(images))
 
 
 def test_missing_checkpoint(tmp_path):

@@ -132,10 +132,28 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Module:
             parts.append(f"missing {len(missing)} keys: " + ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else ""))
         if unexpected:
             parts.append(f"unexpected {len(unexpected)} keys: " + ", ".join(unexpected[:3]) + (" ..." if len(unexpected) > 3 else ""))
-        raise UserError(f"checkpoint {path} does not fit the model ({'; '.join(parts)}); "
-                        "check model.arch and num_classes (or class_names) against how the checkpoint was trained")
+        fix = (sequential_head_fix(missing, unexpected)
+               or "check model.arch and num_classes (or class_names) against how the checkpoint was trained")
+        raise UserError(f"checkpoint {path} does not fit the model ({'; '.join(parts)}); {fix}")
     model.load_state_dict(state)
     return model
+
+
+def sequential_head_fix(missing: list[str], unexpected: list[str]) -> str | None:
+    """The fix where the checkpoint's only difference is one module wrapped in an nn.Sequential, as
+    fine-tuning code often writes a head (`model.fc = nn.Sequential(nn.Dropout(0.5), nn.Linear(512, 4))`):
+    each missing `fc.weight` is there as `fc.1.weight`. Only the user knows whether the other layers
+    of that Sequential are weightless ones that change nothing in eval mode, so it is not loaded as is."""
+    wrapped = {re.sub(r"^(.*)\.(\d+)\.([^.]+)$", r"\1.\3", key): key for key in unexpected}
+    if not missing or sorted(missing) != sorted(wrapped) or len(wrapped) != len(unexpected):
+        return None
+    module, index = wrapped[missing[0]].rsplit(".", 2)[:2]
+    if any(not wrapped[key].startswith(f"{module}.{index}.") for key in missing):
+        return None
+    attribute = "model" + "".join(f"[{part}]" if part.isdigit() else f".{part}" for part in module.split("."))
+    return (f"the checkpoint's {module} is an nn.Sequential whose layer {index} holds these weights; if its other "
+            f"layers have no weights and change nothing in eval mode (Dropout), load it in your code and re-save it "
+            f"with {attribute} = {attribute}[{index}]; torch.save(model.state_dict(), path)")
 
 
 def load_model(arch: str = "resnet18", num_classes: int = 1000, checkpoint: str | None = None,
