@@ -9,7 +9,7 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from saliency_bench.config import Config, build_config, load_config
+from saliency_bench.config import Config, build_config, load_config, typed_command_line
 from saliency_bench.errors import UserError
 from workflow_helpers import REPO, SCHEMA
 
@@ -110,3 +110,21 @@ def test_the_file_fingerprint_follows_names_sizes_and_times_and_takes_a_broken_l
     assert files_fingerprint([("a.png", image)]) != first
     os.symlink(tmp_path / "nowhere.png", tmp_path / "broken.png")
     assert files_fingerprint([("broken.png", tmp_path / "broken.png")]) != files_fingerprint([])
+
+
+def test_command_line_text_is_read_as_the_schemas_type():
+    """Snakemake gives a nested --config value as text (data='{limit: 20}' -> "20"): where the schema wants a
+    number, a boolean or null it is read as YAML; text the schema takes (class names, "auto") stays text."""
+    given = {"data": {"limit": "20", "root": "null", "split": "all", "class_names": ["1", "2"], "val_fraction": "0.25"},
+             "batch_size": "32", "memory_format": "auto", "threads": 2,
+             "rise": {"binary": {"p": ["0.3", "0.7"]}, "perlin": {"enabled": "false"}}, "preprocess": {"size": ["48", "64"]}}
+    typed = typed_command_line(given)
+    assert typed == {"data": {"limit": 20, "root": None, "split": "all", "class_names": ["1", "2"], "val_fraction": 0.25},
+                     "batch_size": 32, "memory_format": "auto", "threads": 2,
+                     "rise": {"binary": {"p": [0.3, 0.7]}, "perlin": {"enabled": False}}, "preprocess": {"size": [48, 64]}}
+    config = load_config(typed)
+    assert (config.data.limit, config.batch_size, config.rise.binary.p, config.preprocess.size) == (20, 32, (0.3, 0.7), (48, 64))
+    assert typed_command_line({"batch_size": "auto"}) == {"batch_size": "auto"}
+    # text that is no value of the key's type stays text, and the schema names the key
+    with pytest.raises(UserError, match="config key data.limit: 'lots' is not of type"):
+        load_config(typed_command_line({"data": {"limit": "lots"}}))

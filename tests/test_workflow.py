@@ -150,6 +150,13 @@ def test_raising_the_limit_runs_only_the_shards_it_changes(tiny_run):
     assert set(jobs) <= FIGURE_RULES
 
 
+def test_a_nested_command_line_value_takes_the_schemas_type(tiny_run):
+    """`--config data='{limit: 1}'`: Snakemake passes the nested 1 as text; the run takes it as the number."""
+    run = snakemake(tiny_run, "-n", "-p", "results/images.csv", "--config", "data={limit: 1}", timeout=180)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert " --limit 1 " in shell_command(run.stdout + run.stderr, "images --table")
+
+
 def test_a_changed_image_or_evidence_mask_in_your_data_reruns_what_reads_it(tmp_path):
     """The image files and evidence masks are no rule's input: the images job and the aggregation carry
     a fingerprint of them (names, sizes, times), so a changed data folder is never explained or scored
