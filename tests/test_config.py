@@ -9,8 +9,9 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from saliency_bench.config import Config, build_config, load_config, typed_command_line
+from saliency_bench.config import Config, build_config, load_config
 from saliency_bench.errors import UserError
+from saliency_bench.workflow_config import typed_command_line
 from workflow_helpers import REPO, SCHEMA
 
 

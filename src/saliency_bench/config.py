@@ -198,40 +198,6 @@ def fill_defaults(values: dict, schema: dict) -> None:
             fill_defaults(values[key], rule)
 
 
-def typed_command_line(values: typing.Mapping, schema: dict | str | Path = SCHEMA_PATH) -> dict:
-    """`--config` values with their text read as YAML where the schema wants a number, a boolean or
-    null: Snakemake reads a nested value as text (`--config data='{limit: 20}'` gives "20"), a
-    top-level one typed (`images_per_job=4` gives 4). Text the schema takes as it is stays text."""
-    import yaml
-
-    schema = schema if isinstance(schema, dict) else read_schema(schema)
-
-    def typed(value, rule: dict):
-        if isinstance(value, dict):
-            return {key: typed(item, rule.get("properties", {}).get(key, {})) for key, item in value.items()}
-        if isinstance(value, list):
-            return [typed(item, rule.get("items", {})) for item in value]
-        if not isinstance(value, str):
-            return value
-        branches = rule.get("oneOf", [rule])
-        types = {kind for branch in branches for kind in _types(branch)}
-        null = "null" in types and value in ("null", "~")
-        if not null and any("string" in _types(b) and value in b.get("enum", [value]) for b in branches):
-            return value
-        try:
-            parsed = yaml.safe_load(value)
-        except yaml.YAMLError:
-            return value
-        return parsed if parsed is None or isinstance(parsed, (bool, int, float)) else value
-
-    return typed(dict(values), schema)
-
-
-def _types(rule: dict) -> list[str]:
-    kind = rule.get("type", [])
-    return [kind] if isinstance(kind, str) else list(kind)
-
-
 def validate_config(config: dict, schema: dict | str | Path) -> None:
     """Check `config` against the JSON schema; the first problem becomes one line naming the key."""
     import jsonschema

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from .config import Config
+from .config import SCHEMA_PATH, Config, read_schema
 from .errors import UserError, require
 from .formats.image_table import ImageRecord
 from .methods import MethodConfig, get_method, load_plugins
@@ -54,6 +54,40 @@ def named_sources(values: Mapping) -> tuple[bool, bool]:
     data, model = (values.get(section) for section in ("data", "model"))
     data, model = (part if isinstance(part, Mapping) else {} for part in (data, model))
     return bool(data.get("root") or data.get("file_list")), bool(model.get("checkpoint") or model.get("weights"))
+
+
+def typed_command_line(values: Mapping, schema: dict | str | Path = SCHEMA_PATH) -> dict:
+    """`--config` values with their text read as YAML where the schema wants a number, a boolean or
+    null: Snakemake reads a nested value as text (`--config data='{limit: 20}'` gives "20"), a
+    top-level one typed (`images_per_job=4` gives 4). Text the schema takes as it is stays text."""
+    import yaml
+
+    schema = schema if isinstance(schema, dict) else read_schema(schema)
+
+    def typed(value, rule: dict):
+        if isinstance(value, dict):
+            return {key: typed(item, rule.get("properties", {}).get(key, {})) for key, item in value.items()}
+        if isinstance(value, list):
+            return [typed(item, rule.get("items", {})) for item in value]
+        if not isinstance(value, str):
+            return value
+        branches = rule.get("oneOf", [rule])
+        types = {kind for branch in branches for kind in _types(branch)}
+        null = "null" in types and value in ("null", "~")
+        if not null and any("string" in _types(b) and value in b.get("enum", [value]) for b in branches):
+            return value
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+        return parsed if parsed is None or isinstance(parsed, (bool, int, float)) else value
+
+    return typed(dict(values), schema)
+
+
+def _types(rule: dict) -> list[str]:
+    kind = rule.get("type", [])
+    return [kind] if isinstance(kind, str) else list(kind)
 
 
 def uses_demo_settings(command_line: Mapping) -> bool:

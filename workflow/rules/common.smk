@@ -8,7 +8,7 @@ from pathlib import Path
 from snakemake.utils import min_version, update_config
 
 from saliency_bench import workflow_config as wc
-from saliency_bench.config import SCHEMA_PATH, load_config, typed_command_line
+from saliency_bench.config import SCHEMA_PATH, load_config
 from saliency_bench.errors import UserError
 from saliency_bench.report.figures import split_stem
 from saliency_bench.fingerprint import stage_fingerprint
@@ -36,7 +36,7 @@ def fail(message):
 
 
 try:
-    update_config(config, typed_command_line(workflow.config_settings.config))  # --config data='{limit: 20}'
+    update_config(config, wc.typed_command_line(workflow.config_settings.config))  # --config data='{limit: 20}'
     CONFIG = load_config(config, SCHEMA_PATH)  # validated, the schema's defaults filled in: every rule reads it
     config.update(CONFIG.to_dict())  # the raw dict complete too: the report's template reads it
     if workflow.is_main_process:  # cluster jobs re-read this file; the main process has checked already
