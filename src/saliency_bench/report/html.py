@@ -236,17 +236,19 @@ def introduction_fragment(table: pd.DataFrame, per_image: pd.DataFrame, run: dic
     from `forward_path`.
     """
     alpha = float(run.get("alpha", 0.05))
-    if seconds is None:
-        times = "<p>Not shown: no plan was given (<code>saliency-bench report --plan results/plan.json</code>).</p>"
-    else:
-        times = "; ".join(f"{escape(stage)} <b>{value:.1f} s</b>" for stage, value in seconds.items())
-        times = (f"<p>{times or 'no benchmark files found'}. Wall seconds of this run's jobs "
-                 f"({escape(str(Path(benchmarks)))}/**/*.tsv) summed per stage; jobs run in parallel, so the run took less.</p>")
     sections = [("Headline", _list(_headline(table, per_image, alpha))),
                 ("What was compared", _list(_compared(run, per_image, table))),
-                ("Time per stage", times),
+                ("Time per stage", _times(seconds, benchmarks)),
                 ("Precision and forward settings", _list(_settings(run, forward, forward_path)))]
     return '<div id="introduction">\n' + "\n".join(f"<h2>{title}</h2>\n{html}" for title, html in sections) + "\n</div>\n"
+
+
+def _times(seconds: dict[str, float] | None, benchmarks: str | os.PathLike) -> str:
+    if seconds is None:
+        return "<p>Not shown: no plan was given (<code>saliency-bench report --plan results/plan.json</code>).</p>"
+    listed = "; ".join(f"{escape(stage)} <b>{value:.1f} s</b>" for stage, value in seconds.items())
+    return (f"<p>{listed or 'no benchmark files found'}. Wall seconds of this run's jobs "
+            f"({escape(str(Path(benchmarks)))}/**/*.tsv) summed per stage; jobs run in parallel, so the run took less.</p>")
 
 
 def write_report_pages(summary_csv: str | os.PathLike, per_image_csv: str | os.PathLike, out_dir: str | os.PathLike, *,
