@@ -129,3 +129,19 @@ def test_command_line_text_is_read_as_the_schemas_type():
     # text that is no value of the key's type stays text, and the schema names the key
     with pytest.raises(UserError, match="config key data.limit: 'lots' is not of type"):
         load_config(typed_command_line({"data": {"limit": "lots"}}))
+
+
+@pytest.mark.parametrize("data, model, message", [
+    ({"root": "images"}, {}, "names data but no model"),
+    ({}, {"checkpoint": "model.pt"}, "names a model but no data"),
+    ({"root": "images", "file_list": "list.txt"}, {"checkpoint": "model.pt"}, "both data.root and data.file_list; keep one"),
+    ({"root": "images"}, {"checkpoint": "model.pt", "weights": "DEFAULT"}, "both model.checkpoint and model.weights; keep one"),
+])
+def test_one_source_of_images_and_one_of_weights(data, model, message):
+    """A second source would be silently ignored (the images step takes data.root), or end in a
+    misleading shape error (weights: DEFAULT means 1000 classes)."""
+    from saliency_bench.workflow_config import check_data_and_model
+
+    with pytest.raises(UserError, match=message):
+        check_data_and_model(load_config({"data": data, "model": model}))
+    check_data_and_model(load_config({"data": {"root": "images"}, "model": {"checkpoint": "model.pt"}}))

@@ -111,9 +111,14 @@ def uses_demo(config: Config) -> bool:
 
 
 def check_data_and_model(config: Config) -> None:
+    """One source of images and one of weights, or neither (the demo)."""
     has_data, has_model = named_sources(config.to_dict())
     require(has_data == has_model, "the config names " + ("data but no model" if has_data else "a model but no data")
             + "; set both data.root (or data.file_list) and model.checkpoint (or model.weights), or neither for the demo")
+    require(not (config.data.root and config.data.file_list),
+            "the config names both data.root and data.file_list; keep one: an ImageFolder tree or a list of image files")
+    require(not (config.model.checkpoint and config.model.weights),
+            "the config names both model.checkpoint and model.weights; keep one: your checkpoint or torchvision's weights")
 
 
 def check_demo(config: Config) -> None:
