@@ -136,10 +136,11 @@ def test_command_line_text_is_read_as_the_schemas_type():
     ({}, {"checkpoint": "model.pt"}, "names a model but no data"),
     ({"root": "images", "file_list": "list.txt"}, {"checkpoint": "model.pt"}, "both data.root and data.file_list; keep one"),
     ({"root": "images"}, {"checkpoint": "model.pt", "weights": "DEFAULT"}, "both model.checkpoint and model.weights; keep one"),
+    ({"root": "images", "list_root": "images"}, {"checkpoint": "model.pt"}, "data.list_root applies to data.file_list only"),
 ])
 def test_one_source_of_images_and_one_of_weights(data, model, message):
-    """A second source would be silently ignored (the images step takes data.root), or end in a
-    misleading shape error (weights: DEFAULT means 1000 classes)."""
+    """A second source, or a list_root without a list, would be silently ignored (the images step takes
+    data.root), or end in a misleading shape error (weights: DEFAULT means 1000 classes)."""
     from saliency_bench.workflow_config import check_data_and_model
 
     with pytest.raises(UserError, match=message):

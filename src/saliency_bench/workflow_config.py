@@ -117,6 +117,8 @@ def check_data_and_model(config: Config) -> None:
             + "; set both data.root (or data.file_list) and model.checkpoint (or model.weights), or neither for the demo")
     require(not (config.data.root and config.data.file_list),
             "the config names both data.root and data.file_list; keep one: an ImageFolder tree or a list of image files")
+    require(not (config.data.list_root and not config.data.file_list),
+            "data.list_root applies to data.file_list only (the folder its relative lines are read from); drop it")
     require(not (config.model.checkpoint and config.model.weights),
             "the config names both model.checkpoint and model.weights; keep one: your checkpoint or torchvision's weights")
 
