@@ -72,8 +72,7 @@ def typed_command_line(values: Mapping, schema: dict | str | Path = SCHEMA_PATH)
         if not isinstance(value, str):
             return value
         branches = rule.get("oneOf", [rule])
-        types = {kind for branch in branches for kind in _types(branch)}
-        null = "null" in types and value in ("null", "~")
+        null = value in ("null", "~") and any("null" in _types(branch) for branch in branches)
         if not null and any("string" in _types(b) and value in b.get("enum", [value]) for b in branches):
             return value
         try:

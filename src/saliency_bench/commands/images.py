@@ -8,7 +8,7 @@ from ..argtypes import positive_int, seed
 from ..config import defaults
 from ..data import check_images, discover_images, records_from_file_list, select_images
 from ..errors import require
-from ..formats.image_table import read_image_table, read_shards, write_image_table
+from ..formats.image_table import read_sharded_table, write_image_table
 
 
 def register(subparsers) -> None:
@@ -59,9 +59,9 @@ def cut_table(args: argparse.Namespace) -> int:
     """The run's images: the first --limit rows of a checked table, each in the shard it has there, which
     the workflow's explain and evaluate jobs read."""
     require(args.per_class_limit is None, "--per-class-limit applies to --root, not --table (the table was selected already)")
-    records = read_image_table(args.table)
+    shards, records = read_sharded_table(args.table)
     chosen = records[:args.limit] if args.limit is not None else records
-    require(read_shards(args.table)[:len(chosen)] == [i // args.images_per_job for i in range(len(chosen))],
+    require(shards[:len(chosen)] == [i // args.images_per_job for i in range(len(chosen))],
             f"the shards of {args.table} are not of {args.images_per_job} images; give its --images-per-job")
     write_image_table(args.out, chosen, args.images_per_job)
     print(f"{len(chosen)} of {len(records)} images of {args.table} -> {args.out}", file=sys.stderr)

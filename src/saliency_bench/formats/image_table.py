@@ -37,7 +37,7 @@ def write_image_table(path: str | os.PathLike, records: Sequence[ImageRecord], i
 
 def read_image_table(path: str | os.PathLike, shard: int | None = None, rows: int | None = None) -> list[ImageRecord]:
     """Records of an image table, optionally only those of one shard, and of those the first `rows`."""
-    shards, records = _read(path)
+    shards, records = read_sharded_table(path)
     if shard is None:
         return records
     records = [record for record, k in zip(records, shards) if k == shard]
@@ -51,10 +51,11 @@ def read_image_table(path: str | os.PathLike, shard: int | None = None, rows: in
 
 def read_shards(path: str | os.PathLike) -> list[int]:
     """The shard of every row of an image table, in order."""
-    return _read(path)[0]
+    return read_sharded_table(path)[0]
 
 
-def _read(path: str | os.PathLike) -> tuple[list[int], list[ImageRecord]]:
+def read_sharded_table(path: str | os.PathLike) -> tuple[list[int], list[ImageRecord]]:
+    """(the shard of every row, the records), in order: the table read once."""
     require(Path(path).is_file(), f"image table not found: {path}; run the 'images' step first")
     fix = "recreate it with `saliency-bench images`"
     try:
