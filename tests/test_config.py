@@ -146,3 +146,13 @@ def test_one_source_of_images_and_one_of_weights(data, model, message):
     with pytest.raises(UserError, match=message):
         check_data_and_model(load_config({"data": data, "model": model}))
     check_data_and_model(load_config({"data": {"root": "images"}, "model": {"checkpoint": "model.pt"}}))
+
+
+def test_fp16_on_an_explicit_cpu_stops_before_any_job():
+    """It failed only in the tune_forward job, after the masks; `auto` and `cuda` stay with the jobs."""
+    from saliency_bench.workflow_config import check_device
+
+    with pytest.raises(UserError, match="device is cpu, but precision fp16 needs a CUDA device; use bf16"):
+        check_device(load_config({"device": "cpu", "precision": "fp16"}))
+    for device, precision in [("cpu", "bf16"), ("cpu", "fp32"), ("auto", "fp16"), ("cuda", "fp16")]:
+        check_device(load_config({"device": device, "precision": precision}))

@@ -230,6 +230,7 @@ def test_removing_a_file_rebuilds_only_it_and_its_dependents(tiny_run):
     ({"abscam": {"layers": ["layer4", "fc"]}}, "layer 'fc' gives a (1, 4) output, not a (B, C, h, w) feature map"),
     ({"colour": "blue"}, "colour"),
     ({"method_plugins": ["no_such_plugin"]}, "method plugin 'no_such_plugin' cannot be imported"),
+    ({"device": "cpu", "precision": "fp16"}, "device is cpu, but precision fp16 needs a CUDA device"),
 ])
 def test_bad_config_fails_before_any_job(tmp_path, changes, key):
     workdir = make_workdir(tmp_path, changes)

@@ -122,6 +122,18 @@ def check_data_and_model(config: Config) -> None:
             "the config names both model.checkpoint and model.weights; keep one: your checkpoint or torchvision's weights")
 
 
+def check_device(config: Config) -> None:
+    """An explicit CPU must run the precision asked for. `auto` and `cuda` are left to the jobs: the
+    main process may sit on a login node without the GPU that the jobs get."""
+    from .runtime.forward import check_precision
+
+    if config.device == "cpu":
+        try:
+            check_precision("cpu", config.precision)
+        except UserError as error:
+            raise UserError(f"device is cpu, but {error}") from None
+
+
 def check_demo(config: Config) -> None:
     """With demo.train false the shipped model explains the demo: the data must be generated and
     split as when it was trained, or the explained "validation" images could be training images."""

@@ -41,6 +41,7 @@ try:
     config.update(CONFIG.to_dict())  # the raw dict complete too: the report's template reads it
     if workflow.is_main_process:  # cluster jobs re-read this file; the main process has checked already
         wc.check_data_and_model(CONFIG)
+        wc.check_device(CONFIG)
         wc.check_demo(CONFIG)
         wc.check_model(CONFIG)  # builds the model: seconds per job if every job did it
     SHARD_SIZES = wc.shard_sizes(CONFIG)  # images per shard; the last one cut by data.limit

@@ -21,12 +21,17 @@ MEMORY_FORMATS = ("contiguous", "channels_last")
 
 
 def autocast_context(device: torch.device, precision: str = "fp32") -> contextlib.AbstractContextManager:
-    """Autocast for bf16/fp16, a no-op for fp32. fp16 is CUDA-only (CPU fp16 convs are slow and lossy)."""
-    require(precision in PRECISIONS, f"unknown precision {precision!r}; use fp32, bf16 or fp16")
+    """Autocast for bf16/fp16, a no-op for fp32."""
+    check_precision(device.type, precision)
     if precision == "fp32":
         return contextlib.nullcontext()
-    require(precision != "fp16" or device.type == "cuda", "precision fp16 needs a CUDA device; use bf16 on the CPU")
     return torch.autocast(device_type=device.type, dtype=PRECISIONS[precision])
+
+
+def check_precision(device_type: str, precision: str) -> None:
+    """A precision the device can run: fp16 is CUDA-only (CPU fp16 convs are slow and lossy)."""
+    require(precision in PRECISIONS, f"unknown precision {precision!r}; use fp32, bf16 or fp16")
+    require(precision != "fp16" or device_type == "cuda", "precision fp16 needs a CUDA device; use bf16 on the CPU")
 
 
 def pinned(x: torch.Tensor, device: torch.device) -> torch.Tensor:
