@@ -441,3 +441,20 @@ def test_a_corrupt_image_stops_the_workflow_before_masks_tuning_or_any_model_job
     assert not (workdir / "results" / "images.csv").exists()
     ran = {path.stem if path.parent.name == "logs" else path.parent.name for path in (workdir / "logs").rglob("*.log")}
     assert ran == {"images"}  # no masks, tune_forward, plan, explain or evaluate job started
+
+
+def test_a_split_root_is_named_not_read_as_classes(tmp_path: Path):
+    """data/ holding train/ and val/ (each with class folders) listed as two classes named train and
+    val; a two-class checkpoint even loaded, so every label and class name was silently wrong."""
+    for split in ("train", "Val"):
+        for name in ("a/x.png", "b/y.png"):
+            save_png(tmp_path / "data" / split / name)
+    (tmp_path / "data" / "train" / ".DS_Store").write_text("not an image")
+    with pytest.raises(UserError, match=r"holds Val/, train/: the folders of a data set's splits, not classes; "
+                                        r"set data.root to one of them \(e.g. .*data/Val, with data.split: all"):
+        discover_images(tmp_path / "data")
+    assert discover_images(tmp_path / "data" / "Val")[1] == ["a", "b"]
+    # classes that happen to bear such names hold their images directly
+    for split in ("train", "Val"):
+        save_png(tmp_path / "data" / split / "z.png")
+    assert discover_images(tmp_path / "data")[1] == ["Val", "train"]

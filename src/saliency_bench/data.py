@@ -25,6 +25,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # The extensions torchvision's ImageFolder accepts; kept identical so that our
 # ordering, and hence the random_split indices, match ImageFolder exactly.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+# Folder names of a data set's splits: a tree of only these, each holding class folders, is a split root.
+SPLIT_FOLDER_NAMES = frozenset({"train", "training", "val", "valid", "validation", "test", "testing"})
 
 
 def discover_images(root: str | os.PathLike) -> tuple[list[ImageRecord], list[str]]:
@@ -35,6 +37,7 @@ def discover_images(root: str | os.PathLike) -> tuple[list[ImageRecord], list[st
     # skipping them would shift every label and change n, hence the split.
     classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
     require(bool(classes), f"data folder {root} has no class sub-folders (expected ImageFolder layout: {root}/<class>/<image>)")
+    check_not_a_split_root(root, classes)
     records: list[ImageRecord] = []
     for label, name in enumerate(classes):
         found = []
@@ -45,6 +48,20 @@ def discover_images(root: str | os.PathLike) -> tuple[list[ImageRecord], list[st
         require(bool(found), f"class folder {root / name} holds no images ({', '.join(IMAGE_EXTENSIONS)}); add images or remove the folder")
         records += [ImageRecord(p.relative_to(root).as_posix(), str(p), label, name) for p in found]
     return records, classes
+
+
+def check_not_a_split_root(root: Path, folders: Sequence[str]) -> None:
+    """`data/` holding `train/` and `val/`, each with class folders, would list as two classes named
+    train and val, which a two-class checkpoint would even load: every label and class name wrong."""
+    if not set(name.lower() for name in folders) <= SPLIT_FOLDER_NAMES:
+        return
+    if any(entry.is_file() and entry.name.lower().endswith(IMAGE_EXTENSIONS)
+           for name in folders for entry in os.scandir(root / name)):
+        return  # images directly in a folder: it is a class that happens to be named so
+    pick = next((name for name in folders if name.lower().startswith("val")), folders[0])
+    raise UserError(f"data folder {root} holds {', '.join(f'{name}/' for name in folders)}: the folders of a data "
+                    f"set's splits, not classes; set data.root to one of them (e.g. {root / pick}, with data.split: all "
+                    "to explain every image in it)")
 
 
 def records_from_list(files: Sequence[str | os.PathLike], root: str | os.PathLike | None = None) -> list[ImageRecord]:

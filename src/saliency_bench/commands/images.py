@@ -51,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     # Decode every image now, so that a bad file stops the run in seconds, before any model job.
     check_images([record.path for record in chosen])
     write_image_table(args.out, chosen, args.images_per_job)
-    print(f"{len(chosen)} of {len(records)} images in {-(-len(chosen) // args.images_per_job)} shards -> {args.out}", file=sys.stderr)
+    shards = -(-len(chosen) // args.images_per_job)
+    print(f"{len(chosen)} of {len(records)} images in {shards} shard{'s' * (shards != 1)} -> {args.out}", file=sys.stderr)
     return 0
 
 
