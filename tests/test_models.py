@@ -12,6 +12,7 @@ from torch import nn
 import saliency_bench
 from saliency_bench import UserError
 from saliency_bench.abscam import abscam_init
+from saliency_bench.runtime.folding import conv_bn_pairs
 from saliency_bench.runtime.forward import ModelRunner, exact_float32
 from saliency_bench.runtime.models import build_model, load_checkpoint, load_model, read_state_dict, resolve_device
 
@@ -52,6 +53,53 @@ def test_unknown_architecture():
         build_model("resnet19", 10)
     with pytest.raises(UserError, match="unknown architecture"):
         build_model("fasterrcnn_resnet50_fpn", 10)  # a detector, not a classifier
+
+
+PLUGINS = Path(__file__).parent / "data" / "plugins"
+
+
+@pytest.fixture
+def plugin_path(monkeypatch):
+    """tests/data/plugins on the import path, as a user's PYTHONPATH puts their own module."""
+    monkeypatch.syspath_prepend(str(PLUGINS))
+
+
+def test_a_model_factory_of_the_users_own_builds_loads_and_explains(plugin_path, tmp_path, images):
+    """`model.arch: module:function`: any nn.Module, not only torchvision's; its checkpoint, folding
+    and Abs-CAM at its own layer names work as for a ResNet."""
+    import small_cnn
+
+    from saliency_bench.runtime.models import factory_source
+
+    torch.manual_seed(0)
+    trained = small_cnn.small_cnn(num_classes=3).eval()
+    torch.save(trained.state_dict(), tmp_path / "model.pt")
+    model = load_model("small_cnn:small_cnn", 3, checkpoint=str(tmp_path / "model.pt"), input_size=(32, 32))
+    runner = ModelRunner(model, batch_size=2)
+    assert runner.fold_bn and conv_bn_pairs(model) == (("stem.0", "stem.1"), ("stage1.0", "stage1.1"), ("stage2.0", "stage2.1"))
+    with torch.no_grad():
+        assert torch.equal(model(images), trained(images))
+        torch.testing.assert_close(runner.run(images), trained(images), rtol=1e-5, atol=1e-5)
+    assert abscam_init(model, images, "stage1", torch.tensor([0, 2])).shape == (2, 32, 32)
+    assert factory_source("small_cnn:small_cnn") == PLUGINS / "small_cnn.py"
+    assert factory_source("resnet18") is None
+
+
+@pytest.mark.parametrize("arch, message", [
+    ("small_cnn:", "'small_cnn:' is no model factory; write module:function"),
+    ("no_such_module:build", "module no_such_module cannot be imported .*; put its folder on PYTHONPATH"),
+    ("small_cnn:no_such_function", "small_cnn has no function no_such_function"),
+    ("small_cnn:takes_no_classes", "takes_no_classes does not take num_classes as a keyword"),
+    ("small_cnn:not_a_module", r"not_a_module\(num_classes=3\) returned a list, not a torch.nn.Module"),
+])
+def test_a_bad_model_factory_is_one_line_naming_the_fix(plugin_path, arch, message):
+    with pytest.raises(UserError, match=message):
+        build_model(arch, 3)
+
+
+def test_a_model_factory_takes_no_torchvision_weights(plugin_path):
+    with pytest.raises(UserError, match="model.weights names torchvision's weights, which model.arch small_cnn:small_cnn"):
+        build_model("small_cnn:small_cnn", 1000, weights="DEFAULT")
 
 
 def test_pretrained_weights_are_checked_before_any_download():

@@ -307,6 +307,39 @@ def test_a_short_config_of_your_own_runs_through_to_the_report(tmp_path):
     assert f"{defaults().metrics.step_rows} rows at a time" in (workdir / "report.html").read_text()
 
 
+def test_a_model_of_your_own_code_runs_and_its_code_is_an_input(tmp_path):
+    """model.arch module:function: the whole run on a model that is no torchvision one, Abs-CAM at its
+    own layer names; editing the module reruns its model jobs, as a new checkpoint does."""
+    import importlib.util
+
+    import torch
+
+    from workflow_helpers import make_user_project
+
+    code = tmp_path / "code"
+    code.mkdir()
+    shutil.copy(REPO / "tests" / "data" / "plugins" / "small_cnn.py", code / "my_cnn.py")
+    spec = importlib.util.spec_from_file_location("my_cnn", code / "my_cnn.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = make_user_project(tmp_path / "user")
+    torch.manual_seed(0)
+    torch.save(module.small_cnn(num_classes=2).state_dict(), config["model"]["checkpoint"])
+    config["model"]["arch"] = "my_cnn:small_cnn"
+    config["abscam"] = {"layers": ["stage1"], "variants": ["init", "final"]}
+    workdir = make_workdir(tmp_path / "run", config)
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(code), os.environ.get("PYTHONPATH")]))}
+    run = snakemake(workdir, "--cores", "2", env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = pd.read_csv(workdir / "results" / "tables" / "summary.csv").set_index("method_id")
+    assert {"abscam-init-stage1", "abscam-final-stage1", "rise-binary-p0.5"} <= set(summary.index)
+    assert summary[["deletion_auc", "insertion_auc"]].notna().all().all()
+    assert planned_jobs(workdir, env=env) == {}
+    (code / "my_cnn.py").write_text((code / "my_cnn.py").read_text() + "\n# edited\n")
+    jobs = planned_jobs(workdir, env=env)
+    assert jobs.get("explain", 0) >= 3 and jobs.get("evaluate", 0) >= 3, jobs
+
+
 def test_figure_titles_can_name_every_class_of_the_model(tmp_path):
     """The overview's title names the explained (top-1) class, which need not be the label of any image
     in the table: the figure job gets every class name of the model, in the checkpoint's order."""

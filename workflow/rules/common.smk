@@ -11,6 +11,7 @@ from saliency_bench import workflow_config as wc
 from saliency_bench.config import SCHEMA_PATH, load_config
 from saliency_bench.errors import UserError
 from saliency_bench.report.figures import split_stem
+from saliency_bench.runtime.models import factory_source
 from saliency_bench.fingerprint import stage_fingerprint
 from saliency_bench.plan import BENCHMARK_ROOT, EVALUATE_BENCHMARK, EXPLAIN_BENCHMARK, MASK_BENCHMARK, \
     TRAIN_DEMO_BENCHMARK
@@ -46,6 +47,7 @@ try:
         wc.check_model(CONFIG)  # builds the model: seconds per job if every job did it
     SHARD_SIZES = wc.shard_sizes(CONFIG)  # images per shard; the last one cut by data.limit
     N_CLASSES = wc.num_classes(CONFIG)  # once: every model rule passes it, and it may list the data tree
+    MODEL_SOURCE = factory_source(CONFIG.model.arch)  # None for a torchvision classifier
     MASKS = {m.mask_id: m for m in wc.mask_configs(CONFIG)}
     METHODS = {m.method_id: m for m in wc.method_configs(CONFIG)}  # imports the config's method plugins
 except UserError as error:
@@ -84,10 +86,10 @@ def checkpoint_path():
     return f"{DEMO_DIR}/model.pt" if DEMO else CONFIG.model.checkpoint
 
 
-def checkpoint_input():
-    """The checkpoint as a rule input (so a new checkpoint reruns what used it)."""
-    path = checkpoint_path()
-    return [path] if path else []
+def model_files():
+    """The checkpoint and the file of a model factory's module (model.arch module:function), inputs
+    of every model job, so that a new checkpoint or edited model code reruns what used them."""
+    return [path for path in (checkpoint_path(), MODEL_SOURCE) if path]
 
 
 def tunes_forward():

@@ -7,7 +7,7 @@ rule evaluate:
     input:
         saliency=SALIENCY_FILE,
         images=SPLIT_TABLE,
-        checkpoint=checkpoint_input(),
+        model_files=model_files(),
         forward_settings=forward_settings_input(),
     output:
         records=RECORDS_FILE,

@@ -7,7 +7,7 @@ rule explain:
     input:
         unpack(method_input),
         images=SPLIT_TABLE,
-        checkpoint=checkpoint_input(),
+        model_files=model_files(),
         forward_settings=forward_settings_input(),
     output:
         SALIENCY_FILE,

@@ -8,7 +8,7 @@ rule tune_forward:
     conda:
         CONDA_ENV
     input:
-        checkpoint=checkpoint_input(),
+        model_files=model_files(),
         images=SPLIT_TABLE,  # bad images stop the run before any timing
     output:
         FORWARD_SETTINGS,

@@ -11,7 +11,7 @@ rule plan:
         CONDA_ENV
     input:
         images=IMAGE_TABLE,
-        checkpoint=checkpoint_input(),
+        model_files=model_files(),
         forward_settings=forward_settings_input(),
     output:
         md=PLAN,

@@ -7,7 +7,7 @@ rule sanity:
     input:
         unpack(lambda wildcards: {"masks": [MASK_FILE.format(mask_id=m) for m in MASKS][:1]}),
         images=SPLIT_TABLE,  # its first images are the run's: a new data.limit above n_images reruns nothing
-        checkpoint=checkpoint_input(),
+        model_files=model_files(),
         forward_settings=forward_settings_input(),
     output:
         table=report("results/sanity/sanity.csv", category="Sanity", caption="../report/sanity.rst"),

@@ -43,7 +43,8 @@ def add_model_source_args(parser: argparse.ArgumentParser):
     group = parser.add_argument_group("model")
     model = defaults().model
     group.add_argument("--arch", default=model.arch,
-                       help=f"torchvision classifier name (default {model.arch}; all: saliency-bench models)")
+                       help=f"torchvision classifier name (default {model.arch}; all: saliency-bench models), "
+                            "or module:function of your own (takes num_classes, returns the nn.Module)")
     group.add_argument("--num-classes", type=int, required=True, help="number of classes of the checkpoint")
     group.add_argument("--checkpoint", default=None, help="state dict saved with torch.save (loaded with weights_only=True)")
     group.add_argument("--weights", default=None, help="torchvision weights name, e.g. DEFAULT (ImageNet; needs a download)")

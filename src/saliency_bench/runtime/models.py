@@ -1,6 +1,10 @@
-"""Models: any torchvision classifier by name, a checkpoint loaded safely, the device."""
+"""Models: any torchvision classifier by name or a model factory of the user's, a checkpoint loaded
+safely, the device."""
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import inspect
 import os
 import pickle
 import re
@@ -14,6 +18,7 @@ from ..errors import UserError, require
 from .forward import exact_float32
 
 STATE_DICT_KEYS = ("state_dict", "model_state_dict")
+FACTORY_SEPARATOR = ":"  # model.arch "my_models:small_cnn": the function small_cnn of the module my_models
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
@@ -36,15 +41,22 @@ def classifier_names() -> list[str]:
 
 
 def build_model(arch: str = "resnet18", num_classes: int = 1000, weights: str | None = None) -> nn.Module:
-    """A torchvision classifier with its last layer sized to `num_classes`.
+    """A torchvision classifier with its last layer sized to `num_classes`, or the model that the
+    factory `arch` = 'module:function' returns for `num_classes`.
 
     `weights="DEFAULT"` loads torchvision's ImageNet weights (1000 classes; needs a
     download or a populated torch hub cache, which is impossible offline).
     """
+    require(num_classes >= 1, f"num_classes must be at least 1, got {num_classes}")
+    if is_factory(arch):
+        require(not weights, f"model.weights names torchvision's weights, which model.arch {arch} cannot take; "
+                             "use model.checkpoint")
+        return factory_model(arch, num_classes)
     import torchvision.models as tvm
 
     names = classifier_names()
-    require(arch in names, f"unknown architecture {arch!r}; use a torchvision classifier such as resnet18, resnet50, vgg16 (all: saliency-bench models)")
+    require(arch in names, f"unknown architecture {arch!r}; use a torchvision classifier such as resnet18, resnet50, "
+                           "vgg16 (all: saliency-bench models) or a model factory of yours, module:function")
     if weights:
         weight = pretrained_weights(arch, weights)
         classes = len(weight.meta["categories"])
@@ -54,8 +66,59 @@ def build_model(arch: str = "resnet18", num_classes: int = 1000, weights: str | 
         except (OSError, RuntimeError) as error:  # offline (URLError is an OSError), or a corrupt download
             raise UserError(f"cannot get the {weight} weights ({one_line(error)}); download {weight.url} into "
                             "$TORCH_HOME/hub/checkpoints, or use model.checkpoint instead of weights") from None
-    require(num_classes >= 1, f"num_classes must be at least 1, got {num_classes}")
     return tvm.get_model(arch, weights=None, num_classes=num_classes)
+
+
+def is_factory(arch: str) -> bool:
+    return FACTORY_SEPARATOR in arch
+
+
+def factory_parts(arch: str) -> tuple[str, str]:
+    """'package.module:function' -> ('package.module', 'function'), or one line saying how to write it."""
+    module, _, name = arch.partition(FACTORY_SEPARATOR)
+    require(bool(module) and name.isidentifier() and all(part.isidentifier() for part in module.split(".")),
+            f"model.arch {arch!r} is no model factory; write module:function, e.g. my_models:small_cnn "
+            "(a function of an importable module that takes num_classes and returns the nn.Module)")
+    return module, name
+
+
+def factory_source(arch: str) -> Path | None:
+    """The file of a factory's module (a rule input: editing the model's code reruns its jobs), found
+    without running it; None for a torchvision name or a module that is no file."""
+    if not is_factory(arch):
+        return None
+    module = factory_parts(arch)[0]
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        spec = None
+    require(spec is not None, f"model.arch {arch}: module {module} cannot be found; put its folder on PYTHONPATH")
+    return Path(spec.origin) if spec.origin and Path(spec.origin).is_file() else None
+
+
+def factory_model(arch: str, num_classes: int) -> nn.Module:
+    """`function(num_classes=...)` of the module that `arch` names; it is the user's code, run as a
+    method plugin is (put its folder on PYTHONPATH)."""
+    module_name, name = factory_parts(arch)
+    try:
+        module = importlib.import_module(module_name)
+    except (ImportError, SyntaxError) as error:  # other errors of the user's code keep their traceback
+        raise UserError(f"model.arch {arch}: module {module_name} cannot be imported ({one_line(error)}); "
+                        "put its folder on PYTHONPATH") from None
+    factory = getattr(module, name, None)
+    require(callable(factory), f"model.arch {arch}: {module_name} has no function {name}; name one that takes "
+                               "num_classes and returns the nn.Module")
+    try:
+        inspect.signature(factory).bind(num_classes=num_classes)
+    except TypeError:
+        raise UserError(f"model.arch {arch}: {name} does not take num_classes as a keyword; give it that "
+                        "parameter (the number of classes of the checkpoint)") from None
+    except ValueError:  # no signature to inspect (some builtins): the call itself will tell
+        pass
+    model = factory(num_classes=num_classes)
+    require(isinstance(model, nn.Module), f"model.arch {arch}: {name}(num_classes={num_classes}) returned a "
+                                          f"{type(model).__name__}, not a torch.nn.Module")
+    return model
 
 
 def pretrained_weights(arch: str, weights: str):
