@@ -97,6 +97,16 @@ def test_a_bad_model_factory_is_one_line_naming_the_fix(plugin_path, arch, messa
         build_model(arch, 3)
 
 
+def test_a_greyscale_model_is_told_how_to_take_rgb():
+    """Microscope models are often trained on one channel: no image size would help, which the generic
+    'use a larger image size' said."""
+    from saliency_bench.runtime.models import probe_forward
+
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    with pytest.raises(UserError, match=r"takes 1-channel images, but the images are fed as RGB .* x.mean\(1, keepdim=True\)"):
+        probe_forward(model, (32, 32), "my_models:grey", 2)
+
+
 def test_a_model_factory_takes_no_torchvision_weights(plugin_path):
     with pytest.raises(UserError, match="model.weights names torchvision's weights, which model.arch small_cnn:small_cnn"):
         build_model("small_cnn:small_cnn", 1000, weights="DEFAULT")

@@ -245,6 +245,12 @@ def probe_forward(model: nn.Module, input_size: tuple[int, int], arch: str, num_
         with torch.no_grad():
             output = model(torch.zeros(1, 3, height, width, device=device))
     except RuntimeError as error:
+        channels = re.search(r"to have (\d+) channels, but got 3 channels", str(error))
+        if channels:  # a greyscale model: no image size would help
+            raise UserError(f"{arch} takes {channels.group(1)}-channel images, but the images are fed as RGB (3 channels); "
+                            "give the model an RGB input, e.g. in a model factory (model.arch module:function) whose "
+                            "forward first averages the channels, x.mean(1, keepdim=True), with equal preprocess.mean "
+                            "and preprocess.std per channel") from None
         raise UserError(f"{arch} cannot take {height}x{width} px images ({one_line(error)}); "
                         "use a larger image size (the one the model was trained at)") from error
     shape = getattr(output, "shape", None)
