@@ -135,11 +135,17 @@ def saved_as(model: nn.Module, layout: str) -> object:
         return nn.DataParallel(model).state_dict()
     if layout == "torch.compile":
         return torch.compile(model).state_dict()
+    if layout == "lightning":  # a LightningModule holding the net as self.net, saved by its Trainer
+        wrapper = nn.Module()
+        wrapper.net, wrapper.loss = model, nn.CrossEntropyLoss()
+        return {"epoch": 3, "global_step": 120, "pytorch-lightning_version": "2.4.0", "state_dict": wrapper.state_dict(),
+                "optimizer_states": [torch.optim.Adam(model.parameters()).state_dict()], "lr_schedulers": [],
+                "hparams_name": "kwargs", "hyper_parameters": {"lr": 1e-3, "num_classes": 5}}
     assert layout == "half precision"
     return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
 
 
-@pytest.mark.parametrize("layout", ["plain", "state_dict", "model_state_dict", "DataParallel", "torch.compile"])
+@pytest.mark.parametrize("layout", ["plain", "state_dict", "model_state_dict", "DataParallel", "torch.compile", "lightning"])
 def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, reference, images, layout):
     path = tmp_path / "model.pt"
     torch.save(saved_as(reference, layout), path)
@@ -148,6 +154,31 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, reference, imag
     with torch.no_grad():
         assert torch.equal(loaded(images), reference(images))  # the same weights, inputs and batch: exact
     assert not loaded.training and next(loaded.parameters()).device.type == "cpu"
+
+
+def test_a_model_among_other_weights_names_the_prefix_to_keep(tmp_path, reference, images):
+    """A wrapper with a weighted loss, or a teacher beside the student: the model's keys are there under
+    one prefix, but which of several is the explained model only the user knows."""
+    def wrapped(**children):
+        wrapper = nn.Module()
+        for name, child in children.items():
+            setattr(wrapper, name, child)
+        return wrapper.state_dict()
+
+    path = tmp_path / "model.pt"
+    torch.save(wrapped(net=reference, loss=nn.CrossEntropyLoss(weight=torch.ones(5))), path)
+    with pytest.raises(UserError, match=r"keys under 'net.' fit the model, beside 1 other key\(s\) \(loss.weight\); keep the model's: "
+                                        r"torch.save\(\{k\[4:\]: v for k, v in state_dict.items\(\) if k.startswith\('net.'\)\}, path\)"):
+        load_model("resnet18", 5, checkpoint=str(path))
+    torch.save(wrapped(student=reference, teacher=seeded("resnet18", 5, seed=3)), path)
+    with pytest.raises(UserError, match="keys under 'student.' and 'teacher.' each fit the model; keep the one you explain"):
+        load_model("resnet18", 5, checkpoint=str(path))
+    # the re-save the message gives loads
+    state = {k[4:]: v for k, v in wrapped(net=reference, loss=nn.CrossEntropyLoss(weight=torch.ones(5))).items()
+             if k.startswith("net.")}
+    torch.save(state, path)
+    with torch.no_grad():
+        assert torch.equal(load_model("resnet18", 5, checkpoint=str(path))(images), reference(images))
 
 
 def test_a_fresh_model_differs_from_the_reference(reference, images):

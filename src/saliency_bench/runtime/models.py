@@ -183,6 +183,10 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     """Load a checkpoint into `model`, naming missing, unexpected and mis-shaped keys on mismatch."""
     state = read_state_dict(path)
     expected = model.state_dict()
+    fitting = prefixes_that_fit(state, expected)
+    if len(fitting) == 1 and all(key.startswith(fitting[0]) for key in state):
+        # the model held as one attribute of a wrapper, e.g. a LightningModule's self.model: 'model.conv1.weight'
+        state, fitting = {key[len(fitting[0]):]: value for key, value in state.items()}, []
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     mis_shaped = [f"{k} {tuple(state[k].shape)} vs model {tuple(v.shape)}" for k, v in expected.items()
@@ -195,11 +199,33 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Module:
             parts.append(f"missing {len(missing)} keys: " + ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else ""))
         if unexpected:
             parts.append(f"unexpected {len(unexpected)} keys: " + ", ".join(unexpected[:3]) + (" ..." if len(unexpected) > 3 else ""))
-        fix = (sequential_head_fix(missing, unexpected)
+        fix = (prefix_fix(fitting, list(state)) or sequential_head_fix(missing, unexpected)
                or "check model.arch and num_classes (or class_names) against how the checkpoint was trained")
         raise UserError(f"checkpoint {path} does not fit the model ({'; '.join(parts)}); {fix}")
     model.load_state_dict(state)
     return model
+
+
+def prefixes_that_fit(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> list[str]:
+    """Each first key component 'p.' under which the checkpoint holds exactly the model's keys."""
+    wanted = set(expected)
+    prefixes = sorted({key.split(".", 1)[0] + "." for key in state if "." in key} if set(state) != wanted else ())
+    return [prefix for prefix in prefixes
+            if {key[len(prefix):] for key in state if key.startswith(prefix)} == wanted]
+
+
+def prefix_fix(fitting: list[str], keys: list[str]) -> str | None:
+    """The re-save that keeps one prefix's keys, where others share the checkpoint (a loss's weights,
+    a teacher model): which of them is the explained model only the user knows."""
+    if not fitting:
+        return None
+    keep = fitting[0]
+    resave = f"torch.save({{k[{len(keep)}:]: v for k, v in state_dict.items() if k.startswith({keep!r})}}, path)"
+    if len(fitting) > 1:
+        return f"the keys under {' and '.join(map(repr, fitting))} each fit the model; keep the one you explain: {resave}"
+    others = [key for key in keys if not key.startswith(keep)]
+    return (f"the keys under {keep!r} fit the model, beside {len(others)} other key(s) ({', '.join(others[:3])}"
+            f"{' ...' if len(others) > 3 else ''}); keep the model's: {resave}")
 
 
 def sequential_head_fix(missing: list[str], unexpected: list[str]) -> str | None:
