@@ -360,6 +360,29 @@ def test_the_workflow_counts_the_images_the_images_step_writes(image_tree: Path,
         assert wc.selected_image_count(config) == len(read_table(out))
 
 
+def test_class_names_that_name_the_folders_set_labels_as_the_model_counts_them(tmp_path: Path):
+    """The checkpoint's order need not be the folders' sorted one, and a folder may lack a class: with
+    data.class_names naming the folders, a label is the model's class index (comparable with
+    `target`); names that match no folder only rename, in folder order."""
+    for name in ("ant", "cat", "bee/nested"):
+        save_png(tmp_path / "data" / name / "x.png")
+    root = tmp_path / "data"
+
+    def labels(names):
+        return {record.class_name: record.label for record in discover_images(root, names)[0]}
+
+    assert labels(None) == {"ant": 0, "bee": 1, "cat": 2}
+    assert labels(["cat", "ant", "bee"]) == {"cat": 0, "ant": 1, "bee": 2}
+    assert labels(["dog", "bee", "ant", "cat"]) == {"bee": 1, "ant": 2, "cat": 3}  # no dog folder here
+    assert labels(["Ant", "Bee", "Cat"]) == {"ant": 0, "bee": 1, "cat": 2}  # display names
+    with pytest.raises(UserError, match="names the class folder.s. ant, cat of .* but not bee; list every folder's class"):
+        discover_images(root, ["cat", "ant", "Bee"])
+    out = tmp_path / "images.csv"
+    assert cli.main(["images", "--root", str(root), "--split", "all", "--class-names", "cat", "ant", "bee",
+                     "--out", str(out)]) == 0
+    assert {row["class_name"]: int(row["label"]) for row in read_table(out)} == {"cat": 0, "ant": 1, "bee": 2}
+
+
 def test_the_demo_image_count_follows_its_tree(tmp_path: Path):
     """The demo's labels are known before its images exist; they must be those of the generated tree."""
     from saliency_bench import workflow_config as wc

@@ -351,6 +351,12 @@ def test_figure_titles_can_name_every_class_of_the_model(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     command = shell_command(result.stdout + result.stderr, "figures saliency --kinds overview")
     assert "--class-names class0 class1 class2 " in command
+    # the checkpoint's own order: the images step labels by it too
+    config["data"]["class_names"] = ["class2", "class0", "class1"]
+    workdir = make_workdir(tmp_path / "reordered", config)
+    result = snakemake(workdir, "-n", "-p", "results/figures/overview", timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "--class-names class2 class0 class1 " in shell_command(result.stdout + result.stderr, "images --root")
 
 
 @pytest.mark.parametrize("checkpoint, message", [

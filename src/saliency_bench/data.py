@@ -5,6 +5,7 @@ Ids are what every output file and table uses to name an image.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import Counter
 from pathlib import Path
@@ -29,8 +30,14 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".t
 SPLIT_FOLDER_NAMES = frozenset({"train", "training", "val", "valid", "validation", "test", "testing"})
 
 
-def discover_images(root: str | os.PathLike) -> tuple[list[ImageRecord], list[str]]:
-    """List an ImageFolder tree in torchvision's order: classes sorted, files sorted per class."""
+def discover_images(root: str | os.PathLike, class_names: Sequence[str] | None = None
+                    ) -> tuple[list[ImageRecord], list[str]]:
+    """List an ImageFolder tree in torchvision's order: classes sorted, files sorted per class.
+
+    A label is the class folder's index in that order, as ImageFolder gives it, unless `class_names`
+    (data.class_names: the checkpoint's classes, in its order) names the folders: then it is the
+    folder's index there, the model's class index, also where the folders are fewer or sort otherwise.
+    """
     root = Path(root)
     require(root.is_dir(), f"data folder not found: {root} (set data.root to a folder with one sub-folder per class)")
     # Hidden folders count as classes too, exactly as in torchvision's find_classes:
@@ -47,7 +54,25 @@ def discover_images(root: str | os.PathLike) -> tuple[list[ImageRecord], list[st
                     found.append(Path(dirpath) / filename)
         require(bool(found), f"class folder {root / name} holds no images ({', '.join(IMAGE_EXTENSIONS)}); add images or remove the folder")
         records += [ImageRecord(p.relative_to(root).as_posix(), str(p), label, name) for p in found]
+    if class_names:
+        records = labelled_as_the_model(records, classes, class_names, root)
     return records, classes
+
+
+def labelled_as_the_model(records: list[ImageRecord], folders: Sequence[str], class_names: Sequence[str],
+                          root: Path) -> list[ImageRecord]:
+    """Each image labelled with its folder's index in `class_names`. Names that match no folder are
+    display names, given in the folders' order: the labels stay. Some folders named but not all is
+    ambiguous."""
+    named = [folder for folder in folders if folder in class_names]
+    if not named:
+        return records
+    unnamed = [folder for folder in folders if folder not in class_names]
+    require(not unnamed, f"data.class_names names the class folder(s) {', '.join(named[:3])} of {root} but not "
+                         f"{', '.join(unnamed[:3])}; list every folder's class, in the checkpoint's order (or only "
+                         "display names, in the folders' sorted order)")
+    index = {name: position for position, name in enumerate(class_names)}
+    return [dataclasses.replace(record, label=index[record.class_name]) for record in records]
 
 
 def check_not_a_split_root(root: Path, folders: Sequence[str]) -> None:

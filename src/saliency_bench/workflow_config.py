@@ -191,7 +191,7 @@ def listed_images(config: Config) -> list[ImageRecord]:
 
     data = config.data
     if data.root:
-        return discover_images(data.root)[0]
+        return discover_images(data.root, data.class_names)[0]
     return records_from_file_list(data.file_list, data.list_root)
 
 

@@ -159,7 +159,8 @@ def images_source():
         return f"--root {DEMO_DIR}/data/images"
     data = CONFIG.data
     if data.root:
-        return f"--root {q(data.root)}"
+        names = f" --class-names {shlex.join(data.class_names)}" if data.class_names else ""
+        return f"--root {q(data.root)}{names}"
     root = f" --list-root {q(data.list_root)}" if data.list_root else ""
     return f"--file-list {q(data.file_list)}{root}"
 

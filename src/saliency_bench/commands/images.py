@@ -20,6 +20,9 @@ def register(subparsers) -> None:
                         "--list-root if given, else from the list file's folder)")
     source.add_argument("--table", help="an image table written before, its images already checked (the workflow's "
                         "results/split.csv): keep its first --limit rows, in their shards; the split options do not apply")
+    parser.add_argument("--class-names", nargs="+", default=None,
+                        help="with --root: the checkpoint's classes in its order; naming the folders, they set the "
+                             "labels (default: the folders' sorted order, as ImageFolder)")
     parser.add_argument("--list-root", default=None, help="with --file-list: folder the image ids, and the list's relative paths, are relative to")
     data = defaults().data
     parser.add_argument("--split", default=data.split, choices=("val", "train", "all"),
@@ -42,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if args.table:
         return cut_table(args)
     if args.root:
-        records, _ = discover_images(args.root)
+        records, _ = discover_images(args.root, args.class_names)
     else:
         records = records_from_file_list(args.file_list, args.list_root)
     indices = select_images([r.label for r in records], args.split, args.val_fraction, args.split_seed,

@@ -3,7 +3,8 @@ images one `explain`/`evaluate` job handles). The workflow writes two: results/s
 of the split, and results/images.csv, the run's images (its first data.limit rows, same shards).
 
 Columns (IMAGE_TABLE_FIELDS): image_id (the path relative to the data root, or the file list's
-path), path, label (class index; -1 when unknown), class_name, shard = row // images_per_job.
+path), path, label (class index: the folder's in sorted order, or its place in data.class_names
+where those name the folders; -1 when unknown), class_name, shard = row // images_per_job.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ class ImageRecord:
     """One image of the run: a row of the image table without its shard (`saliency_bench.data` makes them)."""
     image_id: str
     path: str
-    label: int  # class index from the folder name, -1 when unknown
+    label: int  # class index of the folder (see `data.discover_images`), -1 when unknown
     class_name: str
 
 
