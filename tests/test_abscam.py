@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from saliency_bench import UserError
 from saliency_bench.abscam import (FixedShapeScorer, abscam_final, abscam_init, activations_and_weights, channel_masks,
@@ -149,6 +150,18 @@ def test_a_layer_without_a_feature_map_is_a_user_error(golden_model, images):
     with pytest.raises(UserError, match=r"layer 'fc' gives a \(3, 4\) output, not a \(B, C, h, w\) feature map"):
         abscam_init(golden_model, images, "fc")
     assert hook_count(golden_model) == hooks
+
+
+def test_a_model_without_feature_maps_says_so_and_how_to_run_without_abscam():
+    """A ViT or an MLP of the user's has no layer4: the error names the layers that would do, or none."""
+    from saliency_bench.abscam import NotAFeatureMap, naming_feature_map_layers
+
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 16), nn.ReLU(), nn.Linear(16, 2)).eval()
+    with pytest.raises(NotAFeatureMap, match=r"layer '1' gives a \(1, 16\) output, .*top-level layers that give one: "
+                                             r"none \(abscam.variants: \[\] runs RISE and the chance baselines only\)"):
+        with naming_feature_map_layers(mlp, (8, 8)), feature_map_shapes(mlp, ["1"]), torch.no_grad():
+            mlp(torch.zeros(1, 3, 8, 8))
+    assert hook_count(mlp) == 0
 
 
 def test_feature_map_shapes_records_every_layer_and_leaves_no_hook(golden_model, images):

@@ -85,7 +85,9 @@ def test_check_model_shows_each_abscam_layers_feature_map_in_the_order_asked(che
 
 
 @pytest.mark.parametrize("layers, message", [
-    (["fc"], "layer 'fc' gives a (1, 4) output, not a (B, C, h, w) feature map"),
+    (["fc"], "layer 'fc' gives a (1, 4) output, not a (B, C, h, w) feature map; choose a layer that gives one; "
+             "top-level layers that give one: conv1 (64x16x16), bn1 (64x16x16), relu (64x16x16), maxpool (64x8x8), "
+             "layer1 (64x8x8), layer2 (128x4x4), layer3 (256x2x2) (abscam.variants: [] runs RISE"),
     (["layer9"], "unknown layer 'layer9'"),
 ])
 def test_check_model_refuses_a_layer_abscam_cannot_use(layers, message, capsys):

@@ -227,7 +227,8 @@ def test_removing_a_file_rebuilds_only_it_and_its_dependents(tiny_run):
     ({"rise": {"upsample": "nearest"}}, "rise.upsample"),
     ({"rise": {"perlin": {"frequency": 0}}}, "rise.perlin.frequency"),
     ({"abscam": {"layers": ["layer9"]}}, "abscam.layers"),
-    ({"abscam": {"layers": ["layer4", "fc"]}}, "layer 'fc' gives a (1, 4) output, not a (B, C, h, w) feature map"),
+    ({"abscam": {"layers": ["layer4", "fc"]}}, "layer 'fc' gives a (1, 4) output, not a (B, C, h, w) feature map; "
+                                               "choose a layer that gives one; top-level layers that give one: conv1 ("),
     ({"colour": "blue"}, "colour"),
     ({"method_plugins": ["no_such_plugin"]}, "method plugin 'no_such_plugin' cannot be imported"),
     ({"device": "cpu", "precision": "fp16"}, "device is cpu, but precision fp16 needs a CUDA device"),

@@ -43,12 +43,46 @@ def find_layer(model: nn.Module, layer: str) -> nn.Module:
     return modules[layer]
 
 
+class NotAFeatureMap(UserError):
+    """An Abs-CAM layer whose output is no (B, C, h, w) tensor."""
+
+
 def check_feature_map(layer: str, output) -> None:
     """Abs-CAM needs a (B, C, h, w) tensor from its layer: anything else is one line naming the layer."""
     if not isinstance(output, torch.Tensor):
-        raise UserError(f"layer {layer!r} returns {type(output).__name__}, not a tensor; choose a layer with a tensor output")
-    require(output.dim() == 4, f"layer {layer!r} gives a {tuple(output.shape)} output, not a (B, C, h, w) feature map; "
-            "choose a convolutional layer such as layer4")
+        raise NotAFeatureMap(f"layer {layer!r} returns {type(output).__name__}, not a tensor; choose a layer "
+                             "that gives a (B, C, h, w) feature map")
+    if output.dim() != 4:
+        raise NotAFeatureMap(f"layer {layer!r} gives a {tuple(output.shape)} output, not a (B, C, h, w) feature "
+                             "map; choose a layer that gives one")
+
+
+@contextmanager
+def naming_feature_map_layers(model: nn.Module, input_size: Sequence[int]) -> Iterator[None]:
+    """A NotAFeatureMap raised inside comes out naming the model's top-level layers that give a
+    feature map larger than 1x1 (one zero image of `input_size` finds them), or saying there is none:
+    a model of the user's, or a ViT, has no `layer4`."""
+    try:
+        yield
+    except NotAFeatureMap as error:
+        found = {}
+
+        def record(name: str):
+            def hook(_module, _inputs, output):
+                if isinstance(output, torch.Tensor) and output.dim() == 4 and output.shape[2] * output.shape[3] > 1:
+                    found[name] = tuple(output.shape[1:])
+            return hook
+
+        hooks = [child.register_forward_hook(record(name)) for name, child in model.named_children()]
+        try:
+            with torch.no_grad():
+                model(torch.zeros(1, 3, *input_size, device=model_device(model)))
+        finally:
+            for hook in hooks:
+                hook.remove()
+        layers = ", ".join(f"{name} ({c}x{h}x{w})" for name, (c, h, w) in found.items()) or "none"
+        raise NotAFeatureMap(f"{error}; top-level layers that give one: {layers} (abscam.variants: [] runs "
+                             "RISE and the chance baselines only)") from None
 
 
 @contextmanager

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..abscam import feature_map_shapes
+from ..abscam import feature_map_shapes, naming_feature_map_layers
 from ..runtime.models import load_model, probe_forward
 from ._options import add_model_source_args, add_size_arg
 
@@ -24,7 +24,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     model = load_model(args.arch, args.num_classes, args.checkpoint, args.weights, args.device)
-    with feature_map_shapes(model, args.layers) as layer_shapes:
+    with naming_feature_map_layers(model, args.size), feature_map_shapes(model, args.layers) as layer_shapes:
         shape = probe_forward(model, tuple(args.size), args.arch, args.num_classes)
     device = next(model.parameters()).device
     parameters = sum(p.numel() for p in model.parameters())
