@@ -221,6 +221,29 @@ def test_rerun_is_identical_and_without_power_is_said(run_aggregate, tmp_path):
     assert not summary.facts["has_power"]
 
 
+def test_a_model_that_ignores_the_substrates_is_warned_about_first(run_aggregate):
+    """An untrained head gives the same p to every input: flat curves, AUCs that rank nothing. The
+    summary said so only inside its baseline section, as 'n/a' normalised AUCs."""
+    from saliency_bench.analysis.markdown import render_markdown
+
+    assert "Warning" not in run_aggregate["markdown"]  # image 0: deleted p = top1, blurred p differs
+    flat = []
+    for frame in run_aggregate["frames"]:
+        frame = frame.copy()
+        for column in ("deleted_prob", "blurred_prob"):
+            frame.loc[:2, column] = frame.loc[:2, "top1_prob"]
+        flat.append(frame)
+    conclusions = render_markdown(summarise(annotate(pd.concat(flat, ignore_index=True)), n_resamples=200)).split(
+        "## Conclusions")[1]
+    assert conclusions.startswith(f"\n\n- **Warning: for 3 of {N_IMAGES} images the model gives the explained class the "
+                                  "same probability on the image, the fully deleted and the fully blurred image, so no "
+                                  "saliency map can change")
+    for frame in flat:
+        frame["deleted_prob"] = frame["blurred_prob"] = frame["top1_prob"]
+    summary = summarise(annotate(pd.concat(flat, ignore_index=True)), n_resamples=200)
+    assert "- **Warning: for every image the model" in render_markdown(summary)
+
+
 def test_bad_inputs_fail_with_one_line_and_no_output(run_aggregate, tmp_path, capsys):
     records = run_aggregate["records"]
     out = tmp_path / "out"

@@ -134,6 +134,16 @@ def test_a_summary_without_any_score_has_no_best_method(pages, tmp_path):
     assert "No method has a Score" in paths["introduction.html"].read_text(encoding="utf-8")
 
 
+def test_a_model_that_ignores_the_substrates_heads_the_introduction(pages, tmp_path):
+    per_image = pd.read_csv(pages["folder"] / "tables" / "per_image.csv")
+    assert "Warning" not in pages["introduction.html"]
+    per_image["deleted_prob"] = per_image["blurred_prob"] = per_image["top1_prob"]
+    per_image.to_csv(tmp_path / "per_image.csv", index=False)
+    paths = write_report_pages(pages["folder"] / "tables" / "summary.csv", tmp_path / "per_image.csv", tmp_path / "pages")
+    html = paths["introduction.html"].read_text(encoding="utf-8")
+    assert '<li><b>Warning: for every image the model gives the explained class the same probability' in html
+
+
 def test_report_cli_bad_run_json_is_one_line(pages, tmp_path, capsys):
     assert main(["report", "--summary", "x.csv", "--per-image", "y.csv", "--run", "{oops", "--out-dir", str(tmp_path)]) == 2
     error = capsys.readouterr().err.strip()

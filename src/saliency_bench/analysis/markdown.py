@@ -8,7 +8,7 @@ import pandas as pd
 
 from ..formats.tables import STUDY_COLUMNS
 from ..methods import chance_ids
-from .summary import CHECK, STABILITY_METRICS, Summary
+from .summary import CHECK, STABILITY_METRICS, Summary, insensitive_warning
 
 
 def number(value: float, digits: int = 4) -> str:
@@ -68,7 +68,8 @@ def _conclusions(summary: Summary, alpha: float) -> list[str]:
     best = table[table["method_id"] == summary.best_id].iloc[0]
     contenders = table[~table["is_chance"]]
     others = contenders[contenders["method_id"] != summary.best_id]
-    lines = [f"- Best by Score: **{method_label(best)}, {best['variant']}**, Score {with_ci(best, 'score')}."]
+    warning = insensitive_warning(summary.facts, summary.n_images)
+    lines = [f"- **{warning}**"] * bool(warning) + [f"- Best by Score: **{method_label(best)}, {best['variant']}**, Score {with_ci(best, 'score')}."]
     if others.empty:
         lines.append("- No other method to compare with.")
     else:

@@ -47,6 +47,18 @@ log = logging.getLogger(__name__)
 REPEAT_ID = re.compile(r"^(?P<base>.+)-seed(?P<repeat>\d+)$")
 NORMALISATION_EPS = 1e-6
 AUC_METRICS = (*STUDY_COLUMNS, "deletion_auc_norm", "insertion_auc_norm")
+def insensitive_warning(facts: dict, n_images: int) -> str:
+    """The summary's first line where the model gives the same p to the image and to both substrates:
+    its curves are flat whatever the map (an untrained head, not the trained checkpoint); else ""."""
+    count = facts.get("insensitive_images", 0)
+    if not count:
+        return ""
+    which = "every image" if count == n_images else f"{count} of {n_images} images"
+    return (f"Warning: for {which} the model gives the explained class the same probability on the image, the fully "
+            "deleted and the fully blurred image, so no saliency map can change their deletion or insertion AUC, and "
+            "their Scores rank nothing. Check that the checkpoint is the trained model.")
+
+
 LOCALISATION_METRICS = ("pointing_game", "energy_pointing_game")
 STABILITY_METRICS = STUDY_COLUMNS
 CHANCE_LEVEL = {"pointing_game": "pointing_chance", "energy_pointing_game": "energy_chance"}
@@ -220,9 +232,12 @@ def stability_table(per_image: pd.DataFrame) -> pd.DataFrame:
 def headline_facts(ranked: pd.DataFrame, per_image: pd.DataFrame, image_ids: list[str], alpha: float) -> dict:
     """Numbers the conclusion quotes that are not per-method: baseline probabilities and test power."""
     per_image_probs = ranked.groupby("image_id")[["top1_prob", "deleted_prob", "blurred_prob"]].mean()
+    # images whose p is the same on the original and on both substrates: no map can move their AUCs
+    insensitive = ((per_image_probs["top1_prob"] - per_image_probs["deleted_prob"]).abs() < NORMALISATION_EPS) & \
+                  ((per_image_probs["top1_prob"] - per_image_probs["blurred_prob"]).abs() < NORMALISATION_EPS)
     facts = {"top1_prob": per_image_probs["top1_prob"].mean(), "deleted_prob": per_image_probs["deleted_prob"].mean(),
              "blurred_prob": per_image_probs["blurred_prob"].mean(),
-             "deleted_prob_max": per_image_probs["deleted_prob"].max(),
+             "deleted_prob_max": per_image_probs["deleted_prob"].max(), "insensitive_images": int(insensitive.sum()),
              "has_power": has_power(len(image_ids), alpha), "min_p": min_wilcoxon_p(len(image_ids))}
     if "energy_chance" in per_image:
         facts["pointing_chance"] = per_image.groupby("image_id")["pointing_chance"].first().mean()

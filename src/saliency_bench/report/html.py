@@ -22,7 +22,7 @@ from typing import Sequence
 import pandas as pd
 
 from ..analysis.markdown import best_values, method_label, number, with_ci
-from ..analysis.summary import AUC_METRICS, CHECK, LOCALISATION_METRICS, headline_facts
+from ..analysis.summary import AUC_METRICS, CHECK, LOCALISATION_METRICS, headline_facts, insensitive_warning
 from ..errors import atomic_path
 from ..formats.tables import STUDY_COLUMNS, read_table
 from ..methods import chance_ids
@@ -201,7 +201,11 @@ def _headline(table: pd.DataFrame, per_image: pd.DataFrame, alpha: float) -> lis
     for chance in (c for c in chance_ids() if f"vs_{c}" in table):
         items.append(f"Better than the <i>{chance}</i> baseline: {_names(contenders[contenders[f'vs_{chance}'] == 'better'])}.")
     ranked = per_image[per_image["repeat"] == 0] if "repeat" in per_image else per_image
-    facts = headline_facts(ranked, per_image, list(dict.fromkeys(ranked["image_id"])), alpha)
+    image_ids = list(dict.fromkeys(ranked["image_id"]))
+    facts = headline_facts(ranked, per_image, image_ids, alpha)
+    warning = insensitive_warning(facts, len(image_ids))
+    if warning:
+        items.insert(0, f"<b>{escape(warning)}</b>")
     if not facts["has_power"]:
         items.append(f"With {ranked['image_id'].nunique()} images the Wilcoxon test cannot reach p &lt; {alpha} "
                      f"(smallest possible p = {facts['min_p']:.3f}): no method can be shown to differ; use more images.")
