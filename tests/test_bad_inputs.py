@@ -14,7 +14,7 @@ from saliency_bench.data import ImageRecord
 from saliency_bench.formats.image_table import read_image_table, write_image_table
 from saliency_bench.formats.saliency import read_params, read_rows, read_saliency, write_saliency
 from saliency_bench.formats.tables import read_table
-from saliency_bench.plan import measured_seconds, shard_sizes
+from saliency_bench.plan import measure_stages, shard_sizes
 from saliency_bench.runtime.tuning import read_forward_settings
 from cli_helpers import one_line_error
 
@@ -193,10 +193,11 @@ def test_a_bad_benchmark_file(tmp_path, content):
     plan = {"stages": [{"name": "masks", "benchmarks": ["masks/binary.tsv"]},
                        {"name": "deletion/insertion", "benchmarks": ["evaluate/rise/0.tsv"]}]}
     with pytest.raises(UserError, match="delete it and rerun its rule") as raised:
-        measured_seconds(tmp_path / "benchmarks", plan)
+        measure_stages(tmp_path / "benchmarks", plan)
     assert str(bad) in str(raised.value)
     bad.unlink()
-    assert measured_seconds(tmp_path / "benchmarks", plan) == ({"masks": 2.5}, [])
+    measured = measure_stages(tmp_path / "benchmarks", plan)
+    assert (measured.seconds, measured.peak_mb, measured.left_out) == ({"masks": 2.5}, {}, [])
 
 
 def test_timing_with_a_bad_benchmark_file(tmp_path, capsys):

@@ -13,7 +13,7 @@ from saliency_bench import UserError, cli
 from saliency_bench import workflow_config as wc
 from saliency_bench.data import ImageRecord
 from saliency_bench.formats.image_table import write_image_table
-from saliency_bench.plan import build_stages, check_disk, layer_channels, make_plan, measured_seconds, process_age, \
+from saliency_bench.plan import build_stages, check_disk, layer_channels, make_plan, measure_stages, process_age, \
     render_plan, timing_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -141,21 +141,23 @@ def test_timing_sets_the_estimate_beside_the_benchmarks(tmp_path):
         {"name": "deletion/insertion", "jobs": 2, "seconds": 10.0,
          "benchmarks": ["evaluate/random/shard-0.tsv", "evaluate/random/shard-1.tsv"]}]}
     header = "s\th:m:s\tmax_rss\n"
-    for path, seconds in (("explain/rise-binary-p0.5/shard-0.tsv", 12.0), ("explain/rise-binary-p0.5/shard-1.tsv", 18.0),
-                          ("evaluate/random/shard-0.tsv", 5.0), ("aggregate.tsv", 3.0),
-                          # jobs the run no longer has: a shard beyond a lowered limit, a removed layer
-                          ("explain/rise-binary-p0.5/shard-2.tsv", 7.0), ("evaluate/abscam-final-layer2/shard-0.tsv", 9.0)):
+    for path, seconds, rss in (("explain/rise-binary-p0.5/shard-0.tsv", 12.0, 1200.4), ("explain/rise-binary-p0.5/shard-1.tsv", 18.0, 1510.6),
+                               ("evaluate/random/shard-0.tsv", 5.0, "NA"), ("aggregate.tsv", 3.0, 300),
+                               # jobs the run no longer has: a shard beyond a lowered limit, a removed layer
+                               ("explain/rise-binary-p0.5/shard-2.tsv", 7.0, 9000), ("evaluate/abscam-final-layer2/shard-0.tsv", 9.0, 9000)):
         target = tmp_path / "benchmarks" / path
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(header + f"{seconds}\t0:00:{int(seconds):02d}\t100\n")
-    measured, left_out = measured_seconds(tmp_path / "benchmarks", plan)
-    assert list(measured.items()) == [("rise", 30.0), ("deletion/insertion", 5.0), ("other", 3.0)]  # the plan's order
-    assert left_out == ["evaluate/abscam-final-layer2/shard-0.tsv", "explain/rise-binary-p0.5/shard-2.tsv"]
-    table = timing_table(plan, measured, tmp_path / "plan.json", tmp_path / "benchmarks", left_out)
+        target.write_text(header + f"{seconds}\t0:00:{int(seconds):02d}\t{rss}\n")
+    measured = measure_stages(tmp_path / "benchmarks", plan)
+    assert list(measured.seconds.items()) == [("rise", 30.0), ("deletion/insertion", 5.0), ("other", 3.0)]  # the plan's order
+    assert measured.peak_mb == {"rise": 1510.6, "other": 300.0}  # NA (a job too short to sample) is no number
+    assert measured.left_out == ["evaluate/abscam-final-layer2/shard-0.tsv", "explain/rise-binary-p0.5/shard-2.tsv"]
+    table = timing_table(plan, measured, tmp_path / "plan.json", tmp_path / "benchmarks")
     assert f"Estimate from {tmp_path / 'plan.json'} " in table and f"wall seconds in {tmp_path / 'benchmarks'}/." in table
-    assert "| rise | 2 | 20.0 s | 30.0 s | 1.50 |" in table
-    assert "| deletion/insertion | 2 | 10.0 s | 5.0 s | 0.50 |" in table
-    assert "| **estimated stages** | | 30.0 s | 35.0 s | 1.17 |" in table
+    assert "| rise | 2 | 20.0 s | 30.0 s | 1.50 | 1,511 MB |" in table
+    assert "| deletion/insertion | 2 | 10.0 s | 5.0 s | 0.50 | n/a |" in table
+    assert "| other (not estimated) | | | 3.0 s | | 300 MB |" in table
+    assert "| **estimated stages** | | 30.0 s | 35.0 s | 1.17 | |" in table
     assert "Left out: 2 benchmark file(s) of jobs this run does not have" in table
 
 

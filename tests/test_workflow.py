@@ -99,6 +99,9 @@ def test_timing_sums_the_benchmark_files_of_this_run(tiny_run):
     assert listed == {name for name in written if name.split("/")[0] in ESTIMATED_KINDS}
     timing = (tiny_run / "results/tables/timing.md").read_text()
     assert "Left out" not in timing and "| rise |" in timing
+    # the peak memory Snakemake sampled of real jobs: a torch process holds hundreds of MB
+    peaks = [int(peak.replace(",", "")) for peak in re.findall(r"^\| rise \|.* \| ([\d,]+) MB \|$", timing, flags=re.M)]
+    assert len(peaks) == 1 and 100 < peaks[0] < 20_000, timing
 
 
 def test_second_run_does_nothing(tiny_run):

@@ -44,6 +44,7 @@ GB = 1e9
 # with these patterns, and each plan stage lists its own jobs' files: the measured time is then this
 # run's, not that of a job the run no longer has (a shard beyond a lowered data.limit, a removed layer).
 BENCHMARK_ROOT = "benchmarks"
+BENCHMARK_FIX = "it is a Snakemake benchmark file: delete it and rerun its rule"
 MASK_BENCHMARK = "masks/{mask_id}.tsv"
 EXPLAIN_BENCHMARK = "explain/{method_id}/shard-{shard}.tsv"
 EVALUATE_BENCHMARK = "evaluate/{method_id}/shard-{shard}.tsv"
@@ -233,8 +234,13 @@ def summary_line(plan: dict, written: str | Path) -> str:
 
 
 # ---- after the run: estimate beside measurement ---------------------------------------------
+def _megabytes(measured: "Measured", stage: str) -> str:
+    peak = measured.peak_mb.get(stage)
+    return "n/a" if peak is None else f"{peak:,.0f} MB"
+
+
 def read_plan(path: str | Path) -> dict:
-    """The plan JSON of `saliency-bench plan`, with what `measured_seconds` and `timing_table` read."""
+    """The plan JSON of `saliency-bench plan`, with what `measure_stages` and `timing_table` read."""
     fix = "rerun `saliency-bench plan`"
     plan = read_json_object(path, "plan", fix)
     stages = plan.get("stages")
@@ -248,32 +254,57 @@ def read_plan(path: str | Path) -> dict:
     return plan
 
 
-def benchmark_seconds(path: Path) -> float | None:
-    """The wall seconds one Snakemake benchmark file measured (its last row), None if it has no row."""
-    fix = "it is a Snakemake benchmark file: delete it and rerun its rule"
+def benchmark_row(path: Path) -> dict[str, str] | None:
+    """The last row of one Snakemake benchmark file (its measurement), None if it has none."""
     try:
         with open(path, newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle, delimiter="\t"))
-        seconds = float(rows[-1]["s"]) if rows else None
     except (UnicodeDecodeError, csv.Error):
-        raise UserError(f"cannot read {path} (not a tab-separated text file); {fix}") from None
+        raise UserError(f"cannot read {path} (not a tab-separated text file); {BENCHMARK_FIX}") from None
+    return rows[-1] if rows else None
+
+
+def benchmark_seconds(path: Path, row: dict[str, str] | None) -> float | None:
+    """The wall seconds of a benchmark file's `row`, None if it has no row."""
+    try:
+        seconds = float(row["s"]) if row else None
     except (KeyError, TypeError, ValueError):  # no `s` column, a short row, not a number
-        raise UserError(f"{path} holds no number of seconds in its column s; {fix}") from None
+        raise UserError(f"{path} holds no number of seconds in its column s; {BENCHMARK_FIX}") from None
     require(seconds is None or (math.isfinite(seconds) and seconds >= 0),
-            f"{path} holds {seconds} seconds in its column s; {fix}")
+            f"{path} holds {seconds} seconds in its column s; {BENCHMARK_FIX}")
     return seconds
 
 
-def measured_seconds(benchmarks: str | Path, plan: dict) -> tuple[dict[str, float], list[str]]:
-    """Wall seconds per stage of this run's jobs, and the benchmark files left out.
+def benchmark_rss(row: dict[str, str] | None) -> float | None:
+    """max_rss (MB) of a benchmark file's `row`; None where Snakemake wrote none (NA: a job too short to sample)."""
+    try:
+        rss = float(row["max_rss"]) if row else None
+    except (KeyError, TypeError, ValueError):
+        return None
+    return rss if rss is not None and math.isfinite(rss) and rss >= 0 else None
 
-    A plan stage sums the files it lists; every file of a job the plan does not estimate (images,
+
+@dataclass
+class Measured:
+    """Per stage of this run's jobs: wall seconds summed and the largest max_rss (MB); `left_out`: the
+    benchmark files of jobs this run does not have."""
+    seconds: dict[str, float]
+    peak_mb: dict[str, float]
+    left_out: list[str]
+
+
+def measure_stages(benchmarks: str | Path, plan: dict) -> Measured:
+    """What this run's jobs' benchmark files measured, per stage in the plan's order.
+
+    A plan stage holds the files it lists; every file of a job the plan does not estimate (images,
     aggregate, figures...) counts as "other". A file where estimated jobs keep theirs that no stage
     lists belongs to a job this run does not have (a shard beyond a lowered data.limit, a method or
-    layer no longer configured): it is left out, and its name returned."""
+    layer no longer configured): it is left out, and its name returned. Snakemake samples a job's
+    memory every 0.5 s for its first 30 s, then every 30 s, so a peak is a lower bound."""
     root = Path(benchmarks)
     stage_of = {name: stage["name"] for stage in plan["stages"] for name in stage["benchmarks"]}
-    totals: dict[str, float] = {}
+    seconds: dict[str, float] = {}
+    peaks: dict[str, float] = {}
     left_out = []
     for path in sorted(p for p in root.rglob("*.tsv") if p.is_file()):
         name = path.relative_to(root).as_posix()
@@ -281,34 +312,43 @@ def measured_seconds(benchmarks: str | Path, plan: dict) -> tuple[dict[str, floa
         if stage == "other" and name.split("/")[0] in ESTIMATED_KINDS:
             left_out.append(name)
             continue
-        seconds = benchmark_seconds(path)
-        if seconds is not None:
-            totals[stage] = totals.get(stage, 0.0) + seconds
+        row = benchmark_row(path)
+        took, rss = benchmark_seconds(path, row), benchmark_rss(row)
+        if took is not None:
+            seconds[stage] = seconds.get(stage, 0.0) + took
+        if rss is not None:
+            peaks[stage] = max(peaks.get(stage, 0.0), rss)
     order = [stage["name"] for stage in plan["stages"]] + ["other"]  # the plan's order, as the data flows
-    return {name: totals[name] for name in order if name in totals}, left_out
+
+    def ordered(values: dict[str, float]) -> dict[str, float]:
+        return {name: values[name] for name in order if name in values}
+
+    return Measured(ordered(seconds), ordered(peaks), left_out)
 
 
-def timing_table(plan: dict, measured: dict[str, float], plan_path: str | Path = "results/plan.json",
-                 benchmarks: str | Path = BENCHMARK_ROOT, left_out: list[str] = ()) -> str:
-    """The plan's estimate per stage beside `measured` (read from the `benchmarks` folder by
-    `measured_seconds`, which names the files it `left_out`)."""
+def timing_table(plan: dict, measured: Measured, plan_path: str | Path = "results/plan.json",
+                 benchmarks: str | Path = BENCHMARK_ROOT) -> str:
+    """The plan's estimate per stage beside what this run's jobs measured (`measure_stages` of the
+    `benchmarks` folder): their wall seconds and, to size a cluster's memory requests, their peak."""
     lines = ["# Estimated and measured time per stage", "",
              f"Estimate from {plan_path} ({plan['rate']:.1f} images/s, {plan['rate_source']}); measured: the "
-             f"sum of this run's jobs' wall seconds in {Path(benchmarks)}/. Ratio = measured / estimated.", "",
-             "| stage | jobs | estimated | measured | ratio |", "|---|---:|---:|---:|---:|"]
+             f"sum of this run's jobs' wall seconds in {Path(benchmarks)}/. Ratio = measured / estimated. Peak "
+             "memory: the largest max_rss of the stage's jobs (Snakemake samples it, every 30 s after a job's "
+             "first 30 s, so a lower bound): what a cluster job of the stage needs at least.", "",
+             "| stage | jobs | estimated | measured | ratio | peak memory |", "|---|---:|---:|---:|---:|---:|"]
     estimated_total = measured_total = 0.0
     for stage in plan["stages"]:
-        took = measured.get(stage["name"])
+        took = measured.seconds.get(stage["name"])
         ratio = f"{took / stage['seconds']:.2f}" if took and stage["seconds"] else "n/a"
         lines.append(f"| {stage['name']} | {stage['jobs']} | {stage['seconds']:.1f} s | "
-                     f"{'n/a' if took is None else f'{took:.1f} s'} | {ratio} |")
+                     f"{'n/a' if took is None else f'{took:.1f} s'} | {ratio} | {_megabytes(measured, stage['name'])} |")
         estimated_total += stage["seconds"]
         measured_total += took or 0.0
-    if "other" in measured:
-        lines.append(f"| other (not estimated) | | | {measured['other']:.1f} s | |")
+    if "other" in measured.seconds:
+        lines.append(f"| other (not estimated) | | | {measured.seconds['other']:.1f} s | | {_megabytes(measured, 'other')} |")
     ratio = f"{measured_total / estimated_total:.2f}" if estimated_total else "n/a"
-    lines.append(f"| **estimated stages** | | {estimated_total:.1f} s | {measured_total:.1f} s | {ratio} |")
-    if left_out:
-        lines += ["", f"Left out: {len(left_out)} benchmark file(s) of jobs this run does not have (a shard beyond "
-                      f"data.limit, a method or layer no longer configured), e.g. {left_out[0]}."]
+    lines.append(f"| **estimated stages** | | {estimated_total:.1f} s | {measured_total:.1f} s | {ratio} | |")
+    if measured.left_out:
+        lines += ["", f"Left out: {len(measured.left_out)} benchmark file(s) of jobs this run does not have (a shard "
+                      f"beyond data.limit, a method or layer no longer configured), e.g. {measured.left_out[0]}."]
     return "\n".join(lines) + "\n"

@@ -26,7 +26,7 @@ from ..analysis.summary import AUC_METRICS, CHECK, LOCALISATION_METRICS, headlin
 from ..errors import atomic_path
 from ..formats.tables import STUDY_COLUMNS, read_table
 from ..methods import chance_ids
-from ..plan import BENCHMARK_ROOT, measured_seconds, read_plan
+from ..plan import BENCHMARK_ROOT, measure_stages, read_plan
 
 PAGES = ("summary.html", "per_image.html", "introduction.html")
 HEADERS = {"deletion_auc": "Deletion AUC", "insertion_auc": "Insertion AUC", "score": "Score",
@@ -235,7 +235,7 @@ def introduction_fragment(table: pd.DataFrame, per_image: pd.DataFrame, run: dic
                           benchmarks: str | os.PathLike = BENCHMARK_ROOT) -> str:
     """The computed part of the report's first page, as an HTML fragment (no <html>, no script).
 
-    `seconds`: measured seconds per stage (`plan.measured_seconds` of the `benchmarks` folder, as in
+    `seconds`: measured seconds per stage (`plan.measure_stages` of the `benchmarks` folder, as in
     the workflow's timing table; None: no plan to read them by); `forward`: tune_forward's record, read
     from `forward_path`.
     """
@@ -268,7 +268,7 @@ def write_report_pages(summary_csv: str | os.PathLike, per_image_csv: str | os.P
         from ..runtime.tuning import read_forward_record  # imports torch: only when there is a file to read
 
         forward = read_forward_record(forward_settings)
-    seconds = measured_seconds(benchmarks, read_plan(plan))[0] if plan else None
+    seconds = measure_stages(benchmarks, read_plan(plan)).seconds if plan else None
     pages = {"summary.html": summary_page(table, float(run.get("alpha", 0.05))), "per_image.html": per_image_page(per_image),
              "introduction.html": introduction_fragment(table, per_image, run, seconds, forward,
                                                        forward_path=forward_settings, benchmarks=benchmarks)}
