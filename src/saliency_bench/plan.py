@@ -234,11 +234,6 @@ def summary_line(plan: dict, written: str | Path) -> str:
 
 
 # ---- after the run: estimate beside measurement ---------------------------------------------
-def _megabytes(measured: "Measured", stage: str) -> str:
-    peak = measured.peak_mb.get(stage)
-    return "n/a" if peak is None else f"{peak:,.0f} MB"
-
-
 def read_plan(path: str | Path) -> dict:
     """The plan JSON of `saliency-bench plan`, with what `measure_stages` and `timing_table` read."""
     fix = "rerun `saliency-bench plan`"
@@ -324,6 +319,11 @@ def measure_stages(benchmarks: str | Path, plan: dict) -> Measured:
         return {name: values[name] for name in order if name in values}
 
     return Measured(ordered(seconds), ordered(peaks), left_out)
+
+
+def _megabytes(measured: Measured, stage: str) -> str:
+    peak = measured.peak_mb.get(stage)
+    return "n/a" if peak is None else f"{peak:,.0f} MB"
 
 
 def timing_table(plan: dict, measured: Measured, plan_path: str | Path = "results/plan.json",

@@ -69,7 +69,8 @@ def _conclusions(summary: Summary, alpha: float) -> list[str]:
     contenders = table[~table["is_chance"]]
     others = contenders[contenders["method_id"] != summary.best_id]
     warning = insensitive_warning(summary.facts, summary.n_images)
-    lines = [f"- **{warning}**"] * bool(warning) + [f"- Best by Score: **{method_label(best)}, {best['variant']}**, Score {with_ci(best, 'score')}."]
+    lines = [f"- **{warning}**"] if warning else []
+    lines.append(f"- Best by Score: **{method_label(best)}, {best['variant']}**, Score {with_ci(best, 'score')}.")
     if others.empty:
         lines.append("- No other method to compare with.")
     else:

@@ -47,6 +47,12 @@ log = logging.getLogger(__name__)
 REPEAT_ID = re.compile(r"^(?P<base>.+)-seed(?P<repeat>\d+)$")
 NORMALISATION_EPS = 1e-6
 AUC_METRICS = (*STUDY_COLUMNS, "deletion_auc_norm", "insertion_auc_norm")
+LOCALISATION_METRICS = ("pointing_game", "energy_pointing_game")
+STABILITY_METRICS = STUDY_COLUMNS
+CHANCE_LEVEL = {"pointing_game": "pointing_chance", "energy_pointing_game": "energy_chance"}
+CHECK = "\u2713"
+
+
 def insensitive_warning(facts: dict, n_images: int) -> str:
     """The summary's first line where the model gives the same p to the image and to both substrates:
     its curves are flat whatever the map (an untrained head, not the trained checkpoint); else ""."""
@@ -57,12 +63,6 @@ def insensitive_warning(facts: dict, n_images: int) -> str:
     return (f"Warning: for {which} the model gives the explained class the same probability on the image, the fully "
             "deleted and the fully blurred image, so no saliency map can change their deletion or insertion AUC, and "
             "their Scores rank nothing. Check that the checkpoint is the trained model.")
-
-
-LOCALISATION_METRICS = ("pointing_game", "energy_pointing_game")
-STABILITY_METRICS = STUDY_COLUMNS
-CHANCE_LEVEL = {"pointing_game": "pointing_chance", "energy_pointing_game": "energy_chance"}
-CHECK = "\u2713"
 
 
 def normalised_auc(auc: np.ndarray, substrate_prob: np.ndarray, top1_prob: np.ndarray) -> np.ndarray:

@@ -207,7 +207,7 @@ def _headline(table: pd.DataFrame, per_image: pd.DataFrame, alpha: float) -> lis
     if warning:
         items.insert(0, f"<b>{escape(warning)}</b>")
     if not facts["has_power"]:
-        items.append(f"With {ranked['image_id'].nunique()} images the Wilcoxon test cannot reach p &lt; {alpha} "
+        items.append(f"With {len(image_ids)} images the Wilcoxon test cannot reach p &lt; {alpha} "
                      f"(smallest possible p = {facts['min_p']:.3f}): no method can be shown to differ; use more images.")
     items.append(f"Baseline probabilities (mean p of the explained class): original image <b>{number(facts['top1_prob'])}</b>, "
                  f"fully deleted (mean-colour) image <b>{number(facts['deleted_prob'])}</b>, fully blurred image "

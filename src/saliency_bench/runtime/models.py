@@ -209,7 +209,9 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Module:
 def prefixes_that_fit(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> list[str]:
     """Each first key component 'p.' under which the checkpoint holds exactly the model's keys."""
     wanted = set(expected)
-    prefixes = sorted({key.split(".", 1)[0] + "." for key in state if "." in key} if set(state) != wanted else ())
+    if set(state) == wanted:
+        return []
+    prefixes = sorted({key.split(".", 1)[0] + "." for key in state if "." in key})
     return [prefix for prefix in prefixes
             if {key[len(prefix):] for key in state if key.startswith(prefix)} == wanted]
 
