@@ -107,6 +107,25 @@ def test_a_greyscale_model_is_told_how_to_take_rgb():
         probe_forward(model, (32, 32), "my_models:grey", 2)
 
 
+def test_a_model_that_returns_more_than_logits_is_told_to_return_them_alone():
+    from saliency_bench.runtime.models import probe_forward
+
+    class WithFeatures(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body, self.head = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten()), nn.Linear(4, 2)
+
+        def forward(self, x):
+            features = self.body(x)
+            return self.head(features), features
+
+    with pytest.raises(UserError, match=r"my_models:net returns a tuple for one image, not a \(1, 2\) tensor of class "
+                                        r"scores; give it a forward that returns the logits alone"):
+        probe_forward(WithFeatures().eval(), (16, 16), "my_models:net", 2)
+    with pytest.raises(UserError, match=r"gives output \(1, 4\) for one image, not \(1, 2\)"):
+        probe_forward(WithFeatures().body.eval(), (16, 16), "my_models:body", 2)
+
+
 def test_a_model_factory_takes_no_torchvision_weights(plugin_path):
     with pytest.raises(UserError, match="model.weights names torchvision's weights, which model.arch small_cnn:small_cnn"):
         build_model("small_cnn:small_cnn", 1000, weights="DEFAULT")

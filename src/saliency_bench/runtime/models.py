@@ -281,8 +281,10 @@ def probe_forward(model: nn.Module, input_size: tuple[int, int], arch: str, num_
                             "and preprocess.std per channel") from None
         raise UserError(f"{arch} cannot take {height}x{width} px images ({one_line(error)}); "
                         "use a larger image size (the one the model was trained at)") from error
-    shape = getattr(output, "shape", None)
-    require(shape is not None and tuple(shape) == (1, num_classes),
-            f"{arch} gives output {tuple(shape) if shape is not None else type(output).__name__} for one image, "
-            f"not (1, {num_classes}); use a classifier whose last layer gives one score per class")
-    return shape
+    require(isinstance(output, torch.Tensor),
+            f"{arch} returns a {type(output).__name__} for one image, not a (1, {num_classes}) tensor of class scores; "
+            "give it a forward that returns the logits alone (for a model of your own, in its model factory)")
+    require(tuple(output.shape) == (1, num_classes),
+            f"{arch} gives output {tuple(output.shape)} for one image, not (1, {num_classes}); use a classifier "
+            "whose last layer gives one score per class")
+    return output.shape
