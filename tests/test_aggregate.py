@@ -221,6 +221,20 @@ def test_rerun_is_identical_and_without_power_is_said(run_aggregate, tmp_path):
     assert not summary.facts["has_power"]
 
 
+def test_score_per_class_is_the_mean_of_each_class_s_images(run_aggregate):
+    """Where a method fails on one class only: the per-class means, beside the overall table."""
+    per_image, markdown = run_aggregate["per_image"], run_aggregate["markdown"]
+    section = markdown.split("## Score per class")[1].split("##")[0]
+    assert "| Method | Parameter/Layer | cls0 (n=6) | cls1 (n=6) |" in section
+    ranked = per_image[per_image["repeat"] == 0]
+    means = ranked.groupby(["method_id", "class_name"])["score"].mean()
+    for method_id in dict.fromkeys(ranked["method_id"]):
+        cells = [line for line in section.splitlines() if f"({method_id})" in line]
+        assert len(cells) == 1 and cells[0].endswith(f"| {means[method_id, 'cls0']:.4f} | {means[method_id, 'cls1']:.4f} |")
+    one_class = ranked.assign(class_name="cls0")
+    assert summarise(one_class, n_resamples=50).per_class.empty  # nothing to break down
+
+
 def test_a_model_that_ignores_the_substrates_is_warned_about_first(run_aggregate):
     """An untrained head gives the same p to every input: flat curves, AUCs that rank nothing. The
     summary said so only inside its baseline section, as 'n/a' normalised AUCs."""

@@ -53,6 +53,8 @@ def render_markdown(summary: Summary, alpha: float = 0.05, n_resamples: int = 10
             cells.append(with_ci(row, metric) + mark)
         lines.append(f"| {method_label(row)} | {row['variant']} | {' | '.join(cells)} | {row['n_images']} |")
     lines += ["", "## Conclusions", ""] + _conclusions(summary, alpha)
+    if len(summary.per_class):
+        lines += ["", "## Score per class", ""] + _per_class(summary)
     lines += ["", "## Baseline probabilities and baseline-aware AUCs", ""] + _baselines(summary)
     if "pointing_game" in table:
         lines += ["", "## Localisation against evidence masks", ""] + _localisation(summary)
@@ -99,6 +101,19 @@ def _conclusions(summary: Summary, alpha: float) -> list[str]:
         for _, row in contenders.iterrows():
             cells = [f"{row[f'vs_{c}']}: {with_ci(row, f'score_diff_vs_{c}')}, p = {_p(row[f'holm_p_vs_{c}'])}" for c in chance]
             lines.append(f"| {method_label(row)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _per_class(summary: Summary) -> list[str]:
+    per_class = summary.per_class
+    lines = ["Mean Score of the images of each class (their folder; the explained class is the model's top-1), "
+             "without CIs: a class holds a fraction of the images. Where one method's Score drops on one class "
+             "only, look at that class's maps.", "",
+             "| Method | Parameter/Layer | " + " | ".join(per_class.columns) + " |",
+             "|---|---|" + "---|" * len(per_class.columns)]
+    for _, row in summary.table.iterrows():
+        scores = per_class.loc[row["method_id"]]
+        lines.append(f"| {method_label(row)} | {row['variant']} | " + " | ".join(number(v) for v in scores) + " |")
     return lines
 
 

@@ -108,6 +108,7 @@ class Summary:
     best_id: str | None
     n_images: int
     facts: dict = field(default_factory=dict)
+    per_class: pd.DataFrame = field(default_factory=pd.DataFrame)  # mean Score per method (rows) and class
 
 
 def _pivot(frame: pd.DataFrame, metric: str, image_ids: list[str], method_ids: list[str]) -> np.ndarray:
@@ -175,7 +176,20 @@ def summarise(per_image: pd.DataFrame, n_resamples: int = 10_000, seed: int = 0,
         keep = ["method_id", "n_seeds"] + [c for c in stability if c.endswith(("_seed_sd", "_seed_min", "_seed_max", "_image_seed_sd"))]
         table = table.merge(stability[keep], on="method_id", how="left")
     facts = headline_facts(ranked, per_image, image_ids, alpha)
-    return Summary(table, stability, method_ids[best] if best is not None else None, len(image_ids), facts)
+    return Summary(table, stability, method_ids[best] if best is not None else None, len(image_ids), facts,
+                   per_class_scores(ranked, method_ids))
+
+
+def per_class_scores(ranked: pd.DataFrame, method_ids: list[str]) -> pd.DataFrame:
+    """Mean Score per method and image class (the image's folder, not the explained class), with each
+    class's image count in the columns' names: where a method fails on one class only. Empty unless
+    the images come from two or more class folders."""
+    if "class_name" not in ranked or ranked["class_name"].fillna("").eq("").any() or ranked["class_name"].nunique() < 2:
+        return pd.DataFrame()
+    means = ranked.pivot_table(index="method_id", columns="class_name", values="score", aggfunc="mean", sort=False)
+    counts = ranked.drop_duplicates("image_id")["class_name"].value_counts()
+    means = means.reindex(index=method_ids, columns=sorted(means.columns, key=lambda name: (-counts[name], name)))
+    return means.rename(columns=lambda name: f"{name} (n={counts[name]})")
 
 
 def _add_comparison(table: pd.DataFrame, name: str, ref: int, score: np.ndarray, ci: dict, method_ids: list[str],
