@@ -322,3 +322,20 @@ def test_hiding_the_evidence_hurts_the_shipped_model_much_more_than_hiding_elsew
         assert np.isfinite(control_drop[mine]).sum() >= SHIPPED_SAMPLES_PER_CLASS // 2, name
         assert feature_drop[mine].mean() > 0.3, name
         assert feature_drop[mine].mean() > 5 * max(np.nanmean(control_drop[mine]), 0.01), name
+
+
+def test_the_deletion_substrate_hides_only_the_eye_from_the_shipped_model():
+    """README's demo section: painted with the mean colour (the deletion substrate), the antennule,
+    eggs and spine evidence still reads as the class; the slide's background hides all four."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "substrate_occlusion.py"
+    result = subprocess.run([sys.executable, str(script), "--per-class", "6"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = {cells[0]: [float(c) for c in cells[1:]] for line in result.stdout.splitlines()
+            if line.startswith("| ") and (cells := [c.strip() for c in line.strip("|").split("|")])[0] in CLASSES}
+    assert sorted(rows) == sorted(CLASSES)
+    for name, (p, background, mean_colour, blur) in rows.items():
+        assert p > 0.9 and background > 0.5, name
+        assert (mean_colour > 0.5) == (name == "eye"), (name, mean_colour)
