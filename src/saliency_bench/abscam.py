@@ -107,6 +107,17 @@ def feature_map_shapes(model: nn.Module, layers: Sequence[str]) -> Iterator[dict
             hook.remove()
 
 
+def probe_layers(model: nn.Module, input_size: Sequence[int], arch: str, num_classes: int,
+                 layers: Sequence[str]) -> tuple[torch.Size, dict[str, tuple[int, int, int]]]:
+    """One zero image through the eval-mode `model` (`probe_forward`): its output shape and each
+    Abs-CAM layer's (C, h, w); a layer without a feature map is one line naming those that have one."""
+    from .runtime.models import probe_forward
+
+    with naming_feature_map_layers(model, input_size), feature_map_shapes(model, layers) as shapes:
+        shape = probe_forward(model, tuple(input_size), arch, num_classes)
+    return shape, shapes
+
+
 def activations_and_weights(model: nn.Module, images: torch.Tensor, layer: str,
                             target: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A (B, C, h, w), w = mean |dlogit_c/dA| (B, C) and the classes c (B,), in float32."""

@@ -255,8 +255,8 @@ def check_model(config: Config) -> None:
     shapes against the model's), the Abs-CAM layer names, and one image of the run's size through the
     model, each Abs-CAM layer giving a (B, C, h, w) feature map. Every model job checks the same, but
     only after the masks, or a cluster queue."""
-    from .abscam import feature_map_shapes, naming_feature_map_layers
-    from .runtime.models import build_model, load_checkpoint, probe_forward
+    from .abscam import probe_layers
+    from .runtime.models import build_model, load_checkpoint
 
     classes = max(num_classes(config), 1)
     model = build_model(config.model.arch, classes)  # never model.weights here: nothing is downloaded
@@ -264,8 +264,7 @@ def check_model(config: Config) -> None:
     check_layer_names(model, layers, config.model.arch)
     if config.model.checkpoint:
         load_checkpoint(model, config.model.checkpoint)
-    with naming_feature_map_layers(model.eval(), config.preprocess.size), feature_map_shapes(model, layers):
-        probe_forward(model, config.preprocess.size, config.model.arch, classes)
+    probe_layers(model.eval(), config.preprocess.size, config.model.arch, classes, layers)
 
 
 def check_layer_names(model, layers: Sequence[str], arch: str) -> None:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..abscam import feature_map_shapes, naming_feature_map_layers
-from ..runtime.models import load_model, probe_forward
+from ..abscam import probe_layers
+from ..runtime.models import load_model
 from ._options import add_model_source_args, add_size_arg
 
 
@@ -24,8 +24,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     model = load_model(args.arch, args.num_classes, args.checkpoint, args.weights, args.device)
-    with naming_feature_map_layers(model, args.size), feature_map_shapes(model, args.layers) as layer_shapes:
-        shape = probe_forward(model, tuple(args.size), args.arch, args.num_classes)
+    shape, layer_shapes = probe_layers(model, args.size, args.arch, args.num_classes, args.layers)
     device = next(model.parameters()).device
     parameters = sum(p.numel() for p in model.parameters())
     source = args.checkpoint or (f"weights {args.weights}" if args.weights else "random initialisation")
