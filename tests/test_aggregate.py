@@ -288,3 +288,33 @@ def test_read_records_rejects_non_numeric_aucs(tmp_path):
     table.to_csv(tmp_path / "r.csv", index=False)
     with pytest.raises(UserError, match="outside"):
         read_records([tmp_path / "r.csv"])
+
+
+def test_the_ground_truth_row_is_a_reference_of_its_own(run_aggregate):
+    """`evidence` is never best, is named as the ground truth, and is tested in a Holm family of its
+    own: adding it leaves every other row's adjusted p and verdict as they were."""
+    from saliency_bench.analysis.markdown import render_markdown
+
+    frames = run_aggregate["frames"]
+    before = summarise(annotate(pd.concat(frames, ignore_index=True)), n_resamples=200)
+    rise = next(f for f in frames if f["method_id"].iloc[0] == "rise-binary-p0.5")
+    # a ground truth that scores above every method (as centre does): still never best
+    evidence = rise.assign(method_id="evidence", method="evidence", variant="ground truth",
+                           deletion_auc=rise["deletion_auc"] - 0.2, insertion_auc=rise["insertion_auc"] + 0.4)
+    after = summarise(annotate(pd.concat([*frames, evidence], ignore_index=True)), n_resamples=200)
+    assert after.best_id == before.best_id == "abscam-final-layer3"
+    table = after.table.set_index("method_id")
+    old = before.table.set_index("method_id")
+    for reference in ("best", "random", "centre"):
+        for column in (f"holm_p_vs_{reference}", f"vs_{reference}"):
+            pd.testing.assert_series_equal(table.loc[old.index, column], old[column])
+    assert table.at["evidence", "is_chance"] and table.loc[old.index, "vs_evidence"].eq("worse").all()
+    # alone in its family: its Holm p is its own Wilcoxon p
+    assert table.at["evidence", "holm_p_vs_best"] == table.at["evidence", "wilcoxon_p_vs_best"]
+    markdown = render_markdown(after)
+    assert "| evidence (evidence) - ground truth | ground truth |" in markdown
+    assert "- Better than the evidence map (ground truth): none; not better than evidence:" in markdown
+    assert "a map of exactly the evidence scores lower" not in markdown  # said only where a method beats it
+    evidence["insertion_auc"] = rise["insertion_auc"] - 0.3
+    markdown = render_markdown(summarise(annotate(pd.concat([*frames, evidence], ignore_index=True)), n_resamples=200))
+    assert "For these a map of exactly the evidence scores lower, so the Score rewards pixels outside" in markdown

@@ -156,3 +156,20 @@ def test_fp16_on_an_explicit_cpu_stops_before_any_job():
         check_device(load_config({"device": "cpu", "precision": "fp16"}))
     for device, precision in [("cpu", "bf16"), ("cpu", "fp32"), ("auto", "fp16"), ("cuda", "fp16")]:
         check_device(load_config({"device": device, "precision": precision}))
+
+
+def test_the_evidence_row_is_asked_for_and_needs_evidence_masks():
+    """baselines.evidence adds the ground-truth row where the run has masks (the demo's own, or
+    data.evidence_root); on data without masks it stops at parse time with the two fixes."""
+    from saliency_bench.workflow_config import evidence_root, method_configs, reads_evidence
+
+    user = {"data": {"root": "images"}, "model": {"checkpoint": "model.pt"}}
+    assert "evidence" not in [m.method_id for m in method_configs(load_config(user))]  # off by default
+    with pytest.raises(UserError, match="evidence needs evidence masks: set data.evidence_root, or "
+                                        "baselines.evidence: false"):
+        method_configs(load_config({**user, "baselines": {"evidence": True}}))
+    for values, root in [({**user, "data": {"root": "images", "evidence_root": "masks"}}, "masks"),
+                         ({}, "results/demo/data/evidence")]:
+        config = load_config({**values, "baselines": {"evidence": True}})
+        assert [m.method_id for m in method_configs(config) if reads_evidence(m)] == ["evidence"]
+        assert evidence_root(config) == root

@@ -144,3 +144,48 @@ def test_masks_command_rejects_bad_p(tmp_path, capsys):
     assert main(["masks", "--kind", "binary", "--p", "0", "--n", "4", "--size", "8", "8", "--out", str(tmp_path / "m.h5")]) == 2
     assert "(0, 1]" in capsys.readouterr().err
     assert not (tmp_path / "m.h5").exists()
+
+
+def write_evidence(project, folder, boxes):
+    """Evidence masks at the images' own size (40x48) for the image ids in `boxes`: (row0, row1, col0, col1)."""
+    for image_id, (r0, r1, c0, c1) in boxes.items():
+        mask = np.zeros((40, 48), np.uint8)
+        mask[r0:r1, c0:c1] = 255
+        (folder / image_id).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(mask).save(folder / image_id)
+    return folder
+
+
+def test_evidence_maps_rank_the_evidence_core_first_then_by_nearness(project, tmp_path):
+    # at 32x32 px: rows 0-15 and columns 0-15 (cut by the frame); rows 8-23 and columns 8-23
+    boxes = {"ants/0.png": (0, 20, 0, 24), "ants/1.png": (10, 30, 12, 36)}
+    evidence = write_evidence(project, tmp_path / "evidence", boxes)
+    out = tmp_path / "evidence.h5"
+    assert explain(project, out, "--method", "evidence", "--method-id", "evidence", "--evidence-root", str(evidence),
+                   shard=0) == 0
+    saved = read_saliency(out)
+    assert saved.image_id == ["ants/0.png", "ants/1.png"]
+    assert saved.variant == "ground truth" and saved.params["evidence_root"] == str(evidence)
+    for maps, start in zip(saved.saliency, (0, 8)):
+        inside = np.zeros((32, 32), bool)
+        inside[start:start + 16, start:start + 16] = True
+        assert maps[inside].min() == 1 and maps[~inside].max() == -1  # every evidence pixel is deleted first
+        assert maps[start + 7, start + 7] == maps[start + 8, start + 8] == maps.max() == 8  # its core first
+    cut, inner = saved.saliency
+    assert inner[7, 15] > inner[3, 15] > inner[0, 0]  # outside: the nearer, the earlier
+    assert cut[0, 0] == 1  # the frame is an edge of the evidence
+
+
+def test_evidence_maps_need_a_mask_with_evidence_for_every_image(project, tmp_path, capsys):
+    evidence = write_evidence(project, tmp_path / "evidence", {"ants/0.png": (0, 20, 0, 24)})
+    out = tmp_path / "x.h5"
+    method = ["--method", "evidence", "--method-id", "evidence"]
+    assert explain(project, out, *method, shard=0) == 2
+    assert "needs --evidence-root" in capsys.readouterr().err and not out.exists()
+    assert explain(project, out, *method, "--evidence-root", str(evidence), shard=0) == 2
+    error = capsys.readouterr().err.strip()
+    assert "no evidence mask for 1 image(s), e.g. ants/1.png" in error and "baselines.evidence: false" in error
+    assert len(error.splitlines()) == 1 and not out.exists()
+    write_evidence(project, evidence, {"ants/1.png": (0, 0, 0, 0)})  # a mask without evidence
+    assert explain(project, out, *method, "--evidence-root", str(evidence), shard=0) == 2
+    assert "the evidence mask of ants/1.png marks no pixel" in capsys.readouterr().err and not out.exists()

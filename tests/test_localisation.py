@@ -6,8 +6,8 @@ import pytest
 from PIL import Image
 
 from saliency_bench.errors import UserError
-from saliency_bench.metrics.localisation import (dilate, dilation_radius, energy_pointing_game, evidence_path,
-                                         load_evidence_mask, localise, pointing_game)
+from saliency_bench.formats.evidence import evidence_path, load_evidence_mask
+from saliency_bench.metrics.localisation import dilate, dilation_radius, energy_pointing_game, localise, pointing_game
 
 
 def square_mask(size=224, top=100, left=100, side=20):

@@ -44,7 +44,7 @@ def test_the_plugin_is_registered_before_the_chance_baselines(edges):
     names = registry.method_names()
     assert names.index("edges") < names.index("random") < names.index("centre")
     assert registry.method_of_id("edges") is edges and not edges.is_chance
-    assert registry.chance_ids() == ["random", "centre"]
+    assert registry.chance_ids() == ["random", "centre", "evidence"]
     assert registry.method_sort_key("abscam-final-layer4") < registry.method_sort_key("edges") < registry.method_sort_key("random")
 
 

@@ -161,18 +161,21 @@ def test_a_nested_command_line_value_takes_the_schemas_type(tiny_run):
 
 
 def test_a_changed_image_or_evidence_mask_in_your_data_reruns_what_reads_it(tmp_path):
-    """The image files and evidence masks are no rule's input: the images job and the aggregation carry
-    a fingerprint of them (names, sizes, times), so a changed data folder is never explained or scored
-    from stale files."""
+    """The image files and evidence masks are no rule's input: the images job, the evidence row's
+    explain job and the aggregation carry a fingerprint of them (names, sizes, times), so a changed
+    data folder is never explained or scored from stale files."""
     import numpy as np
     from PIL import Image
 
     from workflow_helpers import make_user_project
 
     user = tmp_path / "user"
-    workdir = make_workdir(tmp_path / "run", make_user_project(user))
+    workdir = make_workdir(tmp_path / "run", {**make_user_project(user), "baselines": {"evidence": True}})
     target = "results/tables/summary.csv"
     assert snakemake(workdir, "--cores", "2", target, timeout=300).returncode == 0
+    summary = pd.read_csv(workdir / target).set_index("method_id")
+    assert summary.at["evidence", "is_chance"] and summary.at["evidence", "variant"] == "ground truth"
+    assert summary.at["evidence", "pointing_game"] == 1  # its maximum is the evidence's core
 
     def planned() -> set[str]:
         result = snakemake(workdir, "-n", target, timeout=180)
@@ -183,7 +186,7 @@ def test_a_changed_image_or_evidence_mask_in_your_data_reruns_what_reads_it(tmp_
     evidence = np.zeros((32, 32), np.uint8)
     evidence[:8, :8] = 255
     Image.fromarray(evidence).save(user / "evidence" / "class0" / "img0.png")  # a corrected mask
-    assert planned() == {"aggregate"}
+    assert planned() == {"aggregate", "explain", "evaluate"}  # the evidence row's maps, scores, and the tables
     assert snakemake(workdir, "--cores", "2", target, timeout=300).returncode == 0
     folder = user / "images" / "class1"
     pixels = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)

@@ -4,15 +4,20 @@
   the configuration's seed and the image's key (its id in the CLI, else its index), so an
   image's map does not depend on how the images are sharded or ordered.
 - "centre": a centred isotropic Gaussian, the photographer's-bias prior.
+- "evidence": not chance but the ground truth as a map, where evidence masks exist: what a map that
+  points at exactly the evidence scores. The signed distance to the evidence's edge orders the
+  evidence's core first and the rest by nearness to it (a binary map would leave the order of
+  everything outside the evidence to the row-major tie rule).
 """
 from __future__ import annotations
 
 import hashlib
 from typing import Sequence
 
+import numpy as np
 import torch
 
-from .errors import require
+from .errors import UserError, require
 
 
 def image_seed(seed: int, key: str | int) -> int:
@@ -40,3 +45,22 @@ def centre_maps(n: int, size: Sequence[int], sigma_fraction: float = 0.25) -> to
     cols = (torch.arange(width, dtype=torch.float64) - (width - 1) / 2) ** 2
     prior = torch.exp(-(rows[:, None] + cols[None, :]) / (2 * sigma**2)).float()
     return prior.expand(n, height, width).clone()
+
+
+def evidence_maps(masks: np.ndarray) -> torch.Tensor:
+    """(n, H, W) float32 for boolean evidence masks (n, H, W): inside the evidence, the distance to the
+    nearest pixel outside it (>= 1); outside, minus the distance to the nearest evidence pixel. A mask
+    that is all evidence gives a constant map; one without evidence is an error."""
+    from scipy.ndimage import distance_transform_edt
+
+    def depth(mask: np.ndarray) -> np.ndarray:
+        # beyond the frame is not evidence: evidence cut by the frame has its core in the visible part
+        return distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+
+    masks = np.asarray(masks, dtype=bool)
+    empty = [index for index, mask in enumerate(masks) if not mask.any()]
+    if empty:
+        raise UserError(f"evidence mask {empty[0]} of the batch marks no pixel; an evidence map needs evidence")
+    # a mask of only evidence has no edge to measure from: every pixel is equally evidence
+    maps = [np.ones(mask.shape) if mask.all() else depth(mask) - distance_transform_edt(~mask) for mask in masks]
+    return torch.from_numpy(np.stack(maps).astype(np.float32)) if len(maps) else torch.zeros(masks.shape)

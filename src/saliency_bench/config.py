@@ -104,6 +104,7 @@ class AbscamConfig:
 @dataclass(frozen=True)
 class BaselinesConfig:
     seed: int
+    evidence: bool
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,9 @@ def method_configs(config: Config) -> list[MethodConfig]:
     ids = [m.method_id for m in methods]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     require(not duplicates, f"duplicate method ids {duplicates}; remove repeated p values or layers from the config")
+    readers = [m.method_id for m in methods if reads_evidence(m)]
+    require(not readers or evidence_root(config), f"{readers[0] if readers else ''} needs evidence masks: set "
+            "data.evidence_root, or baselines.evidence: false")
     return methods
 
 
@@ -41,6 +44,11 @@ def load_method_plugins(config: Config) -> None:
     if plugins:
         load_plugins(plugins)
         os.environ[PLUGINS_VARIABLE] = ",".join(plugins)
+
+
+def reads_evidence(method: MethodConfig) -> bool:
+    """Whether a configuration's maps are made of the evidence masks (a changed mask reruns its jobs)."""
+    return get_method(method.method).reads_evidence
 
 
 def sanity_method_names(config: Config) -> list[str]:
@@ -204,8 +212,13 @@ def data_fingerprint(config: Config) -> str:
     return files_fingerprint((f"{record.image_id}\0{record.label}", record.path) for record in listed_images(config))
 
 
+def evidence_root(config: Config) -> str | None:
+    """The folder of the run's evidence masks: the demo's own, else data.evidence_root (None: no masks)."""
+    return f"{DEMO_ROOT}/data/evidence" if uses_demo(config) else config.data.evidence_root
+
+
 def evidence_fingerprint(config: Config) -> str:
-    """The same for the evidence masks (data.evidence_root), a param of the aggregation that reads them."""
+    """The same for the evidence masks (data.evidence_root), a param of the jobs that read them."""
     root = config.data.evidence_root
     if uses_demo(config) or not root or not os.path.isdir(root):
         return ""

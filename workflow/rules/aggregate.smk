@@ -16,7 +16,7 @@ rule aggregate:
         markdown="results/tables/summary.md",
     params:
         evidence=f"--evidence-root {q(EVIDENCE_ROOT)}" if EVIDENCE_ROOT else "",
-        evidence_files=wc.evidence_fingerprint(CONFIG),  # a mask added or replaced reruns the aggregation
+        evidence_files=EVIDENCE_FILES,
         bootstrap=CONFIG.stats.bootstrap,
         seed=CONFIG.stats.seed,
         alpha=CONFIG.stats.alpha,

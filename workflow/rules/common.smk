@@ -57,7 +57,8 @@ SHARDS = list(range(len(SHARD_SIZES)))
 DEMO = wc.uses_demo(CONFIG)
 DEMO_DIR = wc.DEMO_ROOT
 GPU = 1 if CONFIG.device.startswith("cuda") else 0
-EVIDENCE_ROOT = f"{DEMO_DIR}/data/evidence" if DEMO else CONFIG.data.evidence_root
+EVIDENCE_ROOT = wc.evidence_root(CONFIG)
+EVIDENCE_FILES = wc.evidence_fingerprint(CONFIG)  # a param of the jobs that read the masks: a new mask reruns them
 
 # The split's images (data.limit not applied), checked and sharded: the explain and evaluate jobs read
 # their shard from it, so that a new limit leaves the shards before the last one up to date.
@@ -143,6 +144,16 @@ def model_args():
 def method_input(wildcards):
     mask_id = METHODS[wildcards.method_id].mask_id
     return {"masks": MASK_FILE.format(mask_id=mask_id)} if mask_id else {}
+
+
+def evidence_args(wildcards):
+    """The evidence root for an explain job whose maps are made of the masks (the evidence row)."""
+    return f"--evidence-root {q(EVIDENCE_ROOT)}" if wc.reads_evidence(METHODS[wildcards.method_id]) else ""
+
+
+def evidence_files(wildcards):
+    """The masks' fingerprint for the same jobs: a mask added or replaced reruns them."""
+    return EVIDENCE_FILES if wc.reads_evidence(METHODS[wildcards.method_id]) else ""
 
 
 def shard_rows(wildcards):

@@ -15,6 +15,8 @@ rule explain:
         method=lambda wildcards: METHODS[wildcards.method_id].cli_args(),
         masks=lambda wildcards, input: f"--masks {input.masks}" if "masks" in input.keys() else "",
         rows=shard_rows,
+        evidence=evidence_args,
+        evidence_files=evidence_files,
         preprocess=preprocess_args(),
         model=model_args(),
         code=stage_fingerprint("explain"),
@@ -28,5 +30,5 @@ rule explain:
     benchmark:
         bench_file(EXPLAIN_BENCHMARK)
     shell:
-        "python -m saliency_bench explain {params.method} {params.masks} --images {input.images} --shard {wildcards.shard} --rows {params.rows}"
+        "python -m saliency_bench explain {params.method} {params.masks} {params.evidence} --images {input.images} --shard {wildcards.shard} --rows {params.rows}"
         " {params.preprocess} {params.model} --threads {threads} --out {output} > {log} 2>&1"

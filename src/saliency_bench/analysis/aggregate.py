@@ -17,7 +17,8 @@ from ..formats.image_table import read_image_table
 from ..formats.records import read_records
 from ..formats.saliency import read_params, read_saliency
 from ..formats.tables import write_table
-from ..metrics.localisation import evidence_path, load_evidence_mask, localise
+from ..formats.evidence import evidence_path, load_evidence_mask
+from ..metrics.localisation import localise
 from .markdown import render_markdown
 from .summary import annotate, summarise
 

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 
 from ..formats.tables import STUDY_COLUMNS
-from ..methods import chance_ids
+from ..methods import chance_ids, reference_role
 from .summary import CHECK, STABILITY_METRICS, Summary, insensitive_warning
 
 
@@ -24,7 +24,18 @@ def _p(value: float) -> str:
 
 
 def method_label(row: pd.Series) -> str:
-    return f"{row['method']} ({row['method_id']})" + (" - chance" if row["is_chance"] else "")
+    return f"{row['method']} ({row['method_id']})" + (f" - {reference_role(row['method_id'])}" if row["is_chance"] else "")
+
+
+def reference_name(method_id: str) -> str:
+    """A reference row as the conclusions name it: "the random baseline", "the evidence map (ground truth)"."""
+    role = reference_role(method_id)
+    return f"the {method_id} baseline" if role == "chance" else f"the {method_id} map ({role})"
+
+
+GROUND_TRUTH_BEATEN = ("a map of exactly the evidence scores lower, so the Score rewards pixels outside the evidence "
+                       "(context the model uses, or evidence that the deletion substrate does not hide from it); read "
+                       "the Score beside the localisation table")
 
 
 def best_values(table: pd.DataFrame) -> dict[str, float]:
@@ -43,7 +54,7 @@ def render_markdown(summary: Summary, alpha: float = 0.05, n_resamples: int = 10
     best = best_values(table)
     lines = [f"# Saliency benchmark summary ({summary.n_images} images)", "",
              f"Values are means over images with {level} paired-bootstrap CIs ({n_resamples} resamples). "
-             f"Score = Insertion AUC - Deletion AUC. {CHECK} marks the best value of each column (chance baselines excluded)."
+             f"Score = Insertion AUC - Deletion AUC. {CHECK} marks the best value of each column (reference rows excluded)."
              + (f" Forward passes in {summary.facts['precision']}." if summary.facts.get("precision") else ""), "",
              "| Method | Parameter/Layer | Deletion AUC | Insertion AUC | Score | n |", "|---|---|---|---|---|---|"]
     for _, row in table.iterrows():
@@ -86,9 +97,12 @@ def _conclusions(summary: Summary, alpha: float) -> list[str]:
                      f"{facts['min_p']:.3f} >= {alpha}, so no method can be shown to differ by it; collect more images.")
     chance = [c for c in chance_ids() if f"vs_{c}" in table]
     for c in chance:
+        better = contenders[contenders[f"vs_{c}"] == "better"]
         fails = contenders[contenders[f"vs_{c}"] != "better"]
-        lines.append(f"- Better than the {c} baseline: {_names(contenders[contenders[f'vs_{c}'] == 'better'])}"
+        lines.append(f"- Better than {reference_name(c)}: {_names(better)}"
                      + (f"; not better than {c}: {_names(fails)}." if len(fails) else "."))
+        if reference_role(c) != "chance" and len(better):
+            lines[-1] = lines[-1][:-1] + f". For these {GROUND_TRUTH_BEATEN}."
     compared = table[table["method_id"] != summary.best_id]
     if len(compared):
         lines += ["", "| Method | Score diff. to best [CI] | Wilcoxon p | Holm p | Verdict |", "|---|---|---|---|---|"]
@@ -96,7 +110,8 @@ def _conclusions(summary: Summary, alpha: float) -> list[str]:
         lines.append(f"| {method_label(row)} | {with_ci(row, 'score_diff_vs_best')} | {_p(row['wilcoxon_p_vs_best'])} | "
                      f"{_p(row['holm_p_vs_best'])} | {row['vs_best']} |")
     if chance:
-        lines += ["", "Compared with chance (Score difference to the baseline [CI], Holm-adjusted Wilcoxon p):", "",
+        lines += ["", "Compared with the reference rows (Score difference to the reference [CI], Holm-adjusted "
+                      "Wilcoxon p):", "",
                   "| Method | " + " | ".join(f"vs {c}" for c in chance) + " |", "|---|" + "---|" * len(chance)]
         for _, row in contenders.iterrows():
             cells = [f"{row[f'vs_{c}']}: {with_ci(row, f'score_diff_vs_{c}')}, p = {_p(row[f'holm_p_vs_{c}'])}" for c in chance]

@@ -3,8 +3,8 @@ means with bootstrap CIs and the paired tests against the best and against chanc
 
 Rows of the summary are method configurations. A RISE repeat `<id>-seed<r>` (r > 0) is not a row
 of its own: the repeats of a configuration are evidence of its stability across mask seeds and
-go into the stability columns of `<id>`. The chance baselines `random` and `centre` are rows but
-are never "best".
+go into the stability columns of `<id>`. The reference rows (the chance baselines `random` and
+`centre`; the ground truth `evidence`) are rows but are never "best".
 
 Score = Insertion AUC - Deletion AUC, per image; a method's value is the mean over its images.
 
@@ -24,7 +24,9 @@ indices per resample, shared by all columns). Every method is compared with the 
 (highest mean Score among non-chance methods) on their common images: the bootstrap CI of the
 mean Score difference and the Wilcoxon signed-rank p-value, Holm-adjusted over all methods
 compared with the best. A method counts as distinguishable from the best only when both agree
-(Holm p < alpha and the CI excludes 0). The same comparison is made with each chance baseline.
+(Holm p < alpha and the CI excludes 0). The same comparison is made with each reference row. A
+ground-truth row (`evidence`) is a Holm family of its own in each comparison, so that adding it
+changes no other row's verdict.
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ import pandas as pd
 
 from ..errors import require
 from ..formats.tables import STUDY_COLUMNS
-from ..methods import chance_ids
+from ..methods import chance_ids, reference_role
 from .stats import bootstrap_means, has_power, holm, min_wilcoxon_p, percentile_ci, wilcoxon_p
 
 log = logging.getLogger(__name__)
@@ -201,7 +203,12 @@ def _add_comparison(table: pd.DataFrame, name: str, ref: int, score: np.ndarray,
     """
     diffs = score - score[:, [ref]]
     p_values = np.array([wilcoxon_p(diffs[:, j]) if j != ref else math.nan for j in range(len(method_ids))])
-    adjusted = holm(p_values)  # the family: every method compared with this reference
+    # The family: every row compared with this reference, but a ground-truth row is a family of its own,
+    # so that adding it (baselines.evidence) changes no other row's verdict.
+    apart = np.array([m in chance_ids() and reference_role(m) != "chance" for m in method_ids])
+    adjusted = np.full(len(method_ids), math.nan)
+    for family in (~apart, apart):
+        adjusted[family] = holm(p_values[family])
     estimate, low, high = (np.array([ci[(f"vs_{name}", m)][i] for m in method_ids]) for i in range(3))
     table[f"score_diff_vs_{name}"], table[f"score_diff_vs_{name}_lo"], table[f"score_diff_vs_{name}_hi"] = estimate, low, high
     table[f"wilcoxon_p_vs_{name}"], table[f"holm_p_vs_{name}"] = p_values, adjusted

@@ -74,7 +74,9 @@ class Method:
 
     name: ClassVar[str] = ""
     title: ClassVar[str] = ""  # for people: "Abs-CAM Final"
-    is_chance: ClassVar[bool] = False
+    is_chance: ClassVar[bool] = False  # a reference row (chance or ground truth): compared with, never "best"
+    role: ClassVar[str] = "chance"  # what the tables call a reference row of this method
+    reads_evidence: ClassVar[bool] = False  # its maps read the evidence masks: a changed mask reruns its jobs
     options: ClassVar[tuple[Option, ...]] = ()
     params: ClassVar[frozenset[str]] = frozenset()  # keywords `explain` accepts beyond the common ones
 

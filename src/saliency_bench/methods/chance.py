@@ -1,10 +1,13 @@
-"""The chance baselines as the stages know them: `random` (seeded noise) and `centre` (a centred
-Gaussian). A chance method's configuration id is its name. The maps come from `saliency_bench.baselines`."""
+"""The reference rows as the stages know them: the chance baselines `random` (seeded noise) and
+`centre` (a centred Gaussian), and where evidence masks exist and `baselines.evidence` asks for it,
+`evidence` (the ground truth as a map). A reference's configuration id is its name; none is ever
+"best". The maps come from `saliency_bench.baselines`."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from ..argtypes import seed
+from ..errors import UserError, require
 from .base import Method, MethodConfig, Option
 
 if TYPE_CHECKING:
@@ -52,3 +55,45 @@ class CentreMaps(Method):
         from ..baselines import centre_maps
 
         return centre_maps(len(images), tuple(images.shape[-2:]), sigma_fraction)
+
+
+class EvidenceMaps(Method):
+    name = "evidence"
+    title = "evidence"
+    is_chance = True  # a reference row like the chance maps: compared with, never "best"
+    role = "ground truth"
+    reads_evidence = True
+    options = (Option("--evidence-root", "evidence: folder of evidence masks, <root>/<image_id> (as for aggregate)"),)
+    params = frozenset({"evidence_root", "keys"})
+
+    def configurations(self, config: Config) -> list[MethodConfig]:
+        # the workflow passes the run's evidence root, as it passes RISE its mask file
+        return [MethodConfig(self.name, self.name, "chance")] if config.baselines.evidence else []
+
+    def params_from_args(self, args, image_ids):
+        require(args.evidence_root, "--method evidence needs --evidence-root, the folder of the images' evidence masks")
+        return {"evidence_root": args.evidence_root, "keys": list(image_ids)}, {"evidence_root": args.evidence_root}
+
+    def variant(self, recorded: dict) -> str:
+        return "ground truth"
+
+    def explain(self, model, images, target, *, batch_size: int, precision: str, evidence_root=None, keys=None):
+        import numpy as np
+
+        from ..baselines import evidence_maps
+        from ..formats.evidence import evidence_path, load_evidence_mask
+
+        require(evidence_root is not None and keys is not None and len(keys) == len(images),
+                "evidence maps need evidence_root and one key (image id) per image")
+        height, width = images.shape[-2:]
+        paths = [evidence_path(evidence_root, key) for key in keys]
+        missing = [key for key, path in zip(keys, paths) if path is None]
+        if missing:
+            raise UserError(f"no evidence mask for {len(missing)} image(s), e.g. {missing[0]}, under {evidence_root}; "
+                            "add <evidence-root>/<image_id> (a binary PNG, 255 = evidence) or set baselines.evidence: false")
+        masks = np.stack([load_evidence_mask(str(path), height, width) for path in paths])
+        empty = [key for key, mask in zip(keys, masks) if not mask.any()]
+        if empty:
+            raise UserError(f"the evidence mask of {empty[0]} marks no pixel ({len(empty)} such image(s)); an evidence map "
+                            "needs evidence: leave such images out of the data or set baselines.evidence: false")
+        return evidence_maps(masks)

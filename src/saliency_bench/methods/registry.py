@@ -14,13 +14,13 @@ import os
 from ..errors import UserError, require
 from .abscam import AbsCamFinal, AbsCamInit
 from .base import Method
-from .chance import CentreMaps, RandomMaps
+from .chance import CentreMaps, EvidenceMaps, RandomMaps
 from .rise import Rise
 
 PLUGINS_VARIABLE = "SALIENCY_BENCH_METHODS"
 
-# Order matters: tables and figures list methods in it, chance baselines last.
-BUILT_IN = (Rise(), AbsCamInit(), AbsCamFinal(), RandomMaps(), CentreMaps())
+# Order matters: tables and figures list methods in it, reference rows (chance, ground truth) last.
+BUILT_IN = (Rise(), AbsCamInit(), AbsCamFinal(), RandomMaps(), CentreMaps(), EvidenceMaps())
 _REGISTRY: dict[str, Method] = {method.name: method for method in BUILT_IN}
 _loaded_plugins: set[str] = set()
 
@@ -76,6 +76,12 @@ def get_method(name: str) -> Method:
 def chance_ids() -> list[str]:
     """Ids of the chance baselines' configurations (a chance method's id is its name)."""
     return [method.name for method in methods() if method.is_chance]
+
+
+def reference_role(method_id: str) -> str:
+    """What a reference row is ("chance", "ground truth"); "chance" for an id of no registered method."""
+    method = method_of_id(method_id)
+    return method.role if method is not None else "chance"
 
 
 def method_of_id(method_id: str) -> Method | None:

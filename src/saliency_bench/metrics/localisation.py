@@ -1,7 +1,7 @@
 """Localisation against ground-truth evidence masks: pointing game and energy pointing game.
 
-Evidence masks are binary images at `<evidence_root>/<image_id>` (255 = evidence), resized to
-the saliency map's size with nearest neighbour.
+Evidence masks (`formats/evidence.py`) are binary images at `<evidence_root>/<image_id>` (255 =
+evidence), resized to the saliency map's size with nearest neighbour.
 
 - Pointing game: a hit when the saliency maximum lies in the evidence mask dilated by
   15 px at 224 x 224 (scaled to 15 * H / 224 for other heights; a Euclidean disc). When
@@ -18,16 +18,10 @@ inside the mask.
 """
 from __future__ import annotations
 
-import functools
 import math
-import os
-from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
-
-from ..errors import UserError
 
 DILATION_AT_224 = 15.0
 PEAK_TOLERANCE = 1e-5  # of max - min: far above float32 round-off (~1e-7), far below any real difference
@@ -67,28 +61,6 @@ def energy_pointing_game(saliency: np.ndarray, mask: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         share = (positive * mask).sum(axis=(1, 2)) / total
     return np.where((total > 0) & mask.any(axis=(1, 2)), share, np.nan)
-
-
-def evidence_path(evidence_root: str | os.PathLike, image_id: str) -> Path | None:
-    """The mask of an image: same relative path as the image, or the same stem with .png; None if absent."""
-    exact = Path(evidence_root) / image_id
-    if exact.is_file():
-        return exact
-    as_png = exact.with_suffix(".png")
-    return as_png if as_png.is_file() else None
-
-
-@functools.lru_cache(maxsize=512)
-def load_evidence_mask(path: str, height: int, width: int) -> np.ndarray:
-    """Binary mask (H, W) of an evidence PNG (values > 127 are evidence), resized with nearest neighbour."""
-    try:
-        with Image.open(path) as image:
-            resized = image.convert("L").resize((width, height), Image.Resampling.NEAREST)
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise UserError(f"cannot read evidence mask {path}: {error}; replace it with a binary PNG (255 = evidence)") from None
-    mask = np.asarray(resized) > 127
-    mask.setflags(write=False)  # shared by the cache
-    return mask
 
 
 def localise(saliency: np.ndarray, masks: np.ndarray) -> dict[str, np.ndarray]:

@@ -21,7 +21,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from ..analysis.markdown import best_values, method_label, number, with_ci
+from ..analysis.markdown import best_values, method_label, number, reference_name, with_ci
 from ..analysis.summary import AUC_METRICS, CHECK, LOCALISATION_METRICS, headline_facts, insensitive_warning
 from ..errors import atomic_path
 from ..formats.tables import STUDY_COLUMNS, read_table
@@ -116,7 +116,7 @@ def summary_page(table: pd.DataFrame, alpha: float = 0.05) -> str:
     for chance, rows in ((False, table[~table["is_chance"]]), (True, table[table["is_chance"]])):
         if rows.empty:
             continue
-        lines = [f'<tr class="group"><td colspan="{len(head)}">Chance baselines (never "best")</td></tr>'] if chance else []
+        lines = [f'<tr class="group"><td colspan="{len(head)}">Reference rows (never "best")</td></tr>'] if chance else []
         for _, row in rows.iterrows():
             cells = [_cell(method_label(row)), _cell(str(row.get("variant", ""))),
                      *(_metric_cell(row, m, best) for m in STUDY_COLUMNS),
@@ -125,10 +125,11 @@ def summary_page(table: pd.DataFrame, alpha: float = 0.05) -> str:
             lines.append(f'<tr data-method="{escape(row["method_id"])}">{"".join(cells)}</tr>')
         bodies.append(f'<tbody class="{"chance" if chance else "methods"}">\n' + "\n".join(lines) + "\n</tbody>")
     header = "".join(f"<th>{escape(h)}</th>" for h in head)
+    compared = " / ".join(f"<i>vs {escape(c[3:])}</i>" for c in verdicts)
     note = (f"Means over images with {1 - alpha:.0%} paired-bootstrap CIs. Score = Insertion AUC \u2212 Deletion AUC. "
-            f"{CHECK} marks the best value of each column (chance baselines excluded). <i>vs best</i> / <i>vs random</i> / "
-            f"<i>vs centre</i>: the Score compared with that method; better or worse only when the Holm-adjusted Wilcoxon "
-            f"p &lt; {alpha} and the bootstrap CI of the difference agree. Click a column header to sort.")
+            f"{CHECK} marks the best value of each column (reference rows excluded). {compared}: the Score compared "
+            f"with that method; better or worse only when the Holm-adjusted Wilcoxon p &lt; {alpha} and the bootstrap "
+            "CI of the difference agree. Click a column header to sort.")
     body = (f'<h2>Summary by method</h2>\n<p class="note">{note}</p>\n<table class="sortable" id="summary">'
             f"<thead><tr>{header}</tr></thead>\n" + "\n".join(bodies) + "\n</table>")
     return _page("Summary by method", body)
@@ -173,7 +174,7 @@ def _compared(run: dict, per_image: pd.DataFrame, table: pd.DataFrame) -> list[s
     methods = table[~table["method_id"].isin(chance_ids())]
     items = [f"Model: <b>{escape(str(run.get('model', '?')))}</b>{classes} ({escape(str(run.get('weights') or 'weights from the config'))}).",
              f"Images: <b>{images}</b> at {size} px; {len(methods)} method configurations, "
-             f"{len(table) - len(methods)} chance baselines ({', '.join(c for c in chance_ids() if c in set(table['method_id']))}).",
+             f"{len(table) - len(methods)} reference rows ({', '.join(c for c in chance_ids() if c in set(table['method_id']))}).",
              f"RISE: N = <b>{rise.get('n_masks', '?')}</b> masks per set, grid s = <b>{rise.get('s', '?')}</b>, "
              f"binary p = {', '.join(str(p) for p in rise.get('binary', {}).get('p', [])) or 'none'}"
              + "".join(f", {kind}" for kind in ("gaussian", "perlin") if rise.get(kind, {}).get("enabled"))
@@ -199,7 +200,7 @@ def _headline(table: pd.DataFrame, per_image: pd.DataFrame, alpha: float) -> lis
         tied = contenders[(contenders["method_id"] != best["method_id"]) & (contenders["vs_best"] != "worse")]
         items.append(f"Not distinguishable from the best: {_names(tied)}.")
     for chance in (c for c in chance_ids() if f"vs_{c}" in table):
-        items.append(f"Better than the <i>{chance}</i> baseline: {_names(contenders[contenders[f'vs_{chance}'] == 'better'])}.")
+        items.append(f"Better than {escape(reference_name(chance))}: {_names(contenders[contenders[f'vs_{chance}'] == 'better'])}.")
     ranked = per_image[per_image["repeat"] == 0] if "repeat" in per_image else per_image
     image_ids = list(dict.fromkeys(ranked["image_id"]))
     facts = headline_facts(ranked, per_image, image_ids, alpha)
