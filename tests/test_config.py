@@ -173,3 +173,25 @@ def test_the_evidence_row_is_asked_for_and_needs_evidence_masks():
         config = load_config({**values, "baselines": {"evidence": True}})
         assert [m.method_id for m in method_configs(config) if reads_evidence(m)] == ["evidence"]
         assert evidence_root(config) == root
+
+
+def test_an_image_of_the_run_without_an_evidence_mask_stops_before_any_job(tmp_path):
+    """It stopped the evidence row's explain job, after the masks were drawn. Images the run does not
+    explain (data.limit) need no mask."""
+    import numpy as np
+    from PIL import Image
+
+    from saliency_bench.workflow_config import check_evidence
+
+    for index in range(3):
+        for folder in ("images", "evidence"):
+            (tmp_path / folder / "ants").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((8, 8), 255, np.uint8)).save(tmp_path / folder / "ants" / f"{index}.png")
+    (tmp_path / "evidence" / "ants" / "2.png").unlink()
+    values = {"data": {"root": str(tmp_path / "images"), "split": "all", "evidence_root": str(tmp_path / "evidence")},
+              "model": {"checkpoint": "model.pt"}, "baselines": {"evidence": True}}
+    with pytest.raises(UserError, match=r"no evidence mask for 1 of the run's 3 images, e\.g\. ants/2\.png, under .*; "
+                                        "add <evidence_root>/<image_id> .* or set baselines.evidence: false"):
+        check_evidence(load_config(values))
+    check_evidence(load_config({**values, "data": {**values["data"], "limit": 2}}))
+    check_evidence(load_config({**values, "baselines": {"evidence": False}}))

@@ -211,3 +211,23 @@ def test_report_opens_in_chromium(tiny_run, tmp_path):
     finally:
         driver.quit()
     print(f"report built and checked in Chromium in {time.monotonic() - started:.1f} s; screenshots in {tmp_path}")
+
+
+def test_summary_page_gives_the_score_per_class_as_summary_md_does(pages):
+    """summary.md's "Score per class" was not in the report; images of one class give no table."""
+    from saliency_bench.report.html import summary_page
+
+    folder = pages["folder"]
+    per_image = pd.read_csv(folder / "tables" / "per_image.csv")
+    table = pd.read_csv(folder / "tables" / "summary.csv", keep_default_na=False, na_values=[""])
+    assert 'id="per-class"' not in pages["summary.html"]  # no class names in this run
+    labelled = per_image.assign(class_name=per_image["image_id"].str.split("/").str[0])
+    rows = parse_rows(summary_page(table, per_image=labelled))["per-class"]
+    ranked = labelled[labelled["repeat"] == 0]
+    for row, method_id in zip(rows, table["method_id"]):
+        assert f"({method_id})" in row[0]
+        mine = ranked[ranked["method_id"] == method_id]
+        expected = [mine[mine["class_name"] == name]["score"].mean() for name in ("cls0", "cls1")]
+        assert row[2:] == [f"{value:.4f}" for value in expected]
+    assert len(rows) == len(table)
+    assert 'id="per-class"' not in summary_page(table, per_image=labelled.assign(class_name="cls0"))

@@ -142,6 +142,23 @@ def check_device(config: Config) -> None:
             raise UserError(f"device is cpu, but {error}") from None
 
 
+def check_evidence(config: Config) -> None:
+    """The evidence row needs a mask for every image of the run: one missing stopped its explain job,
+    after the masks. The demo draws one for each of its images."""
+    if not config.baselines.evidence or uses_demo(config) or not config.data.evidence_root:
+        return  # no row, or method_configs has said what is missing
+    from .data import select_images
+    from .formats.evidence import evidence_path
+
+    data, records = config.data, listed_images(config)
+    chosen = select_images([r.label for r in records], data.split, data.val_fraction, data.split_seed, data.limit,
+                           data.per_class_limit)
+    missing = [records[i].image_id for i in chosen if evidence_path(data.evidence_root, records[i].image_id) is None]
+    require(not missing, f"baselines.evidence: no evidence mask for {len(missing)} of the run's {len(chosen)} images, "
+            f"e.g. {missing[0] if missing else ''}, under {data.evidence_root}; add <evidence_root>/<image_id> (a binary "
+            "PNG, 255 = evidence) or set baselines.evidence: false")
+
+
 def check_demo(config: Config) -> None:
     """With demo.train false the shipped model explains the demo: the data must be generated and
     split as when it was trained, or the explained "validation" images could be training images."""

@@ -119,11 +119,14 @@ def _conclusions(summary: Summary, alpha: float) -> list[str]:
     return lines
 
 
+PER_CLASS_NOTE = ("Mean Score of the images of each class (their folder; the explained class is the model's top-1), "
+                  "without CIs: a class holds a fraction of the images. Where one method's Score drops on one class "
+                  "only, look at that class's maps.")
+
+
 def _per_class(summary: Summary) -> list[str]:
     per_class = summary.per_class
-    lines = ["Mean Score of the images of each class (their folder; the explained class is the model's top-1), "
-             "without CIs: a class holds a fraction of the images. Where one method's Score drops on one class "
-             "only, look at that class's maps.", "",
+    lines = [PER_CLASS_NOTE, "",
              "| Method | Parameter/Layer | " + " | ".join(per_class.columns) + " |",
              "|---|---|" + "---|" * len(per_class.columns)]
     for _, row in summary.table.iterrows():

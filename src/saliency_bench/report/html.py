@@ -21,8 +21,9 @@ from typing import Sequence
 
 import pandas as pd
 
-from ..analysis.markdown import best_values, method_label, number, reference_name, with_ci
-from ..analysis.summary import AUC_METRICS, CHECK, LOCALISATION_METRICS, headline_facts, insensitive_warning
+from ..analysis.markdown import PER_CLASS_NOTE, best_values, method_label, number, reference_name, with_ci
+from ..analysis.summary import (AUC_METRICS, CHECK, LOCALISATION_METRICS, headline_facts, insensitive_warning,
+                                per_class_scores)
 from ..errors import atomic_path
 from ..formats.tables import STUDY_COLUMNS, read_table
 from ..methods import chance_ids
@@ -103,8 +104,9 @@ def _page(title: str, body: str) -> str:
 
 
 # ---- pages ------------------------------------------------------------------------------
-def summary_page(table: pd.DataFrame, alpha: float = 0.05) -> str:
-    """The study's table, ✓ on the best value of each column (chance excluded), chance rows apart."""
+def summary_page(table: pd.DataFrame, alpha: float = 0.05, per_image: pd.DataFrame | None = None) -> str:
+    """The study's table, ✓ on the best value of each column (reference rows excluded), reference rows
+    apart; then, from `per_image`, the Score per class where the images come from two or more classes."""
     table = table.copy()
     table["is_chance"] = table["method_id"].isin(chance_ids())
     best = best_values(table)
@@ -132,7 +134,24 @@ def summary_page(table: pd.DataFrame, alpha: float = 0.05) -> str:
             "CI of the difference agree. Click a column header to sort.")
     body = (f'<h2>Summary by method</h2>\n<p class="note">{note}</p>\n<table class="sortable" id="summary">'
             f"<thead><tr>{header}</tr></thead>\n" + "\n".join(bodies) + "\n</table>")
-    return _page("Summary by method", body)
+    return _page("Summary by method", body + (_per_class_table(table, per_image) if per_image is not None else ""))
+
+
+def _per_class_table(table: pd.DataFrame, per_image: pd.DataFrame) -> str:
+    """summary.md's "Score per class", sortable; "" for images of one class (or of none)."""
+    ranked = per_image[per_image["repeat"] == 0] if "repeat" in per_image else per_image
+    per_class = per_class_scores(ranked, list(table["method_id"]))
+    if per_class.empty:
+        return ""
+    header = "".join(f"<th>{escape(h)}</th>" for h in ("Method", "Parameter/Layer", *per_class.columns))
+    lines = []
+    for _, row in table.iterrows():
+        scores = per_class.loc[row["method_id"]]
+        cells = [_cell(method_label(row)), _cell(str(row.get("variant", "")))]
+        cells += [_cell(number(value), value, "num") for value in scores]
+        lines.append(f'<tr data-method="{escape(row["method_id"])}">{"".join(cells)}</tr>')
+    return (f'\n<h2>Score per class</h2>\n<p class="note">{escape(PER_CLASS_NOTE)}</p>\n<table class="sortable" '
+            f'id="per-class"><thead><tr>{header}</tr></thead>\n<tbody class="per-class">\n' + "\n".join(lines) + "\n</tbody>\n</table>")
 
 
 def per_image_page(per_image: pd.DataFrame) -> str:
@@ -270,7 +289,8 @@ def write_report_pages(summary_csv: str | os.PathLike, per_image_csv: str | os.P
 
         forward = read_forward_record(forward_settings)
     seconds = measure_stages(benchmarks, read_plan(plan)).seconds if plan else None
-    pages = {"summary.html": summary_page(table, float(run.get("alpha", 0.05))), "per_image.html": per_image_page(per_image),
+    pages = {"summary.html": summary_page(table, float(run.get("alpha", 0.05)), per_image),
+             "per_image.html": per_image_page(per_image),
              "introduction.html": introduction_fragment(table, per_image, run, seconds, forward,
                                                        forward_path=forward_settings, benchmarks=benchmarks)}
     paths = {name: Path(out_dir) / name for name in PAGES}
