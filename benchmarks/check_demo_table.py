@@ -34,7 +34,7 @@ def readme_rows(readme: Path) -> dict[str, tuple[list[float], str]]:
         if not line.startswith("|"):
             break
         cells = [cell.strip() for cell in line.strip("|").split("|")]
-        method_id = cells[0].removesuffix(" (chance)")
+        method_id = re.sub(r" \((chance|ground truth)\)$", "", cells[0])  # a reference row's role
         numbers = [float(x) for cell in cells[1:1 + len(COLUMNS)] for x in CELL.fullmatch(cell).groups()]
         rows[method_id] = (numbers, cells[1 + len(COLUMNS)])
     return rows

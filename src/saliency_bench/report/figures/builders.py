@@ -200,7 +200,7 @@ def summary_figure(summary: pd.DataFrame) -> Figure:
     """Deletion AUC, Insertion AUC and Score side by side, one row per method, best Score on top.
 
     Wider rather than taller, so that it fits the report's window. Error bars come from
-    `<metric>_lo` / `<metric>_hi` columns when present; chance baselines (`random`, `centre`)
+    `<metric>_lo` / `<metric>_hi` columns when present; reference rows (`random`, `centre`, `evidence`)
     are grey. Dashed lines show the mean p(class) on the fully deleted image (the floor of
     the deletion curves) and on the fully blurred image (the start of the insertion
     curves), when `deleted_prob` / `blurred_prob` are present.
@@ -233,7 +233,7 @@ def summary_figure(summary: pd.DataFrame) -> Figure:
             ax.set_xlabel("AUC (p(class) \u00d7 fraction of pixels)" if column != "score" else "Insertion AUC \u2212 Deletion AUC")
             ax.grid(axis="x", alpha=0.3)
         axes[0].set_yticks(positions, table["method_id"].astype(str).tolist())
-        axes[0].set_ylabel("method configuration (grey: chance)")
+        axes[0].set_ylabel("method configuration (grey: reference rows)")
         if floor_lines:  # below the panels: inside them they would cover the bottom row's bar
             figure.legend(floor_lines, [line.get_label() for line in floor_lines], loc="outside lower center",
                           ncols=len(floor_lines), frameon=False)
