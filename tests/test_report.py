@@ -231,3 +231,18 @@ def test_summary_page_gives_the_score_per_class_as_summary_md_does(pages):
         assert row[2:] == [f"{value:.4f}" for value in expected]
     assert len(rows) == len(table)
     assert 'id="per-class"' not in summary_page(table, per_image=labelled.assign(class_name="cls0"))
+
+
+def test_the_introduction_says_what_a_method_above_the_ground_truth_means():
+    from saliency_bench.analysis.summary import annotate, summarise
+    from saliency_bench.report.html import introduction_fragment
+
+    frames = synthetic_records()
+    rise = next(f for f in frames if f["method_id"].iloc[0] == "rise-binary-p0.5")
+    sentence = "For these a map of exactly the evidence scores lower, so the Score rewards pixels outside the evidence"
+    for shift, said in ((0.4, False), (-0.4, True)):  # the ground truth above every method, then below them
+        evidence = rise.assign(method_id="evidence", method="evidence", variant="ground truth",
+                               insertion_auc=rise["insertion_auc"] + shift)
+        per_image = annotate(pd.concat([*frames, evidence], ignore_index=True))
+        html = introduction_fragment(summarise(per_image, n_resamples=200).table, per_image, {}, None)
+        assert "Better than the evidence map (ground truth): " in html and (sentence in html) == said
