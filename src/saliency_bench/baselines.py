@@ -47,10 +47,11 @@ def centre_maps(n: int, size: Sequence[int], sigma_fraction: float = 0.25) -> to
     return prior.expand(n, height, width).clone()
 
 
-def evidence_maps(masks: np.ndarray) -> torch.Tensor:
+def evidence_maps(masks: np.ndarray, keys: Sequence[str] | None = None) -> torch.Tensor:
     """(n, H, W) float32 for boolean evidence masks (n, H, W): inside the evidence, the distance to the
     nearest pixel outside it (>= 1); outside, minus the distance to the nearest evidence pixel. A mask
-    that is all evidence gives a constant map; one without evidence is an error."""
+    that is all evidence gives a constant map; one without evidence is an error naming it by its key
+    (its image id; else its index)."""
     from scipy.ndimage import distance_transform_edt
 
     def depth(mask: np.ndarray) -> np.ndarray:
@@ -58,9 +59,11 @@ def evidence_maps(masks: np.ndarray) -> torch.Tensor:
         return distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
 
     masks = np.asarray(masks, dtype=bool)
-    empty = [index for index, mask in enumerate(masks) if not mask.any()]
+    keys = list(range(len(masks))) if keys is None else list(keys)
+    empty = [key for key, mask in zip(keys, masks) if not mask.any()]
     if empty:
-        raise UserError(f"evidence mask {empty[0]} of the batch marks no pixel; an evidence map needs evidence")
+        raise UserError(f"the evidence mask of {empty[0]} marks no pixel ({len(empty)} such image(s)); an evidence "
+                        "map needs evidence: leave such images out of the data or set baselines.evidence: false")
     # a mask of only evidence has no edge to measure from: every pixel is equally evidence
     maps = [np.ones(mask.shape) if mask.all() else depth(mask) - distance_transform_edt(~mask) for mask in masks]
     return torch.from_numpy(np.stack(maps).astype(np.float32)) if len(maps) else torch.zeros(masks.shape)

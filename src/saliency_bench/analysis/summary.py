@@ -205,7 +205,8 @@ def _add_comparison(table: pd.DataFrame, name: str, ref: int, score: np.ndarray,
     p_values = np.array([wilcoxon_p(diffs[:, j]) if j != ref else math.nan for j in range(len(method_ids))])
     # The family: every row compared with this reference, but a ground-truth row is a family of its own,
     # so that adding it (baselines.evidence) changes no other row's verdict.
-    apart = np.array([m in chance_ids() and reference_role(m) != "chance" for m in method_ids])
+    references = set(chance_ids())
+    apart = np.array([m in references and reference_role(m) != "chance" for m in method_ids])
     adjusted = np.full(len(method_ids), math.nan)
     for family in (~apart, apart):
         adjusted[family] = holm(p_values[family])

@@ -91,9 +91,4 @@ class EvidenceMaps(Method):
         if missing:
             raise UserError(f"no evidence mask for {len(missing)} image(s), e.g. {missing[0]}, under {evidence_root}; "
                             "add <evidence-root>/<image_id> (a binary PNG, 255 = evidence) or set baselines.evidence: false")
-        masks = np.stack([load_evidence_mask(str(path), height, width) for path in paths])
-        empty = [key for key, mask in zip(keys, masks) if not mask.any()]
-        if empty:
-            raise UserError(f"the evidence mask of {empty[0]} marks no pixel ({len(empty)} such image(s)); an evidence map "
-                            "needs evidence: leave such images out of the data or set baselines.evidence: false")
-        return evidence_maps(masks)
+        return evidence_maps(np.stack([load_evidence_mask(str(path), height, width) for path in paths]), keys)
