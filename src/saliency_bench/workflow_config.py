@@ -33,8 +33,8 @@ def method_configs(config: Config) -> list[MethodConfig]:
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     require(not duplicates, f"duplicate method ids {duplicates}; remove repeated p values or layers from the config")
     readers = [m.method_id for m in methods if reads_evidence(m)]
-    require(not readers or evidence_root(config), f"{readers[0] if readers else ''} needs evidence masks: set "
-            "data.evidence_root, or baselines.evidence: false")
+    if readers and not evidence_root(config):
+        raise UserError(f"{readers[0]} needs evidence masks: set data.evidence_root, or baselines.evidence: false")
     return methods
 
 
@@ -147,12 +147,10 @@ def check_evidence(config: Config) -> None:
     after the masks. The demo draws one for each of its images."""
     if not config.baselines.evidence or uses_demo(config) or not config.data.evidence_root:
         return  # no row, or method_configs has said what is missing
-    from .data import select_images
     from .formats.evidence import evidence_path
 
     data, records = config.data, listed_images(config)
-    chosen = select_images([r.label for r in records], data.split, data.val_fraction, data.split_seed, data.limit,
-                           data.per_class_limit)
+    chosen = selected_indices(config, [r.label for r in records])
     missing = [records[i].image_id for i in chosen if evidence_path(data.evidence_root, records[i].image_id) is None]
     require(not missing, f"baselines.evidence: no evidence mask for {len(missing)} of the run's {len(chosen)} images, "
             f"e.g. {missing[0] if missing else ''}, under {data.evidence_root}; add <evidence_root>/<image_id> (a binary "
@@ -257,13 +255,17 @@ def files_fingerprint(entries: Iterable[tuple[str, str | os.PathLike]]) -> str:
     return digest.hexdigest()[:16]
 
 
-def selected_image_count(config: Config) -> int:
-    """How many images the workflow explains; known before any job runs, so shards are too."""
+def selected_indices(config: Config, labels: Sequence[int]) -> list[int]:
+    """The images the workflow explains, as indices into the listed images with these labels."""
     from .data import select_images
 
     data = config.data
-    count = len(select_images(image_labels(config), data.split, data.val_fraction, data.split_seed, data.limit,
-                              data.per_class_limit))
+    return select_images(labels, data.split, data.val_fraction, data.split_seed, data.limit, data.per_class_limit)
+
+
+def selected_image_count(config: Config) -> int:
+    """How many images the workflow explains; known before any job runs, so shards are too."""
+    count = len(selected_indices(config, image_labels(config)))
     require(count >= 1, "no images selected; check data.split, data.val_fraction and data.limit")
     return count
 

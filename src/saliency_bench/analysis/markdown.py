@@ -33,9 +33,13 @@ def reference_name(method_id: str) -> str:
     return f"the {method_id} baseline" if role == "chance" else f"the {method_id} map ({role})"
 
 
-GROUND_TRUTH_BEATEN = ("a map of exactly the evidence scores lower, so the Score rewards pixels outside the evidence "
-                       "(context the model uses, or evidence that the deletion substrate does not hide from it); read "
-                       "the Score beside the localisation table")
+def ground_truth_note(reference: str, better: pd.DataFrame) -> str:
+    """What methods above a ground-truth reference row mean, to follow the list of them; else ""."""
+    if reference_role(reference) == "chance" or better.empty:
+        return ""
+    return (" For these a map of exactly the evidence scores lower, so the Score rewards pixels outside the evidence "
+            "(context the model uses, or evidence that the deletion substrate does not hide from it); read the Score "
+            "beside the localisation table.")
 
 
 def best_values(table: pd.DataFrame) -> dict[str, float]:
@@ -100,9 +104,7 @@ def _conclusions(summary: Summary, alpha: float) -> list[str]:
         better = contenders[contenders[f"vs_{c}"] == "better"]
         fails = contenders[contenders[f"vs_{c}"] != "better"]
         lines.append(f"- Better than {reference_name(c)}: {_names(better)}"
-                     + (f"; not better than {c}: {_names(fails)}." if len(fails) else "."))
-        if reference_role(c) != "chance" and len(better):
-            lines[-1] = lines[-1][:-1] + f". For these {GROUND_TRUTH_BEATEN}."
+                     + (f"; not better than {c}: {_names(fails)}." if len(fails) else ".") + ground_truth_note(c, better))
     compared = table[table["method_id"] != summary.best_id]
     if len(compared):
         lines += ["", "| Method | Score diff. to best [CI] | Wilcoxon p | Holm p | Verdict |", "|---|---|---|---|---|"]

@@ -21,13 +21,13 @@ from typing import Sequence
 
 import pandas as pd
 
-from ..analysis.markdown import (GROUND_TRUTH_BEATEN, PER_CLASS_NOTE, best_values, method_label, number,
+from ..analysis.markdown import (PER_CLASS_NOTE, best_values, ground_truth_note, method_label, number,
                                  reference_name, with_ci)
 from ..analysis.summary import (AUC_METRICS, CHECK, LOCALISATION_METRICS, headline_facts, insensitive_warning,
                                 per_class_scores)
 from ..errors import atomic_path
 from ..formats.tables import STUDY_COLUMNS, read_table
-from ..methods import chance_ids, reference_role
+from ..methods import chance_ids
 from ..plan import BENCHMARK_ROOT, measure_stages, read_plan
 
 PAGES = ("summary.html", "per_image.html", "introduction.html")
@@ -221,8 +221,8 @@ def _headline(table: pd.DataFrame, per_image: pd.DataFrame, alpha: float) -> lis
         items.append(f"Not distinguishable from the best: {_names(tied)}.")
     for chance in (c for c in chance_ids() if f"vs_{c}" in table):
         better = contenders[contenders[f"vs_{chance}"] == "better"]
-        beaten = f" For these {GROUND_TRUTH_BEATEN}." if reference_role(chance) != "chance" and len(better) else ""
-        items.append(f"Better than {escape(reference_name(chance))}: {_names(better)}.{escape(beaten)}")
+        items.append(f"Better than {escape(reference_name(chance))}: {_names(better)}."
+                     + escape(ground_truth_note(chance, better)))
     ranked = per_image[per_image["repeat"] == 0] if "repeat" in per_image else per_image
     image_ids = list(dict.fromkeys(ranked["image_id"]))
     facts = headline_facts(ranked, per_image, image_ids, alpha)
