@@ -69,7 +69,7 @@ def test_a_model_factory_of_the_users_own_builds_loads_and_explains(plugin_path,
     and Abs-CAM at its own layer names work as for a ResNet."""
     import small_cnn
 
-    from saliency_bench.runtime.models import factory_source
+    from saliency_bench.runtime.factories import factory_source
 
     torch.manual_seed(0)
     trained = small_cnn.small_cnn(num_classes=3).eval()

@@ -5,6 +5,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -290,6 +292,28 @@ def test_the_demo_runs_from_a_working_directory_without_config(tmp_path):
     (tmp_path / "config" / "config.yaml").write_text(
         (REPO / "config" / "config.yaml").read_text().replace(f"per_class_limit: {demo_limit}", "per_class_limit: 2"))
     assert "--per-class-limit 2 " in images_command()
+
+
+@pytest.mark.parametrize("mode, unneeded", [("default", ("matplotlib",)), ("remote", ("matplotlib", "torchvision"))])
+def test_parsing_the_snakefile_imports_no_plotting_code(tmp_path, mode, unneeded):
+    """The Snakefile's parse reads names, not figures: matplotlib stays unimported. A cluster job parses
+    it again (`--mode remote`, without the main process's model check), so there the model code
+    (torchvision) stays out too; torch comes in for the study's split, which the shard count needs."""
+    run = snakemake(tmp_path, "-n", "--mode", mode, configfile=None, timeout=180, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    imported = set(re.findall(r"^import time:.*\|\s*([\w.]+)$", run.stderr, flags=re.M))
+    assert "saliency_bench.workflow_config" in imported  # the log covers the parse
+    assert not [name for name in imported if name.split(".")[0] in unneeded], f"{mode} parse imports {unneeded}"
+
+
+def test_the_names_the_snakefile_reads_need_neither_torch_nor_matplotlib():
+    """The report's file names and a model factory's file come from light modules: torch's split is
+    the one heavy import a cluster job's parse keeps."""
+    script = ("import sys, saliency_bench.report.names, saliency_bench.runtime.factories; "
+              "print([name for name in ('torch', 'matplotlib') if name in sys.modules])")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "[]"
 
 
 def test_a_short_config_of_your_own_runs_through_to_the_report(tmp_path):

@@ -10,8 +10,8 @@ from snakemake.utils import min_version, update_config
 from saliency_bench import workflow_config as wc
 from saliency_bench.config import SCHEMA_PATH, load_config
 from saliency_bench.errors import UserError
-from saliency_bench.report.figures import split_stem
-from saliency_bench.runtime.models import factory_source
+from saliency_bench.report.names import PAGES, split_stem
+from saliency_bench.runtime.factories import factory_source
 from saliency_bench.fingerprint import stage_fingerprint
 from saliency_bench.plan import BENCHMARK_ROOT, EVALUATE_BENCHMARK, EXPLAIN_BENCHMARK, MASK_BENCHMARK, \
     TRAIN_DEMO_BENCHMARK
@@ -189,8 +189,6 @@ REPORT_PAGES = "results/report"  # the report's HTML tables and introduction (ru
 
 
 def report_targets():
-    from saliency_bench.report.html import PAGES
-
     return [f"{REPORT_PAGES}/{page}" for page in PAGES]
 
 

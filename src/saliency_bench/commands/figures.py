@@ -10,7 +10,7 @@ per-image ones are best declared as a `directory()` output with report `patterns
 - `figures summary --out F`:      F
 
 <image> is the image id with its extension dropped, '/' -> '__' and other unsafe
-characters -> '_' (`saliency_bench.report.figures.file_stem`).
+characters -> '_' (`saliency_bench.report.names.file_stem`).
 """
 from __future__ import annotations
 

@@ -29,8 +29,8 @@ from ..errors import atomic_path
 from ..formats.tables import STUDY_COLUMNS, read_table
 from ..methods import chance_ids
 from ..plan import BENCHMARK_ROOT, measure_stages, read_plan
+from .names import PAGES
 
-PAGES = ("summary.html", "per_image.html", "introduction.html")
 HEADERS = {"deletion_auc": "Deletion AUC", "insertion_auc": "Insertion AUC", "score": "Score",
            "deletion_auc_norm": "Deletion AUC (norm.)", "insertion_auc_norm": "Insertion AUC (norm.)",
            "pointing_game": "Pointing game", "energy_pointing_game": "Energy pointing game",

@@ -3,7 +3,6 @@ safely, the device."""
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import inspect
 import os
 import pickle
@@ -15,10 +14,10 @@ import torch
 from torch import nn
 
 from ..errors import UserError, require
+from .factories import factory_parts, is_factory
 from .forward import exact_float32
 
 STATE_DICT_KEYS = ("state_dict", "model_state_dict")
-FACTORY_SEPARATOR = ":"  # model.arch "my_models:small_cnn": the function small_cnn of the module my_models
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
@@ -67,33 +66,6 @@ def build_model(arch: str = "resnet18", num_classes: int = 1000, weights: str | 
             raise UserError(f"cannot get the {weight} weights ({one_line(error)}); download {weight.url} into "
                             "$TORCH_HOME/hub/checkpoints, or use model.checkpoint instead of weights") from None
     return tvm.get_model(arch, weights=None, num_classes=num_classes)
-
-
-def is_factory(arch: str) -> bool:
-    return FACTORY_SEPARATOR in arch
-
-
-def factory_parts(arch: str) -> tuple[str, str]:
-    """'package.module:function' -> ('package.module', 'function'), or one line saying how to write it."""
-    module, _, name = arch.partition(FACTORY_SEPARATOR)
-    require(bool(module) and name.isidentifier() and all(part.isidentifier() for part in module.split(".")),
-            f"model.arch {arch!r} is no model factory; write module:function, e.g. my_models:small_cnn "
-            "(a function of an importable module that takes num_classes and returns the nn.Module)")
-    return module, name
-
-
-def factory_source(arch: str) -> Path | None:
-    """The file of a factory's module (a rule input: editing the model's code reruns its jobs), found
-    without running it; None for a torchvision name or a module that is no file."""
-    if not is_factory(arch):
-        return None
-    module = factory_parts(arch)[0]
-    try:
-        spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        spec = None
-    require(spec is not None, f"model.arch {arch}: module {module} cannot be found; put its folder on PYTHONPATH")
-    return Path(spec.origin) if spec.origin and Path(spec.origin).is_file() else None
 
 
 def factory_model(arch: str, num_classes: int) -> nn.Module:

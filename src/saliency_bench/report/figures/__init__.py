@@ -23,8 +23,8 @@ from ...data import IMAGENET_MEAN, IMAGENET_STD
 from ...methods import method_sort_key
 from .builders import (SUMMARY_METRICS, abscam_init_vs_final_figure, abscam_layers_figure, curves_figure, masks_figure,
                        mean_curves_figure, overview_figure, sanity_figure, summary_figure)
-from .style import (DPI, MAX_HEIGHT_PX, MIN_FONT_PT, STYLE, figure_problems,
-                    file_stem, minmax, save_figure, split_stem, unique_stems, unnormalise)
+from ..names import file_stem, split_stem, unique_stems
+from .style import DPI, MAX_HEIGHT_PX, MIN_FONT_PT, STYLE, figure_problems, minmax, save_figure, unnormalise
 from .writers import (CURVE_KINDS, SALIENCY_KINDS, class_name_lookup, mask_title, write_curve_figures,
                       write_mask_figures, write_saliency_figures, write_summary_figure)
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import re
 from pathlib import Path
 from typing import Sequence
 
@@ -17,8 +16,8 @@ from matplotlib import pyplot as plt  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from ...data import IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
-from ...errors import atomic_path, require  # noqa: E402
+from ...data import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from ...errors import atomic_path  # noqa: E402
 from ...numeric import minmax  # noqa: E402
 
 DPI = 110
@@ -35,43 +34,6 @@ DIFFERENCE_CMAP = "RdBu_r"
 
 
 # ---- small helpers ---------------------------------------------------------------------
-def file_stem(name: str) -> str:
-    """A file-name-safe stem for an image id, method id or layer name.
-
-    'class_a/img 01.png' -> 'class_a__img_01': the image extension is dropped, '/' becomes
-    '__', anything outside [A-Za-z0-9._-] becomes '_'.
-    """
-    stem = name
-    if stem.lower().endswith(IMAGE_EXTENSIONS):
-        stem = stem.rsplit(".", 1)[0]
-    stem = re.sub(r"[^A-Za-z0-9._-]", "_", stem.replace("/", "__"))
-    return stem.strip(".") or "_"
-
-
-def split_stem(stem: str, suffixes: Sequence[str]) -> tuple[str, str]:
-    """'<image>-<suffix>' -> (image, suffix): the inverse of the writers' names, for the report's labels.
-
-    Method ids and layer names may contain '-', so the suffix is the longest of the known
-    `suffixes` (as `file_stem` writes them) that ends the stem; (stem, "") when none does.
-    """
-    for suffix in sorted({file_stem(s) for s in suffixes}, key=len, reverse=True):
-        if stem.endswith(f"-{suffix}") and len(stem) > len(suffix) + 1:
-            return stem[: -len(suffix) - 1], suffix
-    return stem, ""
-
-
-def unique_stems(names: Sequence[str]) -> dict[str, str]:
-    """`file_stem` of each name; two names with the same stem would overwrite each other's figures."""
-    stems: dict[str, str] = {}
-    owner: dict[str, str] = {}
-    for name in names:
-        stem = file_stem(name)
-        require(owner.setdefault(stem, name) == name,
-                f"ids {owner[stem]!r} and {name!r} give the same figure file name {stem!r}; rename one of them")
-        stems[name] = stem
-    return stems
-
-
 def unnormalise(image: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> np.ndarray:
     """(3, H, W) normalised tensor/array -> (H, W, 3) RGB in [0, 1] for imshow."""
     array = np.asarray(image, dtype=np.float32)

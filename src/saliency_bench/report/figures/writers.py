@@ -20,9 +20,10 @@ from ...formats.masks import MaskSet
 from ...formats.saliency import read_image_ids, read_rows
 from ...formats.tables import read_table
 from ...methods import method_sort_key
+from ..names import file_stem, unique_stems
 from .builders import (abscam_init_vs_final_figure, abscam_layers_figure, curves_figure, masks_figure,
                        mean_curves_figure, natural_key, overview_figure, summary_figure)
-from .style import DPI, STYLE, file_stem, plt, save_figure, unique_stems, unnormalise
+from .style import DPI, STYLE, plt, save_figure, unnormalise
 
 
 # ---- readers ---------------------------------------------------------------------------
