@@ -15,7 +15,8 @@ from PIL import Image
 from saliency_bench import workflow_config as wc
 from saliency_bench.cli import main
 from saliency_bench.data import discover_images, select_images, select_split
-from saliency_bench.demo import CLASSES, demo_split, occlusion_check, render_sample, train_demo_model
+from saliency_bench.demo import CLASSES, render_sample
+from saliency_bench.demo.train import demo_split, occlusion_check, train_demo_model
 from saliency_bench.demo.card import dataset_sha256
 from saliency_bench.demo.shipped import CARD_JSON, CARD_MD, CHECKPOINT, SHA256, file_sha256, shipped_card, verified_checkpoint
 from saliency_bench.demo.synth import GENERATOR_VERSION, MANIFEST, NONE_INDEX, image_name, render_linear, sample_from_name

@@ -40,6 +40,13 @@ def test_closure_follows_imports_into_subpackages_and_functions():
     assert "analysis/aggregate.py" not in closure
 
 
+def test_the_demo_data_does_not_rerun_when_the_model_code_changes():
+    """Generating the demo's images needs no model: its closure holds neither demo/train.py nor runtime/."""
+    closure = relative(import_closure("demo_data"))
+    assert "demo/synth.py" in closure
+    assert not [path for path in closure if path.startswith("runtime/") or path == "demo/train.py"], closure
+
+
 def test_unknown_stage_is_an_error():
     with pytest.raises(KeyError, match="no CLI command module"):
         import_closure("no_such_stage")

@@ -13,8 +13,8 @@ from saliency_bench import UserError, cli
 from saliency_bench import workflow_config as wc
 from saliency_bench.data import ImageRecord
 from saliency_bench.formats.image_table import write_image_table
-from saliency_bench.plan import build_stages, check_disk, layer_channels, make_plan, measure_stages, process_age, \
-    render_plan, timing_table
+from saliency_bench.plan import SINGLE_JOBS, build_stages, check_disk, layer_channels, make_plan, measure_stages, \
+    process_age, read_plan, render_plan, timing_table
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -159,6 +159,27 @@ def test_timing_sets_the_estimate_beside_the_benchmarks(tmp_path):
     assert "| other (not estimated) | | | 3.0 s | | 300 MB |" in table
     assert "| **estimated stages** | | 30.0 s | 35.0 s | 1.17 | |" in table
     assert "Left out: 2 benchmark file(s) of jobs this run does not have" in table
+
+
+def test_timing_counts_only_the_single_jobs_the_plan_names(tmp_path):
+    """With the workflow's list of its single jobs, an earlier config's file (the demo's data after
+    switching to your own) is left out of "other"; without one, every such file counts."""
+    plan = {"rate": 10.0, "rate_source": "test", "stages": [
+        {"name": "rise", "jobs": 1, "seconds": 10.0, "benchmarks": ["explain/rise-binary-p0.5/shard-0.tsv"]}]}
+    for path, seconds in (("explain/rise-binary-p0.5/shard-0.tsv", 12.0), ("aggregate.tsv", 3.0), ("figures/curves.tsv", 2.0),
+                          ("demo_data.tsv", 40.0)):
+        target = tmp_path / "benchmarks" / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(f"s\th:m:s\tmax_rss\n{seconds}\t0:00:01\t100\n")
+    assert measure_stages(tmp_path / "benchmarks", plan).seconds == {"rise": 12.0, "other": 45.0}
+    plan[SINGLE_JOBS] = ["aggregate.tsv", "figures/curves.tsv", "images.tsv"]  # images: a job not run yet
+    measured = measure_stages(tmp_path / "benchmarks", plan)
+    assert measured.seconds == {"rise": 12.0, "other": 5.0} and measured.left_out == ["demo_data.tsv"]
+    assert "Left out: 1 benchmark file(s) of jobs this run does not have" in timing_table(plan, measured)
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps({**plan, SINGLE_JOBS: "aggregate.tsv"}))
+    with pytest.raises(UserError, match=f"{SINGLE_JOBS} is not a list of benchmark file names"):
+        read_plan(path)
 
 
 def test_the_plan_names_the_benchmark_files_the_workflow_writes(tmp_path):

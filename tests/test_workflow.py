@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from saliency_bench import workflow_config as wc
-from saliency_bench.plan import BENCHMARK_ROOT, ESTIMATED_KINDS
+from saliency_bench.plan import BENCHMARK_ROOT, ESTIMATED_KINDS, SINGLE_JOBS
 from workflow_helpers import REPO, make_workdir, planned_jobs, snakemake, write_config
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
@@ -99,6 +99,9 @@ def test_timing_sums_the_benchmark_files_of_this_run(tiny_run):
     root = tiny_run / BENCHMARK_ROOT
     written = {path.relative_to(root).as_posix() for path in root.rglob("*.tsv")}
     assert listed == {name for name in written if name.split("/")[0] in ESTIMATED_KINDS}
+    # the other jobs' files too, and no rule's that the run does not have (sanity is off, demo.train on)
+    assert set(plan[SINGLE_JOBS]) == {name for name in written if name.split("/")[0] not in ESTIMATED_KINDS}
+    assert "sanity.tsv" not in plan[SINGLE_JOBS] and "demo_model.tsv" not in plan[SINGLE_JOBS]
     timing = (tiny_run / "results/tables/timing.md").read_text()
     assert "Left out" not in timing and "| rise |" in timing
     # the peak memory Snakemake sampled of real jobs: a torch process holds hundreds of MB

@@ -16,6 +16,7 @@ import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -52,6 +53,9 @@ TRAIN_DEMO_BENCHMARK = "train_demo.tsv"
 # First path parts of the estimated jobs' files: a file there that no stage lists is a stale one.
 ESTIMATED_KINDS = frozenset(pattern.split("/")[0] for pattern in
                             (MASK_BENCHMARK, EXPLAIN_BENCHMARK, EVALUATE_BENCHMARK, TRAIN_DEMO_BENCHMARK))
+# The plan's list of the files of the run's jobs that it does not estimate (the workflow names them):
+# any other file outside the estimated kinds' folders is then a stale one too.
+SINGLE_JOBS = "single_jobs"
 
 
 @dataclass
@@ -176,9 +180,11 @@ def hours(seconds: float) -> str:
 
 
 def make_plan(config: Config, image_table: str | Path, settings: dict, source: str, cores: int,
-              results: str | Path = "results", overhead: float | None = None, model=None) -> dict:
+              results: str | Path = "results", overhead: float | None = None, model=None,
+              single_jobs: Sequence[str] | None = None) -> dict:
     """The plan as a dict; `overhead` (start-up seconds per job) defaults to this process's own;
-    `model`: the run's model if this process has built it already (else one is built here)."""
+    `model`: the run's model if this process has built it already (else one is built here);
+    `single_jobs`: the benchmark files of the run's jobs the plan does not estimate (None: not known)."""
     shards = shard_sizes(image_table)
     rate = forward_rate(settings)
     channels = layer_channels(config, model)  # without a model: imports torch and builds one, as every job does
@@ -194,7 +200,8 @@ def make_plan(config: Config, image_table: str | Path, settings: dict, source: s
             "settings": {k: settings.get(k) for k in ("memory_format", "batch_size", "precision", "device", "threads")},
             "parallel": parallel, "cores": cores, "stages": [asdict(s) for s in stages.values()],
             "job_seconds": total_job_seconds, "wall_seconds": total_job_seconds / parallel,
-            "disk_bytes": disk, "free_bytes": free, "precision_note": settings.get("precision_note")}
+            "disk_bytes": disk, "free_bytes": free, "precision_note": settings.get("precision_note"),
+            **({} if single_jobs is None else {SINGLE_JOBS: sorted(single_jobs)})}
 
 
 def render_plan(plan: dict) -> str:
@@ -246,6 +253,9 @@ def read_plan(path: str | Path) -> dict:
                     and all(isinstance(name, str) for name in stage["benchmarks"]) for stage in stages),
             f"{path} is not a plan of this version of `saliency-bench plan` (it needs rate, rate_source and stages "
             f"with name, jobs, seconds and benchmarks); {fix}")
+    single_jobs = plan.get(SINGLE_JOBS)
+    require(single_jobs is None or (isinstance(single_jobs, list) and all(isinstance(name, str) for name in single_jobs)),
+            f"{path}: {SINGLE_JOBS} is not a list of benchmark file names; {fix}")
     return plan
 
 
@@ -291,22 +301,27 @@ class Measured:
 def measure_stages(benchmarks: str | Path, plan: dict) -> Measured:
     """What this run's jobs' benchmark files measured, per stage in the plan's order.
 
-    A plan stage holds the files it lists; every file of a job the plan does not estimate (images,
-    aggregate, figures...) counts as "other". A file where estimated jobs keep theirs that no stage
-    lists belongs to a job this run does not have (a shard beyond a lowered data.limit, a method or
-    layer no longer configured): it is left out, and its name returned. Snakemake samples a job's
+    A plan stage holds the files it lists; the files of the jobs the plan does not estimate (images,
+    aggregate, figures...) count as "other": those the plan's SINGLE_JOBS names, or where it names
+    none, every file outside the estimated jobs' folders. Any other file belongs to a job this run does
+    not have (a shard beyond a lowered data.limit, a method or layer no longer configured, the demo's
+    data after switching to yours): it is left out, and its name returned. Snakemake samples a job's
     memory every 0.5 s for its first 30 s, then every 30 s, so a peak is a lower bound."""
     root = Path(benchmarks)
     stage_of = {name: stage["name"] for stage in plan["stages"] for name in stage["benchmarks"]}
+    single_jobs = plan.get(SINGLE_JOBS)
+    if single_jobs is not None:
+        stage_of.update({name: "other" for name in single_jobs if name not in stage_of})
     seconds: dict[str, float] = {}
     peaks: dict[str, float] = {}
     left_out = []
     for path in sorted(p for p in root.rglob("*.tsv") if p.is_file()):
         name = path.relative_to(root).as_posix()
-        stage = stage_of.get(name, "other")
-        if stage == "other" and name.split("/")[0] in ESTIMATED_KINDS:
+        stage = stage_of.get(name)
+        if stage is None and (single_jobs is not None or name.split("/")[0] in ESTIMATED_KINDS):
             left_out.append(name)
             continue
+        stage = stage or "other"
         row = benchmark_row(path)
         took, rss = benchmark_seconds(path, row), benchmark_rss(row)
         if took is not None:
@@ -350,5 +365,6 @@ def timing_table(plan: dict, measured: Measured, plan_path: str | Path = "result
     lines.append(f"| **estimated stages** | | {estimated_total:.1f} s | {measured_total:.1f} s | {ratio} | |")
     if measured.left_out:
         lines += ["", f"Left out: {len(measured.left_out)} benchmark file(s) of jobs this run does not have (a shard "
-                      f"beyond data.limit, a method or layer no longer configured), e.g. {measured.left_out[0]}."]
+                      f"beyond data.limit, a method or layer no longer configured, a step of an earlier config), "
+                      f"e.g. {measured.left_out[0]}."]
     return "\n".join(lines) + "\n"

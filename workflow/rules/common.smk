@@ -13,8 +13,8 @@ from saliency_bench.errors import UserError
 from saliency_bench.report.names import PAGES, split_stem
 from saliency_bench.runtime.factories import factory_source
 from saliency_bench.fingerprint import stage_fingerprint
-from saliency_bench.plan import BENCHMARK_ROOT, EVALUATE_BENCHMARK, EXPLAIN_BENCHMARK, MASK_BENCHMARK, \
-    TRAIN_DEMO_BENCHMARK
+from saliency_bench.plan import BENCHMARK_ROOT, ESTIMATED_KINDS, EVALUATE_BENCHMARK, EXPLAIN_BENCHMARK, \
+    MASK_BENCHMARK, TRAIN_DEMO_BENCHMARK
 
 min_version("9.0")
 
@@ -76,6 +76,26 @@ TABLES = expand("results/tables/{name}", name=["per_image.csv", "summary.csv", "
 def bench_file(name):
     """A job's benchmark file; the estimated jobs' names are the plan's patterns, so timing finds them."""
     return f"{BENCHMARK_ROOT}/{name}"
+
+
+def single_job_benchmarks(wildcards=None):
+    """The benchmark files (names under BENCHMARK_ROOT) of this run's jobs that the plan does not
+    estimate: the rules without wildcards whose outputs the run's targets reach, directly or through
+    such a rule's inputs. Another rule's file is an earlier config's (the demo's after switching to
+    your data, sanity's after turning it off): timing and the report leave it out. A function: it
+    reads every rule, so it runs once all are defined."""
+    reached = {str(path) for path in all_targets()} | {PLAN_JSON}
+    pending = [rule for rule in workflow.rules if not rule.has_wildcards()]
+    names, grew = [], True
+    while grew:
+        ready = [rule for rule in pending if reached.intersection(map(str, rule.output))]
+        for rule in ready:
+            pending.remove(rule)
+            reached.update(str(path) for path in rule.input if isinstance(path, str))
+            if rule.benchmark:
+                names.append(os.path.relpath(str(rule.benchmark), BENCHMARK_ROOT))
+        grew = bool(ready)
+    return sorted(name for name in names if name.split("/")[0] not in ESTIMATED_KINDS)  # not train_demo
 
 
 wildcard_constraints:

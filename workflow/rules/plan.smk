@@ -20,6 +20,7 @@ rule plan:
         config=q(json.dumps(CONFIG.to_dict(), sort_keys=True)),
         size=" ".join(map(str, CONFIG.preprocess.size)),
         model=model_args(),
+        single_jobs=lambda wildcards: " ".join(map(q, single_job_benchmarks())),
         code=stage_fingerprint("plan"),
     threads: CONFIG.threads
     resources:
@@ -32,7 +33,8 @@ rule plan:
         bench_file("plan.tsv")
     shell:
         "python -m saliency_bench plan --config {params.config} --images {input.images}"
-        " --size {params.size} {params.model} --threads {threads} --out {output.md} --out-json {output.json} > {log} 2>&1"
+        " --size {params.size} {params.model} --threads {threads} --single-jobs {params.single_jobs}"
+        " --out {output.md} --out-json {output.json} > {log} 2>&1"
         " && cat {output.md}"
 
 

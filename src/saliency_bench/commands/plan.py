@@ -25,6 +25,10 @@ def register(subparsers) -> None:
                         help="cores the run may use (jobs at a time = cores / threads; default: this machine's, as --cores all)")
     parser.add_argument("--results", default="results", help="results folder whose free space is checked")
     add_size_arg(parser, "input size of the measurement")
+    parser.add_argument("--single-jobs", nargs="*", metavar="NAME",
+                        help="benchmark files (under benchmarks/) of the run's jobs that the plan does not estimate "
+                             "(images, aggregate, figures...; the workflow names them): timing counts only these "
+                             "beside the estimated stages' own. Default: every other file there")
     parser.add_argument("--out", required=True, help="plan (markdown)")
     parser.add_argument("--out-json", required=True, help="plan (JSON), read by `saliency-bench timing`")
     add_model_args(parser)
@@ -75,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = read_config(args.config)
     settings, source, startup, model = forward_settings(args)
-    plan = make_plan(config, args.images, settings, source, args.cores, args.results, overhead=startup, model=model)
+    plan = make_plan(config, args.images, settings, source, args.cores, args.results, overhead=startup, model=model,
+                     single_jobs=args.single_jobs)
     with atomic_path(args.out_json) as tmp:
         Path(tmp).write_text(json.dumps(plan, indent=1) + "\n")
     with atomic_path(args.out) as tmp:
