@@ -81,19 +81,20 @@ def bench_file(name):
 def single_job_benchmarks(wildcards=None):
     """The benchmark files (names under BENCHMARK_ROOT) of this run's jobs that the plan does not
     estimate: the rules without wildcards whose outputs the run's targets reach, directly or through
-    such a rule's inputs. Another rule's file is an earlier config's (the demo's after switching to
+    such a rule's inputs. Any other rule's file is an earlier config's (the demo's after switching to
     your data, sanity's after turning it off): timing and the report leave it out. A function: it
     reads every rule, so it runs once all are defined."""
     reached = {str(path) for path in all_targets()} | {PLAN_JSON}
-    pending = [rule for rule in workflow.rules if not rule.has_wildcards()]
+    # "step", not "rule": snakemake --lint takes `for rule in ...` for a rule in a file of functions
+    pending = [step for step in workflow.rules if not step.has_wildcards()]
     names, grew = [], True
     while grew:
-        ready = [rule for rule in pending if reached.intersection(map(str, rule.output))]
-        for rule in ready:
-            pending.remove(rule)
-            reached.update(str(path) for path in rule.input if isinstance(path, str))
-            if rule.benchmark:
-                names.append(os.path.relpath(str(rule.benchmark), BENCHMARK_ROOT))
+        ready = [step for step in pending if reached.intersection(map(str, step.output))]
+        for step in ready:
+            pending.remove(step)
+            reached.update(str(path) for path in step.input if isinstance(path, str))
+            if step.benchmark:
+                names.append(os.path.relpath(str(step.benchmark), BENCHMARK_ROOT))
         grew = bool(ready)
     return sorted(name for name in names if name.split("/")[0] not in ESTIMATED_KINDS)  # not train_demo
 
