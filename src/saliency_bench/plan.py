@@ -5,8 +5,8 @@ method says its own per image, `Method.forward_passes`: RISE N + 1 per mask set;
 the layer's channels + 1; Abs-CAM Init one forward and one backward pass, about 3;
 deletion/insertion: 2 (steps - 1) + 2 per map and image) and divides by the model's throughput measured on this machine (tune_forward's
 images/s of the chosen settings). Each job also pays a start-up (Python, torch, the model).
-`results/plan.json` keeps the estimate and each stage's benchmark files; `timing_table` sets the
-estimate beside the seconds those files measured.
+`results/plan.json` keeps the estimate, each stage's benchmark files and those of the run's other jobs
+(SINGLE_JOBS); `timing_table` sets the estimate beside the seconds those files measured.
 """
 from __future__ import annotations
 
