@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import os
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from saliency_bench.data import (
     records_from_list,
     select_images,
     select_split,
+    selected_count,
 )
 from saliency_bench.formats.image_table import read_image_table, write_image_table
 
@@ -342,6 +345,24 @@ def test_per_class_limit_takes_the_first_of_each_class_in_split_order(image_tree
     assert [row["path"] for row in read_table(out)] == [records[i].path for i in expected]
     with pytest.raises(UserError, match="per-class limit needs"):
         select_images([-1, -1, -1], "all", per_class_limit=1)
+
+
+@pytest.mark.filterwarnings("ignore:Length of split")  # torch on an empty validation part of a "train" split
+@pytest.mark.parametrize("n", [1, 4, 5, 7, 51, 256])
+def test_the_count_without_the_permutation_is_the_selections_length(n: int):
+    """selected_count does the arithmetic where no per-class limit needs the permutation: the same number
+    as select_images, and the same one-line error where there is none."""
+    labels = [index % 3 for index in range(n)]
+    for split, fraction, limit, per_class in itertools.product(("val", "train", "all", "test"), (0.2, 0.5, 0.9, 1.0),
+                                                                 (None, 1, 3, 100), (None, 1, 2)):
+        arguments = (labels, split, fraction, 42, limit, per_class)
+        try:
+            expected = len(select_images(*arguments))
+        except UserError as error:
+            with pytest.raises(UserError, match=re.escape(str(error))):
+                selected_count(*arguments)
+        else:
+            assert selected_count(*arguments) == expected, arguments
 
 
 def test_the_workflow_counts_the_images_the_images_step_writes(image_tree: Path, tmp_path: Path):

@@ -297,12 +297,17 @@ def test_the_demo_runs_from_a_working_directory_without_config(tmp_path):
     assert "--per-class-limit 2 " in images_command()
 
 
-@pytest.mark.parametrize("mode, unneeded", [("default", ("matplotlib",)), ("remote", ("matplotlib", "torchvision"))])
-def test_parsing_the_snakefile_imports_no_plotting_code(tmp_path, mode, unneeded):
+@pytest.mark.parametrize("mode, config, unneeded", [
+    ("default", [], ("matplotlib",)),
+    ("remote", [], ("matplotlib", "torchvision")),
+    ("remote", ["--config", "data={per_class_limit: null}"], ("matplotlib", "torchvision", "torch"))])
+def test_parsing_the_snakefile_imports_no_plotting_code(tmp_path, mode, config, unneeded):
     """The Snakefile's parse reads names, not figures: matplotlib stays unimported. A cluster job parses
     it again (`--mode remote`, without the main process's model check), so there the model code
-    (torchvision) stays out too; torch comes in for the study's split, which the shard count needs."""
-    run = snakemake(tmp_path, "-n", "--mode", mode, configfile=None, timeout=180, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    (torchvision) stays out too, and torch as well unless a per-class limit needs the study's split
+    (its permutation) to count the shards."""
+    run = snakemake(tmp_path, "-n", "--mode", mode, *config, configfile=None, timeout=180,
+                    env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert run.returncode == 0, run.stderr[-2000:]
     imported = set(re.findall(r"^import time:.*\|\s*([\w.]+)$", run.stderr, flags=re.M))
     assert "saliency_bench.workflow_config" in imported  # the log covers the parse
@@ -310,8 +315,7 @@ def test_parsing_the_snakefile_imports_no_plotting_code(tmp_path, mode, unneeded
 
 
 def test_the_names_the_snakefile_reads_need_neither_torch_nor_matplotlib():
-    """The report's file names and a model factory's file come from light modules: torch's split is
-    the one heavy import a cluster job's parse keeps."""
+    """The report's file names and a model factory's file come from light modules (the parse reads them)."""
     script = ("import sys, saliency_bench.report.names, saliency_bench.runtime.factories; "
               "print([name for name in ('torch', 'matplotlib') if name in sys.modules])")
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)

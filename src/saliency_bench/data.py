@@ -120,14 +120,36 @@ def select_split(n: int, split: str = "val", fraction: float = 0.2, seed: int = 
     """
     if split == "all":
         return list(range(n))
+    n_val = validation_size(n, split, fraction)
+    import torch  # lazily: light commands (aggregate, figures) and the Snakefile's parse start without it
+
+    train, val = torch.utils.data.random_split(range(n), [n - n_val, n_val], generator=torch.Generator().manual_seed(seed))
+    return list(val.indices if split == "val" else train.indices)
+
+
+def validation_size(n: int, split: str, fraction: float) -> int:
+    """random_split's validation length `int(fraction * n)`, checked for a "val" or "train" split."""
     require(split in ("val", "train"), f"unknown split {split!r}; use 'val', 'train' or 'all'")
     require(0 < fraction < 1, f"split fraction must lie in (0, 1), got {fraction}")
     n_val = int(fraction * n)
     require(n_val >= 1 or split == "train", f"a {fraction:.0%} validation split of {n} images is empty; use more images, a larger fraction, or split: all")
-    import torch  # lazily: light commands (aggregate, figures) start without it
+    return n_val
 
-    train, val = torch.utils.data.random_split(range(n), [n - n_val, n_val], generator=torch.Generator().manual_seed(seed))
-    return list(val.indices if split == "val" else train.indices)
+
+def selected_count(labels: Sequence[int], split: str = "val", fraction: float = 0.2, seed: int = 42,
+                   limit: int | None = None, per_class_limit: int | None = None) -> int:
+    """len(select_images(...)), without the permutation (and torch) where no per-class limit needs it:
+    the shard count, in every parse of the Snakefile (each cluster job's too)."""
+    if per_class_limit is not None:
+        return len(select_images(labels, split, fraction, seed, limit, per_class_limit))
+    require(limit is None or limit >= 1, f"the image limit must be at least 1, got {limit}")
+    n = len(labels)
+    if split == "all":
+        size = n
+    else:
+        n_val = validation_size(n, split, fraction)
+        size = n_val if split == "val" else n - n_val
+    return size if limit is None else min(size, limit)
 
 
 def select_images(labels: Sequence[int], split: str = "val", fraction: float = 0.2, seed: int = 42,
@@ -135,7 +157,8 @@ def select_images(labels: Sequence[int], split: str = "val", fraction: float = 0
     """Indices of the images to explain, in split order: the split (`select_split`), then at most
     `per_class_limit` per class (the first of each class, so a balanced set), then at most `limit`.
 
-    One function for the `images` step and the workflow's shard count, so that the two agree.
+    One function for the `images` step and the evidence check; `selected_count` is its length (the
+    workflow's shard count), so that the two agree.
     """
     require(limit is None or limit >= 1, f"the image limit must be at least 1, got {limit}")
     require(per_class_limit is None or per_class_limit >= 1, f"the per-class limit must be at least 1, got {per_class_limit}")

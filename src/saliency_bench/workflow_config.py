@@ -255,17 +255,26 @@ def files_fingerprint(entries: Iterable[tuple[str, str | os.PathLike]]) -> str:
     return digest.hexdigest()[:16]
 
 
+def selection(config: Config) -> dict:
+    """The data keys that choose the run's images, as `data.select_images` and `data.selected_count` take them."""
+    data = config.data
+    return {"split": data.split, "fraction": data.val_fraction, "seed": data.split_seed, "limit": data.limit,
+            "per_class_limit": data.per_class_limit}
+
+
 def selected_indices(config: Config, labels: Sequence[int]) -> list[int]:
     """The images the workflow explains, as indices into the listed images with these labels."""
     from .data import select_images
 
-    data = config.data
-    return select_images(labels, data.split, data.val_fraction, data.split_seed, data.limit, data.per_class_limit)
+    return select_images(labels, **selection(config))
 
 
 def selected_image_count(config: Config) -> int:
-    """How many images the workflow explains; known before any job runs, so shards are too."""
-    count = len(selected_indices(config, image_labels(config)))
+    """How many images the workflow explains; known before any job runs, so shards are too. Without a
+    per-class limit it needs no permutation, so a cluster job's parse does not import torch."""
+    from .data import selected_count
+
+    count = selected_count(image_labels(config), **selection(config))
     require(count >= 1, "no images selected; check data.split, data.val_fraction and data.limit")
     return count
 
