@@ -136,10 +136,10 @@ def validation_size(n: int, split: str, fraction: float) -> int:
     return n_val
 
 
-def selected_count(labels: Sequence[int], split: str = "val", fraction: float = 0.2, seed: int = 42,
-                   limit: int | None = None, per_class_limit: int | None = None) -> int:
-    """len(select_images(...)), without the permutation (and torch) where no per-class limit needs it:
-    the shard count, in every parse of the Snakefile (each cluster job's too)."""
+def selected_count(labels: Sequence[int], split: str, fraction: float, seed: int, limit: int | None,
+                   per_class_limit: int | None) -> int:
+    """len(select_images(...)) of the same arguments, without the permutation (and torch) where no
+    per-class limit needs it: the shard count, in every parse of the Snakefile (each cluster job's too)."""
     if per_class_limit is not None:
         return len(select_images(labels, split, fraction, seed, limit, per_class_limit))
     require(limit is None or limit >= 1, f"the image limit must be at least 1, got {limit}")
