@@ -16,7 +16,7 @@ rule aggregate:
         markdown="results/tables/summary.md",
     params:
         evidence=f"--evidence-root {q(EVIDENCE_ROOT)}" if EVIDENCE_ROOT else "",
-        evidence_files=EVIDENCE_FILES,
+        evidence_files=lambda wildcards: evidence_masks(),
         bootstrap=CONFIG.stats.bootstrap,
         seed=CONFIG.stats.seed,
         alpha=CONFIG.stats.alpha,

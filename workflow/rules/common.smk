@@ -1,4 +1,5 @@
 # Config loading, validation and helpers. All real logic lives in the saliency_bench package.
+import functools
 import json
 import os
 import re
@@ -59,7 +60,19 @@ DEMO = wc.uses_demo(CONFIG)
 DEMO_DIR = wc.DEMO_ROOT
 GPU = 1 if CONFIG.device.startswith("cuda") else 0
 EVIDENCE_ROOT = wc.evidence_root(CONFIG)
-EVIDENCE_FILES = wc.evidence_fingerprint(CONFIG)  # a param of the jobs that read the masks: a new mask reruns them
+
+
+# Fingerprints of your images and evidence masks (size and modification time of every file): params of
+# the jobs that read them, so that a file added or replaced reruns them. Computed once per process, when
+# a job needs one: a cluster job of another rule does not stat every image again.
+@functools.cache
+def data_files():
+    return wc.data_fingerprint(CONFIG)
+
+
+@functools.cache
+def evidence_masks():
+    return wc.evidence_fingerprint(CONFIG)
 
 # The split's images (data.limit not applied), checked and sharded: the explain and evaluate jobs read
 # their shard from it, so that a new limit leaves the shards before the last one up to date.
@@ -175,7 +188,7 @@ def evidence_args(wildcards):
 
 def evidence_files(wildcards):
     """The masks' fingerprint for the same jobs: a mask added or replaced reruns them."""
-    return EVIDENCE_FILES if wc.reads_evidence(METHODS[wildcards.method_id]) else ""
+    return evidence_masks() if wc.reads_evidence(METHODS[wildcards.method_id]) else ""
 
 
 def shard_rows(wildcards):

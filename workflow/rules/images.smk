@@ -18,7 +18,7 @@ rule images:
         split_seed=CONFIG.data.split_seed,
         per_class=f"--per-class-limit {CONFIG.data.per_class_limit}" if CONFIG.data.per_class_limit else "",
         images_per_job=CONFIG.images_per_job,
-        data=wc.data_fingerprint(CONFIG),  # an image added, removed or replaced reruns the table
+        data=lambda wildcards: data_files(),  # an image added, removed or replaced reruns the table
         code=stage_fingerprint("images"),
     threads: 1
     resources:
