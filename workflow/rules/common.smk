@@ -74,6 +74,7 @@ def data_files():
 def evidence_masks():
     return wc.evidence_fingerprint(CONFIG)
 
+
 # The split's images (data.limit not applied), checked and sharded: the explain and evaluate jobs read
 # their shard from it, so that a new limit leaves the shards before the last one up to date.
 SPLIT_TABLE = "results/split.csv"
