@@ -147,14 +147,14 @@ def check_evidence(config: Config) -> None:
     after the masks. The demo draws one for each of its images."""
     if not config.baselines.evidence or uses_demo(config) or not config.data.evidence_root:
         return  # no row, or method_configs has said what is missing
-    from .formats.evidence import evidence_path
+    from .formats.evidence import evidence_paths
 
-    data, records = config.data, listed_images(config)
-    chosen = selected_indices(config, [r.label for r in records])
-    missing = [records[i].image_id for i in chosen if evidence_path(data.evidence_root, records[i].image_id) is None]
-    require(not missing, f"baselines.evidence: no evidence mask for {len(missing)} of the run's {len(chosen)} images, "
-            f"e.g. {missing[0] if missing else ''}, under {data.evidence_root}; add <evidence_root>/<image_id> (a binary "
-            "PNG, 255 = evidence) or set baselines.evidence: false")
+    records = listed_images(config)
+    chosen = [records[i].image_id for i in selected_indices(config, [r.label for r in records])]
+    try:
+        evidence_paths(config.data.evidence_root, chosen, f"of the run's {len(chosen)} images")
+    except UserError as error:
+        raise UserError(f"baselines.evidence: {error}") from None
 
 
 def check_demo(config: Config) -> None:

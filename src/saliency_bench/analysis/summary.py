@@ -124,9 +124,15 @@ def _nanmean(values: np.ndarray, axis: int = 0) -> np.ndarray:
         return np.nanmean(values, axis=axis)
 
 
+def ranked_rows(per_image: pd.DataFrame) -> pd.DataFrame:
+    """The per-image rows the tables rank: each configuration's first repeat (RISE repeats r > 0 go
+    into the stability columns only); every row of a table without a repeat column."""
+    return per_image[per_image["repeat"] == 0] if "repeat" in per_image else per_image
+
+
 def summarise(per_image: pd.DataFrame, n_resamples: int = 10_000, seed: int = 0, alpha: float = 0.05) -> Summary:
     """Summary rows with bootstrap CIs, comparisons with the best and with chance, and stability."""
-    ranked = per_image[per_image["repeat"] == 0]
+    ranked = ranked_rows(per_image)
     chance = chance_ids()
     method_ids = sorted(dict.fromkeys(ranked["method_id"]), key=lambda m: m in chance)  # stable: chance last
     image_ids = list(dict.fromkeys(ranked["image_id"]))

@@ -7,11 +7,14 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import UserError
+
+EVIDENCE_FIX = "add <evidence_root>/<image_id> (a binary PNG, 255 = evidence) or set baselines.evidence: false"
 
 
 def evidence_path(evidence_root: str | os.PathLike, image_id: str) -> Path | None:
@@ -21,6 +24,16 @@ def evidence_path(evidence_root: str | os.PathLike, image_id: str) -> Path | Non
         return exact
     as_png = exact.with_suffix(".png")
     return as_png if as_png.is_file() else None
+
+
+def evidence_paths(evidence_root: str | os.PathLike, image_ids: Sequence[str], counted: str = "image(s)") -> list[Path]:
+    """Every image's mask, or one UserError: how many have none (`counted` says of what), an example, the fix."""
+    paths = [evidence_path(evidence_root, image_id) for image_id in image_ids]
+    missing = [image_id for image_id, path in zip(image_ids, paths) if path is None]
+    if missing:
+        raise UserError(f"no evidence mask for {len(missing)} {counted}, e.g. {missing[0]}, under {evidence_root}; "
+                        + EVIDENCE_FIX)
+    return paths
 
 
 @functools.lru_cache(maxsize=512)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..argtypes import seed
-from ..errors import UserError, require
+from ..errors import require
 from .base import Method, MethodConfig, Option
 
 if TYPE_CHECKING:
@@ -81,14 +81,10 @@ class EvidenceMaps(Method):
         import numpy as np
 
         from ..baselines import evidence_maps
-        from ..formats.evidence import evidence_path, load_evidence_mask
+        from ..formats.evidence import evidence_paths, load_evidence_mask
 
         require(evidence_root is not None and keys is not None and len(keys) == len(images),
                 "evidence maps need evidence_root and one key (image id) per image")
         height, width = images.shape[-2:]
-        paths = [evidence_path(evidence_root, key) for key in keys]
-        missing = [key for key, path in zip(keys, paths) if path is None]
-        if missing:
-            raise UserError(f"no evidence mask for {len(missing)} image(s), e.g. {missing[0]}, under {evidence_root}; "
-                            "add <evidence-root>/<image_id> (a binary PNG, 255 = evidence) or set baselines.evidence: false")
+        paths = evidence_paths(evidence_root, keys)
         return evidence_maps(np.stack([load_evidence_mask(str(path), height, width) for path in paths]), keys)

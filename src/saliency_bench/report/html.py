@@ -24,7 +24,7 @@ import pandas as pd
 from ..analysis.markdown import (PER_CLASS_NOTE, best_values, ground_truth_note, method_label, number,
                                  reference_name, with_ci)
 from ..analysis.summary import (AUC_METRICS, CHECK, LOCALISATION_METRICS, headline_facts, insensitive_warning,
-                                per_class_scores)
+                                per_class_scores, ranked_rows)
 from ..errors import atomic_path
 from ..formats.tables import STUDY_COLUMNS, read_table
 from ..methods import chance_ids
@@ -140,7 +140,7 @@ def summary_page(table: pd.DataFrame, alpha: float = 0.05, per_image: pd.DataFra
 
 def _per_class_table(table: pd.DataFrame, per_image: pd.DataFrame) -> str:
     """summary.md's "Score per class", sortable; "" for images of one class (or of none)."""
-    ranked = per_image[per_image["repeat"] == 0] if "repeat" in per_image else per_image
+    ranked = ranked_rows(per_image)
     per_class = per_class_scores(ranked, list(table["method_id"]))
     if per_class.empty:
         return ""
@@ -223,7 +223,7 @@ def _headline(table: pd.DataFrame, per_image: pd.DataFrame, alpha: float) -> lis
         better = contenders[contenders[f"vs_{chance}"] == "better"]
         items.append(f"Better than {escape(reference_name(chance))}: {_names(better)}."
                      + escape(ground_truth_note(chance, better)))
-    ranked = per_image[per_image["repeat"] == 0] if "repeat" in per_image else per_image
+    ranked = ranked_rows(per_image)
     image_ids = list(dict.fromkeys(ranked["image_id"]))
     facts = headline_facts(ranked, per_image, image_ids, alpha)
     warning = insensitive_warning(facts, len(image_ids))
