@@ -59,7 +59,8 @@ def synthetic_records():
 def frame(method_id, method, variant, deletion, insertion, top1, deleted, blurred):
     return pd.DataFrame({"image_id": image_ids(), "method_id": method_id, "method": method, "variant": variant,
                          "target": 1, "top1_prob": top1, "deletion_auc": deletion, "insertion_auc": insertion,
-                         "deleted_prob": deleted, "blurred_prob": blurred, "constant_map": False})[list(RECORD_COLUMNS)]
+                         "deleted_prob": deleted, "blurred_prob": blurred, "constant_map": False,
+                         "deletion_substrate": "zeros", "insertion_substrate": "blur"})[list(RECORD_COLUMNS)]
 
 
 def write_records(folder, frames, shards=2):
@@ -157,8 +158,10 @@ def test_normalised_aucs_and_baseline_probabilities(run_aggregate):
     assert first["deletion_auc_norm"].isna().all()                            # top1 == deleted: undefined
     assert (summary["deletion_auc_norm_undefined"] == 1).all()
     probs = pd.concat(run_aggregate["frames"]).drop_duplicates("image_id")
-    assert f"fully deleted (mean-colour) image {probs['deleted_prob'].mean():.4f}" in run_aggregate["markdown"]
-    assert f"fully blurred image {probs['blurred_prob'].mean():.4f}" in run_aggregate["markdown"]
+    assert f"fully deleted image (the mean colour) {probs['deleted_prob'].mean():.4f}" in run_aggregate["markdown"]
+    assert f"insertion's first image (the blurred image) {probs['blurred_prob'].mean():.4f}" in run_aggregate["markdown"]
+    assert ("Deletion replaces pixels with the mean colour (metrics.deletion_substrate: zeros), insertion starts from "
+            "the blurred image (metrics.insertion_substrate: blur).") in run_aggregate["markdown"].splitlines()[2]
 
 
 def test_normalised_auc_definition():
@@ -250,7 +253,8 @@ def test_a_model_that_ignores_the_substrates_is_warned_about_first(run_aggregate
     conclusions = render_markdown(summarise(annotate(pd.concat(flat, ignore_index=True)), n_resamples=200)).split(
         "## Conclusions")[1]
     assert conclusions.startswith(f"\n\n- **Warning: for 3 of {N_IMAGES} images the model gives the explained class the "
-                                  "same probability on the image, the fully deleted and the fully blurred image, so no "
+                                  "same probability on the image, the fully deleted image (the mean colour) and the "
+                                  "insertion's first image (the blurred image), so no "
                                   "saliency map can change")
     for frame in flat:
         frame["deleted_prob"] = frame["blurred_prob"] = frame["top1_prob"]
@@ -276,6 +280,34 @@ def test_bad_inputs_fail_with_one_line_and_no_output(run_aggregate, tmp_path, ca
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]  # progress bars aside
     assert len(errors) == 1 and "no evidence mask found" in errors[0]
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_records_of_other_substrates_are_named_and_never_mixed(run_aggregate, tmp_path, capsys):
+    """AUCs measured with different substrates are not comparable: the tables say which ones they used
+    (the summary once called every deleted image mean-coloured), and records that mix them are refused."""
+    frames = [frame.assign(deletion_substrate="blur", insertion_substrate="zeros") for frame in synthetic_records()]
+    out = tmp_path / "blur"
+    assert main(["aggregate", "--records", *write_records(tmp_path / "b", frames), "--bootstrap", "200",
+                 "--out-dir", str(out)]) == 0
+    markdown = (out / "summary.md").read_text()
+    assert ("Deletion replaces pixels with the blurred image (metrics.deletion_substrate: blur), insertion starts "
+            "from the mean colour (metrics.insertion_substrate: zeros).") in markdown
+    assert "fully deleted image (the blurred image) " in markdown and "insertion's first image (the mean colour) " in markdown
+    assert "mean colour) image" not in markdown and "fully blurred" not in markdown
+    summary = pd.read_csv(out / "summary.csv")
+    assert set(summary["deletion_substrate"]) == {"blur"} and set(summary["insertion_substrate"]) == {"zeros"}
+
+    mixed = write_records(tmp_path / "m", synthetic_records()[:2] + frames[2:3])
+    assert main(["aggregate", "--records", *mixed, "--out-dir", str(tmp_path / "mixed")]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "the records mix deletion substrates (blur, zeros)" in error and "metrics.deletion_substrate" in error
+    assert not (tmp_path / "mixed").exists()
+    for value, message in (("", "column insertion_substrate of the records has empty values"),
+                           ("sepia", "unknown insertion substrate 'sepia'")):
+        odd = write_records(tmp_path / f"records-{value}", [frame.assign(insertion_substrate=value) for frame in frames])
+        assert main(["aggregate", "--records", *odd, "--out-dir", str(tmp_path / "odd")]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "odd").exists()
 
 
 def test_read_records_rejects_non_numeric_aucs(tmp_path):

@@ -105,6 +105,9 @@ def test_step_in_pixels_and_other_substrates(project):
         assert handle["deletion"].shape == (2, -(-H * W // 100) + 1)
         assert handle.attrs["deletion_substrate"] == "mean"
         assert handle.attrs["insertion_substrate"] == "uniform noise"
+    with open(root / "out" / "metrics.csv", newline="") as handle:  # every record says what its AUCs were measured with
+        rows = list(csv.DictReader(handle))
+    assert [(r["deletion_substrate"], r["insertion_substrate"]) for r in rows] == [("mean", "uniform noise")] * 2
 
 
 def run_failing(root, capsys, *extra):

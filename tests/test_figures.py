@@ -351,14 +351,20 @@ def test_summary_is_sorted_by_score_with_error_bars(stage_outputs):
 
 def test_summary_floor_lines_are_named_below_the_panels_not_over_a_bar(stage_outputs):
     root, _ = stage_outputs
-    figure = figures.summary_figure(pd.read_csv(root / "summary_ci.csv"))
+    table = pd.read_csv(root / "summary_ci.csv")
+    unnamed = figures.summary_figure(table)  # a table that does not say its substrates
+    assert [t.get_text() for t in unnamed.legends[0].get_texts()] == ["mean p(class), fully deleted image",
+                                                                      "mean p(class), insertion's first image"]
+    table["deletion_substrate"], table["insertion_substrate"] = "uniform noise", "blur"
+    figure = figures.summary_figure(table)
     figure.canvas.draw()
     assert [ax.get_legend() for ax in figure.axes] == [None] * 3
     [legend] = figure.legends
-    assert [t.get_text() for t in legend.get_texts()] == ["mean p(class), fully deleted image",
-                                                          "mean p(class), fully blurred image"]
+    assert [t.get_text() for t in legend.get_texts()] == ["mean p(class), fully deleted image (uniform noise)",
+                                                          "mean p(class), insertion's first image (the blurred image)"]
     below = legend.get_window_extent()
     assert not any(below.overlaps(ax.get_window_extent()) for ax in figure.axes)
+    assert below.x0 >= 0 and below.x1 <= figure.bbox.width  # the longer names still fit the figure
     without = pd.read_csv(root / "summary_ci.csv").drop(columns=["deleted_prob", "blurred_prob"])
     assert figures.summary_figure(without).legends == []
 

@@ -109,7 +109,8 @@ def test_introduction_states_the_run_and_the_headline(pages):
     assert f"{best['score']:.4f} [{best['score_lo']:.4f}, {best['score_hi']:.4f}]" in html
     assert "N = <b>16</b>" in html and "s = <b>8</b>" in html and "layer3" in html
     assert "Better than the random baseline" in html
-    assert "fully deleted (mean-colour) image <b>" in html
+    assert "fully deleted image (the mean colour) <b>" in html and "insertion&#x27;s first image (the blurred image) <b>" in html
+    assert "(metrics.deletion_substrate: zeros)" in html
     assert "rise <b>12.5 s</b>. Wall seconds" in html and "From the config:" in html  # shard 1 left out
     assert f"({pages['folder'] / 'benchmarks'}/**/*.tsv)" in html  # the folder actually read
 

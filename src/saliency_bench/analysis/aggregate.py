@@ -14,11 +14,12 @@ from tqdm import tqdm
 
 from ..errors import atomic_path, require
 from ..formats.image_table import read_image_table
-from ..formats.records import read_records
+from ..formats.records import SUBSTRATE_COLUMNS, read_records
 from ..formats.saliency import read_params, read_saliency
 from ..formats.tables import write_table
 from ..formats.evidence import evidence_path, load_evidence_mask
 from ..metrics.localisation import localise
+from ..metrics.substrates import SUBSTRATES
 from .markdown import render_markdown
 from .summary import annotate, summarise
 
@@ -53,7 +54,9 @@ def aggregate(records: Sequence[str | os.PathLike], out_dir: str | os.PathLike, 
     require(n_resamples >= 1, f"--bootstrap must be at least 1, got {n_resamples}")
     require(0 < alpha < 1, f"--alpha must lie in (0, 1), got {alpha}")
     require(evidence_root is None or len(saliency) > 0, "--evidence-root needs the saliency maps; pass them with --saliency")
-    per_image = annotate(read_records(records))
+    rows = read_records(records)
+    check_one_substrate_each(rows)
+    per_image = annotate(rows)
     maps_without_mask = 0
     if evidence_root is not None:
         scores, maps_without_mask = localisation_scores(saliency, evidence_root)
@@ -72,6 +75,16 @@ def aggregate(records: Sequence[str | os.PathLike], out_dir: str | os.PathLike, 
     with atomic_path(paths["summary.md"]) as tmp:
         tmp.write_text(render_markdown(summary, alpha, n_resamples), encoding="utf-8")
     return paths
+
+
+def check_one_substrate_each(records: pd.DataFrame) -> None:
+    """All records measured with one deletion and one insertion substrate: the tables compare AUCs."""
+    for column in SUBSTRATE_COLUMNS:
+        names = sorted(set(records[column]))
+        require(len(names) == 1, f"the records mix {column.replace('_', ' ')}s ({', '.join(names)}), whose AUCs are not "
+                                 f"comparable; evaluate every method with one metrics.{column} and aggregate those records")
+        require(names[0] in SUBSTRATES, f"the records name an unknown {column.replace('_', ' ')} {names[0]!r} "
+                                        f"(known: {', '.join(SUBSTRATES)}); rerun `saliency-bench evaluate`")
 
 
 def _precisions(saliency: Sequence[str | os.PathLike]) -> str:

@@ -8,7 +8,8 @@ import pandas as pd
 
 from ..formats.tables import STUDY_COLUMNS
 from ..methods import chance_ids, reference_role
-from .summary import CHECK, STABILITY_METRICS, Summary, insensitive_warning
+from ..metrics.substrates import substrates_sentence
+from .summary import CHECK, STABILITY_METRICS, Summary, insensitive_warning, substrate_images
 
 
 def number(value: float, digits: int = 4) -> str:
@@ -21,6 +22,12 @@ def with_ci(row: pd.Series, metric: str) -> str:
 
 def _p(value: float) -> str:
     return "n/a" if math.isnan(value) else (f"{value:.2e}" if value < 1e-3 else f"{value:.3f}")
+
+
+def substrates_note(facts: dict) -> str:
+    """The sentence that names both substrates, "" where the records do not say them."""
+    known = all(isinstance(facts.get(column), str) for column in ("deletion_substrate", "insertion_substrate"))
+    return substrates_sentence(facts["deletion_substrate"], facts["insertion_substrate"]) if known else ""
 
 
 def method_label(row: pd.Series) -> str:
@@ -59,7 +66,8 @@ def render_markdown(summary: Summary, alpha: float = 0.05, n_resamples: int = 10
     lines = [f"# Saliency benchmark summary ({summary.n_images} images)", "",
              f"Values are means over images with {level} paired-bootstrap CIs ({n_resamples} resamples). "
              f"Score = Insertion AUC - Deletion AUC. {CHECK} marks the best value of each column (reference rows excluded)."
-             + (f" Forward passes in {summary.facts['precision']}." if summary.facts.get("precision") else ""), "",
+             + (f" Forward passes in {summary.facts['precision']}." if summary.facts.get("precision") else "")
+             + (f" {substrates_note(summary.facts)}" if substrates_note(summary.facts) else ""), "",
              "| Method | Parameter/Layer | Deletion AUC | Insertion AUC | Score | n |", "|---|---|---|---|---|---|"]
     for _, row in table.iterrows():
         cells = []
@@ -143,12 +151,13 @@ def _names(rows: pd.DataFrame) -> str:
 
 def _baselines(summary: Summary) -> list[str]:
     facts, table = summary.facts, summary.table
-    lines = [f"Mean p(explained class) over images: original image {number(facts['top1_prob'])}, fully deleted "
-             f"(mean-colour) image {number(facts['deleted_prob'])} (max {number(facts['deleted_prob_max'])}), fully "
-             f"blurred image {number(facts['blurred_prob'])}. Deletion curves end at the deleted image's p and insertion "
-             "curves start at the blurred image's p, so an AUC near these values is no better than the substrate.", "",
+    deleted, first = substrate_images(facts)
+    lines = [f"Mean p(explained class) over images: original image {number(facts['top1_prob'])}, {deleted} "
+             f"{number(facts['deleted_prob'])} (max {number(facts['deleted_prob_max'])}), {first} "
+             f"{number(facts['blurred_prob'])}. Deletion curves end at the deleted image's p and insertion curves start "
+             "at the first image's p, so an AUC near these values is no better than the substrate.", "",
              "Baseline-aware AUCs: deletion (AUC - p_deleted) / (p_original - p_deleted), insertion "
-             "(AUC - p_blurred) / (p_original - p_blurred); 0 = the substrate's p, 1 = the original image's p.", "",
+             "(AUC - p_first) / (p_original - p_first); 0 = the substrate's p, 1 = the original image's p.", "",
              "| Method | Parameter/Layer | Deletion AUC (norm.) | Insertion AUC (norm.) | undefined (del./ins.) |",
              "|---|---|---|---|---|"]
     for _, row in table.iterrows():

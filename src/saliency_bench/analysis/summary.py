@@ -13,8 +13,8 @@ Baseline-aware (normalised) AUCs put each AUC on the scale between the substrate
     deletion_auc_norm  = (deletion_auc  - deleted_prob) / (top1_prob - deleted_prob)
     insertion_auc_norm = (insertion_auc - blurred_prob) / (top1_prob - blurred_prob)
 
-0 means the curve sat at the probability of the fully deleted (mean-colour) image, resp. the fully
-blurred image, from the first step; 1 means it stayed at the original image's probability. They
+0 means the curve sat at the probability of the fully deleted image, resp. insertion's first image
+(the substrates, `metrics.substrates`), from the first step; 1 means it stayed at the original image's probability. They
 make models comparable whose substrate probability is far from 0 (the study's model kept p = 0.5
 on the deleted image). When |top1_prob - substrate probability| < 1e-6 the value is undefined
 (NaN) and the image is left out of that column's mean; the count is reported.
@@ -40,8 +40,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import require
+from ..formats.records import SUBSTRATE_COLUMNS
 from ..formats.tables import STUDY_COLUMNS
 from ..methods import chance_ids, reference_role
+from ..metrics.substrates import describe_substrate
 from .stats import bootstrap_means, has_power, holm, min_wilcoxon_p, percentile_ci, wilcoxon_p
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,14 @@ CHANCE_LEVEL = {"pointing_game": "pointing_chance", "energy_pointing_game": "ene
 CHECK = "\u2713"
 
 
+def substrate_images(facts: dict) -> tuple[str, str]:
+    """How the tables name the fully deleted image and insertion's first image: with their substrates,
+    where the records say them."""
+    return tuple(f"{image} ({describe_substrate(facts[column])})" if isinstance(facts.get(column), str) else image
+                 for column, image in (("deletion_substrate", "fully deleted image"),
+                                       ("insertion_substrate", "insertion's first image")))
+
+
 def insensitive_warning(facts: dict, n_images: int) -> str:
     """The summary's first line where the model gives the same p to the image and to both substrates:
     its curves are flat whatever the map (an untrained head, not the trained checkpoint); else ""."""
@@ -62,8 +72,9 @@ def insensitive_warning(facts: dict, n_images: int) -> str:
     if not count:
         return ""
     which = "every image" if count == n_images else f"{count} of {n_images} images"
-    return (f"Warning: for {which} the model gives the explained class the same probability on the image, the fully "
-            "deleted and the fully blurred image, so no saliency map can change their deletion or insertion AUC, and "
+    deleted, first = substrate_images(facts)
+    return (f"Warning: for {which} the model gives the explained class the same probability on the image, the "
+            f"{deleted} and the {first}, so no saliency map can change their deletion or insertion AUC, and "
             "their Scores rank nothing. Check that the checkpoint is the trained model.")
 
 
@@ -167,7 +178,8 @@ def summarise(per_image: pd.DataFrame, n_resamples: int = 10_000, seed: int = 0,
         row.update(top1_prob=mine["top1_prob"].mean(), deleted_prob=mine["deleted_prob"].mean(),
                    blurred_prob=mine["blurred_prob"].mean(),
                    deletion_auc_norm_undefined=int(mine["deletion_auc_norm"].isna().sum()),
-                   insertion_auc_norm_undefined=int(mine["insertion_auc_norm"].isna().sum()))
+                   insertion_auc_norm_undefined=int(mine["insertion_auc_norm"].isna().sum()),
+                   **{column: mine[column].iloc[0] for column in SUBSTRATE_COLUMNS if column in mine})
         for metric in metrics[len(AUC_METRICS):]:
             row[CHANCE_LEVEL[metric]] = mine[CHANCE_LEVEL[metric]].mean()
             row[f"{metric}_n"] = int(mine[metric].notna().sum())
@@ -267,6 +279,9 @@ def headline_facts(ranked: pd.DataFrame, per_image: pd.DataFrame, image_ids: lis
              "blurred_prob": per_image_probs["blurred_prob"].mean(),
              "deleted_prob_max": per_image_probs["deleted_prob"].max(), "insensitive_images": int(insensitive.sum()),
              "has_power": has_power(len(image_ids), alpha), "min_p": min_wilcoxon_p(len(image_ids))}
+    for column in SUBSTRATE_COLUMNS:  # one each: `aggregate` refuses records that mix them
+        if column in per_image:
+            facts[column] = str(per_image[column].iloc[0])
     if "energy_chance" in per_image:
         facts["pointing_chance"] = per_image.groupby("image_id")["pointing_chance"].first().mean()
         facts["energy_chance"] = per_image.groupby("image_id")["energy_chance"].first().mean()

@@ -8,7 +8,7 @@ from ..argtypes import seed
 from ..config import defaults
 from ..errors import require
 from ..formats.saliency import read_saliency
-from ..metrics.causal import SUBSTRATES
+from ..metrics.substrates import SUBSTRATES
 from ..metrics.evaluate import evaluate_saliency, write_evaluation
 from ..runtime.forward import ModelRunner
 from ._options import add_image_table_args, add_model_args, images_from_args, model_from_args

@@ -3,7 +3,9 @@
 Columns (RECORD_COLUMNS): ids and method fields, the explained class `target`, `top1_prob` (its
 probability on the image), `deletion_auc` and `insertion_auc`, `deleted_prob` (last deletion
 point: the fully deleted image) and `blurred_prob` (first insertion point: the fully blurred
-image), the baselines the AUCs are read against, and `constant_map` (the map ranks nothing).
+image), the baselines the AUCs are read against, `constant_map` (the map ranks nothing), and
+`deletion_substrate` / `insertion_substrate` (what deleted pixels became and what insertion started
+from, names of `metrics.substrates`: AUCs measured with different ones are not comparable).
 """
 from __future__ import annotations
 
@@ -16,9 +18,11 @@ import numpy as np
 from ..errors import UserError, atomic_path, require
 
 RECORD_COLUMNS = ("image_id", "method_id", "method", "variant", "target", "top1_prob", "deletion_auc",
-                  "insertion_auc", "deleted_prob", "blurred_prob", "constant_map")
+                  "insertion_auc", "deleted_prob", "blurred_prob", "constant_map", "deletion_substrate",
+                  "insertion_substrate")
 ID_COLUMNS = RECORD_COLUMNS[:4]
 PROBABILITY_COLUMNS = RECORD_COLUMNS[5:10]
+SUBSTRATE_COLUMNS = RECORD_COLUMNS[11:]
 REQUIRED_PROBABILITIES = ("top1_prob", "deletion_auc", "insertion_auc")
 
 if TYPE_CHECKING:  # pandas only where records are read (aggregate): an evaluate job writes them with csv
@@ -43,6 +47,9 @@ def read_records(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
     for column in PROBABILITY_COLUMNS:
         records[column] = _probabilities(records[column], column)
     records["constant_map"] = records["constant_map"].astype(str).str.strip().str.lower().isin(("true", "1", "1.0"))
+    for column in SUBSTRATE_COLUMNS:
+        require(records[column].str.strip().ne("").all(),
+                f"column {column} of the records has empty values; rerun `saliency-bench evaluate`")
     duplicated = records.duplicated(["image_id", "method_id"])
     if duplicated.any():
         first = records[duplicated].iloc[0]
@@ -55,8 +62,8 @@ def _read_one(path: str | os.PathLike) -> pd.DataFrame:
 
     require(os.path.isfile(path), f"records file not found: {path}; run `saliency-bench evaluate` first")
     try:
-        frame = pd.read_csv(path, dtype={column: str for column in ID_COLUMNS}, keep_default_na=False,
-                            na_values={column: ["", "nan", "NaN"] for column in RECORD_COLUMNS[5:]})
+        frame = pd.read_csv(path, dtype={column: str for column in ID_COLUMNS + SUBSTRATE_COLUMNS}, keep_default_na=False,
+                            na_values={column: ["", "nan", "NaN"] for column in PROBABILITY_COLUMNS + ("constant_map",)})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise UserError(f"cannot read records {path} ({error.__class__.__name__}); rerun `saliency-bench evaluate`") from None
     missing = [column for column in RECORD_COLUMNS if column not in frame.columns]

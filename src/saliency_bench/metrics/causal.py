@@ -30,10 +30,9 @@ from tqdm import tqdm
 
 from ..errors import UserError, require
 from ..runtime.forward import ModelRunner, batches, check_target
+from .substrates import DEFAULT_SUBSTRATE, canonical_substrate
 
 MODES = ("deletion", "insertion")
-SUBSTRATES = ("zeros", "blur", "mean", "uniform noise")
-DEFAULT_SUBSTRATE = {"deletion": "zeros", "insertion": "blur"}
 DEFAULT_STEP_ROWS = 8
 
 
@@ -89,13 +88,6 @@ def blur(images: torch.Tensor, klen: int = BLUR_KLEN, sigma: float = BLUR_SIGMA)
     """Per-channel conv2d with `gkern`, zero padding klen // 2 (zero = the mean colour)."""
     weight = gkern_weight(klen, sigma, images.shape[1]).to(images.device, images.dtype)
     return F.conv2d(images, weight, padding=klen // 2, groups=images.shape[1])
-
-
-def canonical_substrate(name: str) -> str:
-    """Substrate name as in SUBSTRATES ('uniform-noise' and 'uniform_noise' are accepted)."""
-    canonical = str(name).strip().lower().replace("-", " ").replace("_", " ")
-    require(canonical in SUBSTRATES, f"unknown substrate {name!r}; use one of: {', '.join(SUBSTRATES)}")
-    return canonical
 
 
 def substrate_images(name: str, images: torch.Tensor, seed: int = 0) -> torch.Tensor:

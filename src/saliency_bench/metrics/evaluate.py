@@ -20,8 +20,8 @@ from ..formats.records import write_records
 from ..formats.saliency import SaliencyFile
 from ..numeric import auc
 from ..runtime.forward import ModelRunner
-from .causal import (DEFAULT_SUBSTRATE, CurveRequest, SharedScores, canonical_substrate, causal_curve_sets,
-                     check_saliency, default_step)
+from .causal import CurveRequest, SharedScores, causal_curve_sets, check_saliency, default_step
+from .substrates import DEFAULT_SUBSTRATE, canonical_substrate
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +71,13 @@ def evaluate_saliency(model: torch.nn.Module | ModelRunner, images: torch.Tensor
     requests = [CurveRequest(saliency.saliency, mode, substrate, saliency.target) for mode, substrate in substrates.items()]
     curves = dict(zip(substrates, causal_curve_sets(runner, images, requests, step=step, shared_scores=shared, seed=seed,
                                                     progress=progress)))
-    return Evaluation(list(image_ids), saliency.method_id, int(step), curves["deletion"], curves["insertion"],
-                      make_records(saliency, curves["deletion"], curves["insertion"]), deletion_substrate, insertion_substrate)
+    records = make_records(saliency, curves["deletion"], curves["insertion"], substrates)
+    return Evaluation(list(image_ids), saliency.method_id, int(step), curves["deletion"], curves["insertion"], records,
+                      deletion_substrate, insertion_substrate)
 
 
-def make_records(saliency: SaliencyFile, deletion: np.ndarray, insertion: np.ndarray) -> list[dict]:
+def make_records(saliency: SaliencyFile, deletion: np.ndarray, insertion: np.ndarray, substrates: dict[str, str]) -> list[dict]:
+    """One record per image; `substrates` ({"deletion": name, "insertion": name}) says what the AUCs were measured with."""
     flat = saliency.saliency.reshape(len(saliency.saliency), -1)
     constant = flat.max(axis=1) == flat.min(axis=1)
     deletion_auc, insertion_auc = auc(deletion), auc(insertion)
@@ -83,7 +85,8 @@ def make_records(saliency: SaliencyFile, deletion: np.ndarray, insertion: np.nda
         dict(image_id=image_id, method_id=saliency.method_id, method=saliency.method, variant=saliency.variant,
              target=int(saliency.target[i]), top1_prob=float(deletion[i, 0]),  # deletion starts on the image
              deletion_auc=float(deletion_auc[i]), insertion_auc=float(insertion_auc[i]),
-             deleted_prob=float(deletion[i, -1]), blurred_prob=float(insertion[i, 0]), constant_map=bool(constant[i]))
+             deleted_prob=float(deletion[i, -1]), blurred_prob=float(insertion[i, 0]), constant_map=bool(constant[i]),
+             deletion_substrate=substrates["deletion"], insertion_substrate=substrates["insertion"])
         for i, image_id in enumerate(saliency.image_id)
     ]
 

@@ -22,9 +22,9 @@ from typing import Sequence
 import pandas as pd
 
 from ..analysis.markdown import (PER_CLASS_NOTE, best_values, ground_truth_note, method_label, number,
-                                 reference_name, with_ci)
+                                 reference_name, substrates_note, with_ci)
 from ..analysis.summary import (AUC_METRICS, CHECK, LOCALISATION_METRICS, headline_facts, insensitive_warning,
-                                per_class_scores, ranked_rows)
+                                per_class_scores, ranked_rows, substrate_images)
 from ..errors import atomic_path
 from ..formats.tables import STUDY_COLUMNS, read_table
 from ..methods import chance_ids
@@ -232,10 +232,11 @@ def _headline(table: pd.DataFrame, per_image: pd.DataFrame, alpha: float) -> lis
     if not facts["has_power"]:
         items.append(f"With {len(image_ids)} images the Wilcoxon test cannot reach p &lt; {alpha} "
                      f"(smallest possible p = {facts['min_p']:.3f}): no method can be shown to differ; use more images.")
+    deleted, first = substrate_images(facts)
     items.append(f"Baseline probabilities (mean p of the explained class): original image <b>{number(facts['top1_prob'])}</b>, "
-                 f"fully deleted (mean-colour) image <b>{number(facts['deleted_prob'])}</b>, fully blurred image "
+                 f"{escape(deleted)} <b>{number(facts['deleted_prob'])}</b>, {escape(first)} "
                  f"<b>{number(facts['blurred_prob'])}</b>. Deletion curves end at the first, insertion curves start at the "
-                 "second: an AUC near these values is no better than the substrate.")
+                 f"second: an AUC near these values is no better than the substrate. {escape(substrates_note(facts))}".rstrip())
     return items
 
 

@@ -8,8 +8,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ...analysis.summary import substrate_images
 from ...data import IMAGENET_MEAN, IMAGENET_STD
 from ...errors import require
+from ...formats.records import SUBSTRATE_COLUMNS
 from ...methods import chance_ids, method_sort_key
 from ...numeric import auc
 from .style import (DIFFERENCE_CMAP, MAX_HEIGHT_IN, STYLE, image_panel, minmax, new_figure, overlay_panel, plt,
@@ -125,8 +127,8 @@ def _curve_axes_labels(ax, which: str) -> None:
 def curves_figure(deletion: np.ndarray, insertion: np.ndarray, image_id: str, method_id: str) -> Figure:
     """Deletion and insertion curves of one image, AUCs in the legends, end points marked.
 
-    The last deletion point is p(class) on the fully deleted (mean-colour) image, the
-    first insertion point p(class) on the fully blurred image.
+    The last deletion point is p(class) on the fully deleted image, the first insertion point
+    p(class) on insertion's first image (the substrates: `metrics.substrates`).
     """
     with plt.rc_context(STYLE):
         figure = new_figure(8.0, 3.3)
@@ -202,8 +204,8 @@ def summary_figure(summary: pd.DataFrame) -> Figure:
     Wider rather than taller, so that it fits the report's window. Error bars come from
     `<metric>_lo` / `<metric>_hi` columns when present; reference rows (`random`, `centre`, `evidence`)
     are grey. Dashed lines show the mean p(class) on the fully deleted image (the floor of
-    the deletion curves) and on the fully blurred image (the start of the insertion
-    curves), when `deleted_prob` / `blurred_prob` are present.
+    the deletion curves) and on insertion's first image (the start of the insertion curves),
+    when `deleted_prob` / `blurred_prob` are present, named with their substrates where given.
     """
     missing = [c for c in ("method_id", *(m for m, _ in SUMMARY_METRICS)) if c not in summary.columns]
     require(not missing, f"summary table lacks columns {', '.join(missing)}; pass the summary.csv written by `saliency-bench aggregate`")
@@ -211,7 +213,8 @@ def summary_figure(summary: pd.DataFrame) -> Figure:
     table = summary.sort_values("score", ascending=True, kind="stable").reset_index(drop=True)  # barh draws bottom-up
     positions = np.arange(len(table))
     chance = table["method_id"].isin(chance_ids()).to_numpy()
-    floors = {"deletion_auc": ("deleted_prob", "fully deleted image", ":"), "insertion_auc": ("blurred_prob", "fully blurred image", "-.")}
+    deleted, first = substrate_images({column: table[column].iloc[0] for column in SUBSTRATE_COLUMNS if column in table})
+    floors = {"deletion_auc": ("deleted_prob", deleted, ":"), "insertion_auc": ("blurred_prob", first, "-.")}
     with plt.rc_context(STYLE):
         figure = new_figure(10.5, min(1.5 + 0.26 * len(table), MAX_HEIGHT_IN))
         axes = figure.subplots(1, len(SUMMARY_METRICS), sharey=True)
