@@ -158,6 +158,18 @@ def test_fp16_on_an_explicit_cpu_stops_before_any_job():
         check_device(load_config({"device": device, "precision": precision}))
 
 
+def test_a_step_of_the_whole_image_stops_before_any_job():
+    """metrics.step_rows of the image's height or more gives curves of 2 points (the image and the
+    substrate), which rank no map; the evaluate jobs refused it only after every map was computed."""
+    from saliency_bench.workflow_config import check_metrics
+
+    with pytest.raises(UserError, match=r"^metrics.step_rows is 64: a step of 4096 pixels replaces all 4096 pixels of a "
+                                        r"64x64 image at once, .* take fewer \(the default: 8 rows, 512 pixels\)$"):
+        check_metrics(load_config({"preprocess": {"size": [64, 64]}, "metrics": {"step_rows": 64}}))
+    check_metrics(load_config({"preprocess": {"size": [64, 64]}, "metrics": {"step_rows": 63}}))
+    check_metrics(load_config({}))
+
+
 def test_the_evidence_row_is_asked_for_and_needs_evidence_masks():
     """baselines.evidence adds the ground-truth row where the run has masks (the demo's own, or
     data.evidence_root); on data without masks it stops at parse time with the two fixes."""

@@ -132,6 +132,8 @@ def test_errors_are_one_line_and_write_nothing(project, capsys):
 
     message = run_failing(root, capsys, "--saliency", str(root / "ok.h5"), "--shard", "0", "--step-rows", "0")
     assert "--step-rows must be at least 1" in message
+    message = run_failing(root, capsys, "--saliency", str(root / "ok.h5"), "--shard", "0", "--step-rows", str(H))
+    assert f"a step of {H * W} pixels replaces all {H * W} pixels of a {H}x{W} image at once" in message
 
     message = run_failing(root, capsys, "--saliency", str(root / "ok.h5"), "--shard", "0", "--insertion-substrate", "gauss")
     assert "unknown substrate 'gauss'" in message

@@ -243,6 +243,7 @@ def test_removing_a_file_rebuilds_only_it_and_its_dependents(tiny_run):
     ({"colour": "blue"}, "colour"),
     ({"method_plugins": ["no_such_plugin"]}, "method plugin 'no_such_plugin' cannot be imported"),
     ({"device": "cpu", "precision": "fp16"}, "device is cpu, but precision fp16 needs a CUDA device"),
+    ({"metrics": {"step_rows": 64}}, "metrics.step_rows is 64: a step of 4096 pixels replaces all 4096 pixels"),
 ])
 def test_bad_config_fails_before_any_job(tmp_path, changes, key):
     workdir = make_workdir(tmp_path, changes)

@@ -142,6 +142,17 @@ def check_device(config: Config) -> None:
             raise UserError(f"device is cpu, but {error}") from None
 
 
+def check_metrics(config: Config) -> None:
+    """The deletion/insertion step fits the run's images: the evaluate jobs refused it, after the maps."""
+    from .metrics.causal import check_step
+
+    height, width = config.preprocess.size
+    try:
+        check_step(config.metrics.step_rows * width, height, width)
+    except UserError as error:
+        raise UserError(f"metrics.step_rows is {config.metrics.step_rows}: {error}") from None
+
+
 def check_evidence(config: Config) -> None:
     """The evidence row needs a mask for every image of the run: one missing stopped its explain job,
     after the masks. The demo draws one for each of its images."""

@@ -46,6 +46,7 @@ try:
         wc.check_device(CONFIG)
         wc.check_demo(CONFIG)
         wc.check_evidence(CONFIG)
+        wc.check_metrics(CONFIG)
         wc.check_model(CONFIG)  # builds the model: seconds per job if every job did it
     SHARD_SIZES = wc.shard_sizes(CONFIG)  # images per shard; the last one cut by data.limit
     N_CLASSES = wc.num_classes(CONFIG)  # once: every model rule passes it, and it may list the data tree

@@ -41,6 +41,15 @@ def default_step(width: int) -> int:
     return DEFAULT_STEP_ROWS * width
 
 
+def check_step(step: int, height: int, width: int) -> None:
+    """At least 1 pixel, and fewer than the image has: a step of the whole image leaves every curve
+    the image and the substrate only (2 points), which ranks no map."""
+    require(step >= 1, f"step must be at least 1 pixel, got {step}")
+    require(step < height * width, f"a step of {step} pixels replaces all {height * width} pixels of a {height}x{width} "
+                                   "image at once, so every curve would be the image and the substrate only; take fewer "
+                                   f"(the default: {DEFAULT_STEP_ROWS} rows, {default_step(width)} pixels)")
+
+
 BLUR_KLEN, BLUR_SIGMA = 11, 5
 
 
@@ -248,7 +257,7 @@ def causal_curve_sets(model: nn.Module | ModelRunner, images: torch.Tensor, requ
     require(len(requests) >= 1, "no curves were requested")
     _, _, height, width = images.shape
     step = default_step(width) if step is None else int(step)
-    require(step >= 1, f"step must be at least 1 pixel, got {step}")
+    check_step(step, height, width)
     shared = shared_scores if shared_scores is not None else SharedScores(images, seed)
     require(shared.seed == seed, f"shared scores use noise seed {shared.seed}, not {seed}; pass the same seed")
     ranks: dict[int, torch.Tensor] = {}  # per saliency object: deletion and insertion of a map share one sort
