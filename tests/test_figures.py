@@ -320,13 +320,33 @@ def test_curves_legend_shows_auc_and_end_points():
     texts = [t.get_text() for ax in figure.axes for t in ax.get_legend().get_texts()]
     assert f"Deletion (AUC {np.trapezoid(deletion, dx=0.25):.3f})" in texts  # trapezoid rule, x in [0, 1]
     assert f"Insertion (AUC {np.trapezoid(insertion, dx=0.25):.3f})" in texts
-    assert "fully deleted: p = 0.100" in texts and "fully blurred: p = 0.150" in texts
+    assert "fully deleted: p = 0.100" in texts and "first image: p = 0.150" in texts  # files that do not say
+    named = figures.curves_figure(deletion, insertion, "a/b.png", "rise-gaussian", {"deletion": "blur", "insertion": "zeros"})
+    texts = [t.get_text() for ax in named.axes for t in ax.get_legend().get_texts()]
+    assert "fully deleted (the blurred image): p = 0.100" in texts and "first image (the mean colour): p = 0.150" in texts
+
+
+def test_curves_files_say_their_substrates_and_shards_must_agree(tmp_path):
+    """The curve figures once called insertion's first point "fully blurred" whatever the substrate."""
+    from saliency_bench.formats.curves import read_curve_files, write_curves
+
+    paths = []
+    for shard, deletion_substrate in enumerate(("mean", "mean", "zeros")):
+        paths.append(tmp_path / f"shard-{shard}.curves.h5")
+        write_curves(paths[-1], [f"img{shard}"], np.ones((1, 3)), np.ones((1, 3)), method_id="rise-perlin", step=8,
+                     deletion_substrate=deletion_substrate, insertion_substrate="uniform noise")
+    assert read_curve_files(paths[:2])["rise-perlin"].substrates == {"deletion": "mean", "insertion": "uniform noise"}
+    with pytest.raises(UserError, match="curves of rise-perlin were measured with different substrates"):
+        read_curve_files(paths)
 
 
 def test_mean_curves_draw_the_chance_baselines():
     rng = np.random.default_rng(4)
     curves = {m: (rng.random((5, 9)), rng.random((5, 9))) for m in ("rise-perlin", "random", "centre")}
     figure = figures.mean_curves_figure(curves, "rise-perlin")
+    figure.canvas.draw()  # the legends sit below the panels: inside, they covered the baselines' curves
+    assert not any(ax.get_legend().get_window_extent().overlaps(other.get_window_extent())
+                   for ax in figure.axes for other in figure.axes)
     labels = [line.get_label() for line in figure.axes[0].get_lines()]
     assert any(label.startswith("random (AUC") for label in labels) and any(label.startswith("centre (AUC") for label in labels)
     mean = curves["rise-perlin"][0].mean(0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable
 
 import h5py
@@ -21,10 +21,12 @@ from .hdf5 import open_stage_file, read_strings, string_dataset
 
 @dataclass
 class CurveSet:
-    """All curves of one method: rows aligned with `image_id`."""
+    """All curves of one method: rows aligned with `image_id`; `substrates` {"deletion": name,
+    "insertion": name} where the files say them (the figures name the curves' end points)."""
     image_id: list[str]
     deletion: np.ndarray
     insertion: np.ndarray
+    substrates: dict[str, str] = field(default_factory=dict)
 
 
 def write_curves(path: str | os.PathLike, image_id: list[str], deletion: np.ndarray, insertion: np.ndarray, *,
@@ -43,9 +45,11 @@ def read_curves(path: str | os.PathLike) -> tuple[str, CurveSet]:
         ids = read_strings(handle["image_id"])
         deletion, insertion = handle["deletion"][()], handle["insertion"][()]
         method_id = str(handle.attrs["method_id"])
+        substrates = {mode: str(handle.attrs[f"{mode}_substrate"]) for mode in ("deletion", "insertion")
+                      if f"{mode}_substrate" in handle.attrs}
     require(deletion.ndim == 2 and deletion.shape == insertion.shape and len(ids) == len(deletion),
             f"{path}: deletion {deletion.shape} / insertion {insertion.shape} / {len(ids)} ids disagree; rerun `saliency-bench evaluate`")
-    return method_id, CurveSet(ids, deletion, insertion)
+    return method_id, CurveSet(ids, deletion, insertion, substrates)
 
 
 def read_curve_files(paths: Iterable[str | os.PathLike]) -> dict[str, CurveSet]:
@@ -58,6 +62,10 @@ def read_curve_files(paths: Iterable[str | os.PathLike]) -> dict[str, CurveSet]:
     for method_id, chunks in parts.items():
         widths = {chunk.deletion.shape[1] for chunk in chunks}
         require(len(widths) == 1, f"curves of {method_id} have different lengths {sorted(widths)}; evaluate all shards with the same step")
+        substrates = {tuple(sorted(chunk.substrates.items())) for chunk in chunks}
+        require(len(substrates) == 1, f"curves of {method_id} were measured with different substrates; evaluate all "
+                                      "shards with the same metrics.deletion_substrate and metrics.insertion_substrate")
         joined[method_id] = CurveSet([i for chunk in chunks for i in chunk.image_id],
-                                     np.concatenate([c.deletion for c in chunks]), np.concatenate([c.insertion for c in chunks]))
+                                     np.concatenate([c.deletion for c in chunks]), np.concatenate([c.insertion for c in chunks]),
+                                     chunks[0].substrates)
     return joined

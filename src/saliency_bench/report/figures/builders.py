@@ -13,6 +13,7 @@ from ...data import IMAGENET_MEAN, IMAGENET_STD
 from ...errors import require
 from ...formats.records import SUBSTRATE_COLUMNS
 from ...methods import chance_ids, method_sort_key
+from ...metrics.substrates import describe_substrate
 from ...numeric import auc
 from .style import (DIFFERENCE_CMAP, MAX_HEIGHT_IN, STYLE, image_panel, minmax, new_figure, overlay_panel, plt,
                     saliency_colorbar, unnormalise)
@@ -124,11 +125,13 @@ def _curve_axes_labels(ax, which: str) -> None:
     ax.grid(alpha=0.3)
 
 
-def curves_figure(deletion: np.ndarray, insertion: np.ndarray, image_id: str, method_id: str) -> Figure:
+def curves_figure(deletion: np.ndarray, insertion: np.ndarray, image_id: str, method_id: str,
+                  substrates: Mapping[str, str] | None = None) -> Figure:
     """Deletion and insertion curves of one image, AUCs in the legends, end points marked.
 
     The last deletion point is p(class) on the fully deleted image, the first insertion point
-    p(class) on insertion's first image (the substrates: `metrics.substrates`).
+    p(class) on insertion's first image; `substrates` ({"deletion": name, "insertion": name},
+    as the curves files say them) names them in the legends.
     """
     with plt.rc_context(STYLE):
         figure = new_figure(8.0, 3.3)
@@ -138,7 +141,7 @@ def curves_figure(deletion: np.ndarray, insertion: np.ndarray, image_id: str, me
             x = np.linspace(0.0, 1.0, len(curve))
             ax.plot(x, curve, color="C0", label=f"{which.capitalize()} ({_auc_label(curve)})")
             ax.fill_between(x, curve, color="C0", alpha=0.2)
-            _mark_end_point(ax, which, curve)
+            _mark_end_point(ax, which, curve, substrates)
             ax.set_title(f"{which.capitalize()}: {method_id}")
             _curve_axes_labels(ax, which)
             ax.legend(loc="best")
@@ -150,24 +153,29 @@ def _auc_label(curve: np.ndarray) -> str:
     return f"AUC {float(auc(curve)):.3f}"
 
 
-def _mark_end_point(ax, which: str, curve: np.ndarray) -> None:
+def _mark_end_point(ax, which: str, curve: np.ndarray, substrates: Mapping[str, str] | None) -> None:
+    """The substrate's point: the last of a deletion curve, the first of an insertion curve."""
+    name = (substrates or {}).get(which)
+    what = f" ({describe_substrate(name)})" if name else ""
     if which == "deletion":
-        ax.plot([1.0], [curve[-1]], "v", color="C3", clip_on=False, label=f"fully deleted: p = {curve[-1]:.3f}")
+        ax.plot([1.0], [curve[-1]], "v", color="C3", clip_on=False, label=f"fully deleted{what}: p = {curve[-1]:.3f}")
     else:
-        ax.plot([0.0], [curve[0]], "s", color="C3", clip_on=False, label=f"fully blurred: p = {curve[0]:.3f}")
+        ax.plot([0.0], [curve[0]], "s", color="C3", clip_on=False, label=f"first image{what}: p = {curve[0]:.3f}")
 
 
-def mean_curves_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], method_id: str, band: str = "se") -> Figure:
+def mean_curves_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], method_id: str, band: str = "se",
+                       substrates: Mapping[str, str] | None = None) -> Figure:
     """Mean deletion/insertion curves of `method_id` over images with a band; chance baselines dashed.
 
     `curves` maps method id -> (deletion (n, steps+1), insertion (n, steps+1)). band: "se"
-    (+-1 standard error of the mean) or "percentile" (2.5-97.5 % of the images).
+    (+-1 standard error of the mean) or "percentile" (2.5-97.5 % of the images); `substrates` as
+    in `curves_figure`.
     """
     require(band in ("se", "percentile"), f"unknown band {band!r}; use 'se' or 'percentile'")
     band_label = "\u00b11 s.e." if band == "se" else "2.5\u201397.5 %"
     baselines = [b for b in chance_ids() if b in curves and b != method_id]
     with plt.rc_context(STYLE):
-        figure = new_figure(8.0, 3.4)
+        figure = new_figure(8.0, 4.6)
         axes = figure.subplots(1, 2)
         for column, (ax, which) in enumerate(zip(axes, ("deletion", "insertion"))):
             values = np.asarray(curves[method_id][column], dtype=np.float64)
@@ -179,10 +187,11 @@ def mean_curves_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], meth
             for index, baseline in enumerate(baselines):
                 baseline_mean = np.asarray(curves[baseline][column], dtype=np.float64).mean(0)
                 ax.plot(x, baseline_mean, "--", color=f"C{index + 1}", label=f"{baseline} ({_auc_label(baseline_mean)})")
-            _mark_end_point(ax, which, mean)
+            _mark_end_point(ax, which, mean, substrates)
             ax.set_title(f"Mean {which} curve ({len(values)} images)")
             _curve_axes_labels(ax, which)
-            ax.legend(loc="best")
+            # below the panel: with the baselines' curves there is no free corner inside it
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
     return figure
 
 

@@ -229,14 +229,15 @@ def write_curve_figures(curve_paths: Sequence[str | os.PathLike], out_dir: str |
     with _StagedOutputs(out_dir) as staged:
         for image_id, method_id in _progress(jobs, "curve figures"):
             if image_id is None:
-                figure = mean_curves_figure(pairs, method_id, band)
+                figure = mean_curves_figure(pairs, method_id, band, curves[method_id].substrates)
                 staged.save(figure, f"mean-curves-{method_stems[method_id]}.png")
                 continue
             rows = curves[method_id].image_id
             if image_id not in rows:
                 continue
             row = rows.index(image_id)
-            figure = curves_figure(curves[method_id].deletion[row], curves[method_id].insertion[row], image_id, method_id)
+            figure = curves_figure(curves[method_id].deletion[row], curves[method_id].insertion[row], image_id, method_id,
+                                   curves[method_id].substrates)
             staged.save(figure, f"curves-{image_stems[image_id]}-{method_stems[method_id]}.png")
     return [staged.out_dir / name for name in staged.names]
 
