@@ -212,6 +212,8 @@ def test_localisation_columns(run_aggregate):
 
 
 def test_rerun_is_identical_and_without_power_is_said(run_aggregate, tmp_path):
+    from saliency_bench.analysis.markdown import render_markdown
+
     again = tmp_path / "again"
     assert main(["aggregate", "--records", *run_aggregate["records"], "--saliency", *run_aggregate["saliency"],
                  "--evidence-root", str(run_aggregate["folder"] / "evidence"), "--images",
@@ -222,6 +224,15 @@ def test_rerun_is_identical_and_without_power_is_said(run_aggregate, tmp_path):
     few = [frame.head(4) for frame in run_aggregate["frames"]]
     summary = summarise(annotate(pd.concat(few, ignore_index=True)), n_resamples=200)
     assert not summary.facts["has_power"]
+    # 7 images give p = 0.016 to one test, but 4 methods and random, each compared with the best, make
+    # a Holm family of 4 in which no adjusted p can fall below 4 * 0.016 = 0.0625: nothing can differ
+    rows = ["abscam-final-layer3", "abscam-init-layer3", "rise-gaussian", "rise-binary-p0.5", "random"]
+    seven = [frame.head(7) for frame in run_aggregate["frames"] if frame["method_id"].iloc[0] in rows]
+    summary = summarise(annotate(pd.concat(seven, ignore_index=True)), n_resamples=200)
+    assert summary.facts["comparisons"] == 4 and not summary.facts["has_power"]
+    assert (summary.table["holm_p_vs_best"].dropna() >= 0.0625 - 1e-12).all()
+    assert ("- With 7 images and 4 comparisons in each Holm family the smallest possible Holm-adjusted Wilcoxon p is "
+            "0.062 >= 0.05, so no method can be shown to differ; use at least 8 images.") in render_markdown(summary)
 
 
 def test_score_per_class_is_the_mean_of_each_class_s_images(run_aggregate):

@@ -6,7 +6,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from saliency_bench.errors import UserError
-from saliency_bench.analysis.stats import (bootstrap_means, has_power, holm, min_wilcoxon_p, percentile_ci,
+from saliency_bench.analysis.stats import (bootstrap_means, has_power, holm, min_wilcoxon_p, pairs_for_power, percentile_ci,
                                   wilcoxon_p)
 
 
@@ -89,6 +89,9 @@ def test_power_of_the_signed_rank_test():
     # Five images all in favour of one method: the exact test cannot go below 2/32.
     assert wilcoxon_p(np.array([0.1, 0.2, 0.3, 0.4, 0.5])) == pytest.approx(min_wilcoxon_p(5)) == pytest.approx(0.0625)
     assert not has_power(5, 0.05) and has_power(6, 0.05)
+    # Holm multiplies the smallest p by the family's size: 7 pairs reach 0.016 alone, 0.078 among 5 tests
+    assert has_power(7, 0.05) and not has_power(7, 0.05, comparisons=5) and has_power(8, 0.05, comparisons=5)
+    assert pairs_for_power(0.05) == 6 and pairs_for_power(0.05, comparisons=5) == 8 and pairs_for_power(0.01, 16) == 12
 
 
 def test_holm_step_down_by_hand():

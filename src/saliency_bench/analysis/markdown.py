@@ -9,7 +9,7 @@ import pandas as pd
 from ..formats.tables import STUDY_COLUMNS
 from ..methods import chance_ids, reference_role
 from ..metrics.substrates import substrates_sentence
-from .summary import CHECK, STABILITY_METRICS, Summary, insensitive_warning, substrate_images
+from .summary import CHECK, STABILITY_METRICS, Summary, insensitive_warning, power_note, substrate_images
 
 
 def number(value: float, digits: int = 4) -> str:
@@ -104,9 +104,8 @@ def _conclusions(summary: Summary, alpha: float) -> list[str]:
         worse = others[others["vs_best"] == "worse"]
         if not worse.empty:
             lines.append(f"- Worse than the best (both tests agree): {_names(worse)}.")
-    if not facts["has_power"]:
-        lines.append(f"- With {summary.n_images} images the Wilcoxon test has no power: its smallest possible p is "
-                     f"{facts['min_p']:.3f} >= {alpha}, so no method can be shown to differ by it; collect more images.")
+    if note := power_note(facts, summary.n_images, alpha):
+        lines.append(f"- {note}")
     chance = [c for c in chance_ids() if f"vs_{c}" in table]
     for c in chance:
         better = contenders[contenders[f"vs_{c}"] == "better"]

@@ -84,9 +84,19 @@ def min_wilcoxon_p(n_pairs: int) -> float:
     return min(1.0, 2.0 / 2.0 ** n_pairs)
 
 
-def has_power(n_pairs: int, alpha: float = 0.05) -> bool:
-    """Whether the signed-rank test can reach p < alpha at all with n pairs (n >= 6 for alpha 0.05)."""
-    return min_wilcoxon_p(n_pairs) < alpha
+def has_power(n_pairs: int, alpha: float = 0.05, comparisons: int = 1) -> bool:
+    """Whether the signed-rank test can reach p < alpha at all with n pairs, after Holm's adjustment
+    over `comparisons` tests, which multiplies the smallest p by their number (one test at alpha
+    0.05: n >= 6; five: n >= 8)."""
+    return comparisons * min_wilcoxon_p(n_pairs) < alpha
+
+
+def pairs_for_power(alpha: float = 0.05, comparisons: int = 1) -> int:
+    """The fewest pairs with which `has_power` holds."""
+    n_pairs = 1
+    while not has_power(n_pairs, alpha, comparisons):
+        n_pairs += 1
+    return n_pairs
 
 
 def holm(p_values: np.ndarray) -> np.ndarray:

@@ -35,6 +35,7 @@ import math
 import re
 import warnings
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -44,7 +45,7 @@ from ..formats.records import SUBSTRATE_COLUMNS
 from ..formats.tables import STUDY_COLUMNS
 from ..methods import chance_ids, reference_role
 from ..metrics.substrates import describe_substrate
-from .stats import bootstrap_means, has_power, holm, min_wilcoxon_p, percentile_ci, wilcoxon_p
+from .stats import bootstrap_means, has_power, holm, min_wilcoxon_p, pairs_for_power, percentile_ci, wilcoxon_p
 
 log = logging.getLogger(__name__)
 
@@ -223,8 +224,7 @@ def _add_comparison(table: pd.DataFrame, name: str, ref: int, score: np.ndarray,
     p_values = np.array([wilcoxon_p(diffs[:, j]) if j != ref else math.nan for j in range(len(method_ids))])
     # The family: every row compared with this reference, but a ground-truth row is a family of its own,
     # so that adding it (baselines.evidence) changes no other row's verdict.
-    references = set(chance_ids())
-    apart = np.array([m in references and reference_role(m) != "chance" for m in method_ids])
+    apart = np.array([is_ground_truth(m) for m in method_ids])
     adjusted = np.full(len(method_ids), math.nan)
     for family in (~apart, apart):
         adjusted[family] = holm(p_values[family])
@@ -243,6 +243,26 @@ def _add_comparison(table: pd.DataFrame, name: str, ref: int, score: np.ndarray,
         else:
             verdicts.append("indistinguishable")
     table[f"vs_{name}"] = verdicts
+
+
+def is_ground_truth(method_id: str) -> bool:
+    """A reference row that is not chance (`evidence`): a Holm family of its own in every comparison."""
+    return method_id in chance_ids() and reference_role(method_id) != "chance"
+
+
+def holm_family_size(method_ids: Sequence[str]) -> int:
+    """How many tests each Holm family holds: every row but the reference compared with, ground truth apart."""
+    return max(1, sum(not is_ground_truth(m) for m in dict.fromkeys(method_ids)) - 1)
+
+
+def power_note(facts: dict, n_images: int, alpha: float) -> str:
+    """The conclusions' line where no test can reach alpha with these images; else ""."""
+    if facts["has_power"]:
+        return ""
+    family = f" and {facts['comparisons']} comparisons in each Holm family" if facts["comparisons"] > 1 else ""
+    return (f"With {n_images} images{family} the smallest possible {'Holm-adjusted ' if family else ''}Wilcoxon p is "
+            f"{facts['min_p']:.3f} >= {alpha}, so no method can be shown to differ; use at least "
+            f"{facts['images_needed']} images.")
 
 
 def stability_table(per_image: pd.DataFrame) -> pd.DataFrame:
@@ -271,6 +291,7 @@ def stability_table(per_image: pd.DataFrame) -> pd.DataFrame:
 
 def headline_facts(ranked: pd.DataFrame, per_image: pd.DataFrame, image_ids: list[str], alpha: float) -> dict:
     """Numbers the conclusion quotes that are not per-method: baseline probabilities and test power."""
+    comparisons = holm_family_size(ranked["method_id"])
     per_image_probs = ranked.groupby("image_id")[["top1_prob", "deleted_prob", "blurred_prob"]].mean()
     # images whose p is the same on the original and on both substrates: no map can move their AUCs
     insensitive = ((per_image_probs["top1_prob"] - per_image_probs["deleted_prob"]).abs() < NORMALISATION_EPS) & \
@@ -278,7 +299,9 @@ def headline_facts(ranked: pd.DataFrame, per_image: pd.DataFrame, image_ids: lis
     facts = {"top1_prob": per_image_probs["top1_prob"].mean(), "deleted_prob": per_image_probs["deleted_prob"].mean(),
              "blurred_prob": per_image_probs["blurred_prob"].mean(),
              "deleted_prob_max": per_image_probs["deleted_prob"].max(), "insensitive_images": int(insensitive.sum()),
-             "has_power": has_power(len(image_ids), alpha), "min_p": min_wilcoxon_p(len(image_ids))}
+             "comparisons": comparisons, "has_power": has_power(len(image_ids), alpha, comparisons),
+             "min_p": min(1.0, comparisons * min_wilcoxon_p(len(image_ids))),
+             "images_needed": pairs_for_power(alpha, comparisons)}
     for column in SUBSTRATE_COLUMNS:  # one each: `aggregate` refuses records that mix them
         if column in per_image:
             facts[column] = str(per_image[column].iloc[0])

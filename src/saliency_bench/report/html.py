@@ -24,7 +24,7 @@ import pandas as pd
 from ..analysis.markdown import (PER_CLASS_NOTE, best_values, ground_truth_note, method_label, number,
                                  reference_name, substrates_note, with_ci)
 from ..analysis.summary import (AUC_METRICS, CHECK, LOCALISATION_METRICS, headline_facts, insensitive_warning,
-                                per_class_scores, ranked_rows, substrate_images)
+                                per_class_scores, power_note, ranked_rows, substrate_images)
 from ..errors import atomic_path
 from ..formats.tables import STUDY_COLUMNS, read_table
 from ..methods import chance_ids
@@ -229,9 +229,8 @@ def _headline(table: pd.DataFrame, per_image: pd.DataFrame, alpha: float) -> lis
     warning = insensitive_warning(facts, len(image_ids))
     if warning:
         items.insert(0, f"<b>{escape(warning)}</b>")
-    if not facts["has_power"]:
-        items.append(f"With {len(image_ids)} images the Wilcoxon test cannot reach p &lt; {alpha} "
-                     f"(smallest possible p = {facts['min_p']:.3f}): no method can be shown to differ; use more images.")
+    if note := power_note(facts, len(image_ids), alpha):
+        items.append(f"<b>{escape(note)}</b>")
     deleted, first = substrate_images(facts)
     items.append(f"Baseline probabilities (mean p of the explained class): original image <b>{number(facts['top1_prob'])}</b>, "
                  f"{escape(deleted)} <b>{number(facts['deleted_prob'])}</b>, {escape(first)} "
