@@ -134,8 +134,10 @@ def build_stages(config: Config, shards: list[int], rate: float, channels: dict[
         stages[spec.plan_stage].disk_bytes += n_images * height * width * 4
         stages["deletion/insertion"].disk_bytes += n_images * 2 * (steps + 1) * 8
     if wc.uses_demo(config) and config.demo.train:  # else the shipped model: nothing to train
+        from .demo import CLASSES
+
         demo = config.demo
-        train_images = (1 - config.data.val_fraction) * (4 * demo.per_class + demo.none)
+        train_images = (1 - config.data.val_fraction) * (len(CLASSES) * demo.per_class + demo.none)
         stage = stages["train_demo"]
         stage.jobs, stage.forward_passes = 1, int(TRAIN_PASSES * train_images * demo.epochs)
         stage.benchmarks = [TRAIN_DEMO_BENCHMARK]
