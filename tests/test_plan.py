@@ -202,3 +202,30 @@ def test_demo_training_is_planned_only_when_the_demo_trains(train):
     config = effective(REPO / "config" / "config.yaml", {"demo": {"train": train}})
     stages = build_stages(config, [8, 8], rate=100.0, channels=layer_channels(config))
     assert ("train_demo" in stages) == train
+
+
+def test_the_randomisation_check_is_planned_when_enabled(tmp_path):
+    """sanity.enabled explains sanity.images images with every method's sanity variants once per model
+    (the trained one and one per randomised block): with the paper's N = 6000 as many passes as the
+    RISE stage spends on 6 images, yet the plan left it out of its count and timing.md out of the stages."""
+    config = paper_config()
+    channels = layer_channels(config)
+    assert "sanity" not in make_plan(config, image_table(tmp_path / "i.csv", 9, 4), {
+        "memory_format": "contiguous", "batch_size": 8, "images_per_second": {"contiguous 8": 50.0}}, "test", 2,
+        tmp_path / "results", 4.0)["stages"][-1]["name"]
+    enabled = effective(REPO / "config" / "paper.yaml", {"model": {"num_classes": 4}, "sanity": {"enabled": True}})
+    model = torchvision.models.resnet18(num_classes=4).eval()
+    plan = make_plan(enabled, image_table(tmp_path / "i.csv", 9, 4), {
+        "memory_format": "contiguous", "batch_size": 8, "images_per_second": {"contiguous 8": 50.0}}, "test", 2,
+        tmp_path / "results", 4.0, model=model)
+    [sanity] = [stage for stage in plan["stages"] if stage["name"] == "sanity"]
+    # RISE: one mask set, N + 1 passes; Abs-CAM Init: 3 per layer; Final: channels + 1 per layer
+    per_image = (6000 + 1) + 3 * len(channels) + sum(width + 1 for width in channels.values())
+    blocks = ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc"]
+    assert sanity["jobs"] == 1 and sanity["benchmarks"] == ["sanity.tsv"]
+    assert sanity["forward_passes"] == (1 + len(blocks)) * 4 * per_image  # sanity.images: 4
+    assert sanity["seconds"] == pytest.approx(4.0 + sanity["forward_passes"] / 50.0)
+    fewer = build_stages(effective(REPO / "config" / "paper.yaml", {"sanity": {"enabled": True, "images": 10}}),
+                         [4, 3], 50.0, channels, 4.0, sanity_models=8)["sanity"]
+    assert fewer.forward_passes == 8 * 7 * per_image  # no more images than the run explains
+    assert "| sanity | 1 |" in render_plan(plan)

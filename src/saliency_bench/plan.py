@@ -50,9 +50,10 @@ MASK_BENCHMARK = "masks/{mask_id}.tsv"
 EXPLAIN_BENCHMARK = "explain/{method_id}/shard-{shard}.tsv"
 EVALUATE_BENCHMARK = "evaluate/{method_id}/shard-{shard}.tsv"
 TRAIN_DEMO_BENCHMARK = "train_demo.tsv"
+SANITY_BENCHMARK = "sanity.tsv"
 # First path parts of the estimated jobs' files: a file there that no stage lists is a stale one.
 ESTIMATED_KINDS = frozenset(pattern.split("/")[0] for pattern in
-                            (MASK_BENCHMARK, EXPLAIN_BENCHMARK, EVALUATE_BENCHMARK, TRAIN_DEMO_BENCHMARK))
+                            (MASK_BENCHMARK, EXPLAIN_BENCHMARK, EVALUATE_BENCHMARK, TRAIN_DEMO_BENCHMARK, SANITY_BENCHMARK))
 # The plan's list of the files of the run's jobs that it does not estimate (the workflow names them):
 # any other file outside the estimated kinds' folders is then a stale one too.
 SINGLE_JOBS = "single_jobs"
@@ -78,13 +79,30 @@ def layer_channels(config: Config, model=None) -> dict[str, int]:
 
     from .abscam import feature_map_shapes
     from .runtime.forward import model_device
-    from .runtime.models import build_model
 
-    if model is None:
-        model = build_model(config.model.arch, max(wc.num_classes(config), 1)).eval()
+    model = plan_model(config, model)
     with feature_map_shapes(model, layers) as shapes, torch.no_grad():
         model(torch.zeros(1, 3, *config.preprocess.size, device=model_device(model)))
     return {layer: shapes[layer][0] for layer in layers}
+
+
+def plan_model(config: Config, model=None):
+    """`model`, else an eval-mode model of the run's architecture, built as every job builds it."""
+    if model is not None:
+        return model
+    from .runtime.models import build_model
+
+    return build_model(config.model.arch, max(wc.num_classes(config), 1)).eval()
+
+
+def sanity_models(config: Config, model=None) -> int:
+    """How many models the randomisation check explains with: the trained one and one per block it
+    randomises (0 where sanity.enabled is false)."""
+    if not config.sanity.enabled:
+        return 0
+    from .sanity import cascade_blocks
+
+    return 1 + len(cascade_blocks(plan_model(config, model)))
 
 
 def shard_sizes(image_table: str | Path) -> list[int]:
@@ -95,7 +113,7 @@ def shard_sizes(image_table: str | Path) -> list[int]:
 def stage_names() -> list[str]:
     """The plan's stages in order: masks, each registered method's own (chance baselines share one), the rest."""
     method_stages = dict.fromkeys(method.plan_stage for method in registered_methods())
-    return ["masks", *method_stages, "deletion/insertion", "train_demo", "other"]
+    return ["masks", *method_stages, "deletion/insertion", "train_demo", "sanity", "other"]
 
 
 def process_age() -> float:
@@ -108,9 +126,10 @@ def process_age() -> float:
 
 
 def build_stages(config: Config, shards: list[int], rate: float, channels: dict[str, int],
-                 overhead: float = JOB_OVERHEAD_S) -> dict[str, Stage]:
+                 overhead: float = JOB_OVERHEAD_S, sanity_models: int = 0) -> dict[str, Stage]:
     """Jobs, forward passes, job-seconds and disk of every stage, at `rate` images/s and
-    `overhead` seconds of start-up per job."""
+    `overhead` seconds of start-up per job; `sanity_models`: how many models the randomisation
+    check explains with (the trained one and one per cascade step; 0: no check)."""
     stages = {name: Stage(name) for name in stage_names()}
     height, width = config.preprocess.size
     n_images, n_masks = sum(shards), config.rise.n_masks
@@ -144,6 +163,12 @@ def build_stages(config: Config, shards: list[int], rate: float, channels: dict[
         # trained at demo.size, before tune_forward: scale the rate by the pixel count
         scaled = rate * height * width / demo.size ** 2
         stage.seconds = overhead + stage.forward_passes / scaled
+    if sanity_models:  # every method's sanity variants on its first images, once per model
+        per_image = sum(get_method(name).sanity_forward_passes(config, channels) for name in wc.sanity_method_names(config))
+        stage = stages["sanity"]
+        stage.jobs, stage.benchmarks = 1, [SANITY_BENCHMARK]
+        stage.forward_passes = sanity_models * min(config.sanity.images, n_images) * per_image
+        stage.seconds = overhead + stage.forward_passes / rate
     return {name: stage for name, stage in stages.items() if stage.jobs}
 
 
@@ -189,9 +214,11 @@ def make_plan(config: Config, image_table: str | Path, settings: dict, source: s
     `single_jobs`: the benchmark files of the run's jobs the plan does not estimate (None: not known)."""
     shards = shard_sizes(image_table)
     rate = forward_rate(settings)
-    channels = layer_channels(config, model)  # without a model: imports torch and builds one, as every job does
+    if model is None and (config.sanity.enabled or (config.abscam.layers and config.abscam.variants)):
+        model = plan_model(config)  # imports torch and builds one, as every job does: once, for both counts
+    channels = layer_channels(config, model)
     overhead = process_age() if overhead is None else overhead
-    stages = build_stages(config, shards, rate, channels, overhead)
+    stages = build_stages(config, shards, rate, channels, overhead, sanity_models(config, model))
     parallel = max(1, cores // max(1, config.threads))
     total_job_seconds = sum(s.seconds for s in stages.values())
     disk = sum(s.disk_bytes for s in stages.values())

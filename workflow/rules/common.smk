@@ -15,7 +15,7 @@ from saliency_bench.report.names import PAGES, split_stem
 from saliency_bench.runtime.factories import factory_source
 from saliency_bench.fingerprint import stage_fingerprint
 from saliency_bench.plan import BENCHMARK_ROOT, ESTIMATED_KINDS, EVALUATE_BENCHMARK, EXPLAIN_BENCHMARK, \
-    MASK_BENCHMARK, TRAIN_DEMO_BENCHMARK
+    MASK_BENCHMARK, SANITY_BENCHMARK, TRAIN_DEMO_BENCHMARK
 
 min_version("9.0")
 
@@ -111,7 +111,7 @@ def single_job_benchmarks(wildcards=None):
             if step.benchmark:
                 names.append(os.path.relpath(str(step.benchmark), BENCHMARK_ROOT))
         grew = bool(ready)
-    return sorted(name for name in names if name.split("/")[0] not in ESTIMATED_KINDS)  # not train_demo
+    return sorted(name for name in names if name.split("/")[0] not in ESTIMATED_KINDS)  # not train_demo, sanity
 
 
 wildcard_constraints:

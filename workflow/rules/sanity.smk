@@ -27,7 +27,7 @@ rule sanity:
     log:
         "logs/sanity.log",
     benchmark:
-        bench_file("sanity.tsv")
+        bench_file(SANITY_BENCHMARK)
     shell:
         "python -m saliency_bench sanity --methods {params.methods} --layers {params.layers} --masks {input.masks}"
         " --images {input.images} --n-images {params.n_images} {params.preprocess} {params.model} --threads {threads}"

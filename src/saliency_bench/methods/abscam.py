@@ -31,6 +31,10 @@ class AbsCam(Method):
     def sanity_params(self, masks: Sequence[str], layers: Sequence[str]) -> list[tuple[str, dict]]:
         return [(f"{self.name}-{layer}", {"layer": layer}) for layer in layers]
 
+    def sanity_forward_passes(self, config: Config, channels: dict[str, int]) -> int:
+        """One variant per layer (the workflow passes abscam.layers), as its configurations."""
+        return sum(self.forward_passes(config, method, channels) for method in self.configurations(config))
+
 
 def require_layer(layer: str | None) -> str:
     require(bool(layer), "Abs-CAM needs a layer, e.g. layer3 for a ResNet (--layer)")

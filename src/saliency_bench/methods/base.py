@@ -106,6 +106,11 @@ class Method:
         """(id, explain keywords) of each variant the randomisation check runs (default: one, no keywords)."""
         return [(self.name, {})]
 
+    def sanity_forward_passes(self, config: Config, channels: dict[str, int]) -> int:
+        """Forward-pass equivalents per image and model of the variants `sanity_params` gives, for the
+        plan (default: one, costed as the method's first configuration)."""
+        return sum(self.forward_passes(config, method, channels) for method in self.configurations(config)[:1])
+
     def explain(self, model, images, target, *, batch_size: int, precision: str, **params):
         """Maps (B, H, W) of the classes `target` (B,): a torch tensor or array."""
         raise NotImplementedError(f"method {self.name} does not define explain()")
