@@ -14,9 +14,9 @@ Baseline-aware (normalised) AUCs put each AUC on the scale between the substrate
     insertion_auc_norm = (insertion_auc - blurred_prob) / (top1_prob - blurred_prob)
 
 0 means the curve sat at the probability of the fully deleted image, resp. insertion's first image
-(the substrates, `metrics.substrates`), from the first step; 1 means it stayed at the original image's probability. They
-make models comparable whose substrate probability is far from 0 (the study's model kept p = 0.5
-on the deleted image). When |top1_prob - substrate probability| < 1e-6 the value is undefined
+(the substrates, `metrics.substrates`), from the first step; 1 means it stayed at the original
+image's probability. They make models comparable whose substrate probability is far from 0 (the
+study's model kept p = 0.5 on the deleted image). When |top1_prob - substrate probability| < 1e-6 the value is undefined
 (NaN) and the image is left out of that column's mean; the count is reported.
 
 Statistics (see stats.py): every mean has a 95% paired-bootstrap percentile CI (one draw of image
