@@ -237,3 +237,52 @@ def test_text_files_that_are_not_utf8(tmp_path, capsys):
     one_line_error(["figures", "saliency", "--saliency", str(saliency_file(tmp_path / "s.h5")), "--images", str(images),
                     "--class-names", undecodable, "bees", "--out-dir", str(tmp_path / "figures")], capsys,
                    "--class-names", "is not UTF-8 text")
+
+
+HOLD_OPEN = "import h5py, sys; handle = h5py.File(sys.argv[1], sys.argv[2]); print('open', flush=True); sys.stdin.read()"
+
+
+def held_open(path: Path, mode: str):
+    """Another process holding `path` open in HDF5 (and so its lock) until its stdin closes."""
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_OPEN, str(path), mode], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "open"
+    return holder
+
+
+def test_an_hdf5_file_that_cannot_be_locked_is_one_line_with_the_fix(tmp_path):
+    """Where the file system has no locks (some NFS, Lustre, GPFS mounts) every HDF5 open fails: reading
+    said the file was no mask file and to rerun its stage, writing gave a traceback. Another process
+    holding the lock fails the same way, here."""
+    import os
+
+    from saliency_bench.formats.curves import read_curves, write_curves
+
+    def write(path):
+        write_curves(path, ["a.png"], np.ones((1, 3)), np.ones((1, 3)), method_id="random", step=8,
+                     deletion_substrate="zeros", insertion_substrate="blur")
+
+    written = tmp_path / "curves.h5"
+    write(written)
+    fix = r"another process has it open, .* set HDF5_USE_FILE_LOCKING=FALSE in the environment \(README, Cluster\)$"
+    holder = held_open(written, "a")
+    try:
+        with pytest.raises(UserError, match=rf"^HDF5 cannot lock {written}: {fix}"):
+            read_curves(written)
+    finally:
+        holder.communicate("")
+    assert read_curves(written)[0] == "random"  # the lock released, the same file reads
+
+    out = tmp_path / "new.h5"
+    temporary = out.with_name(f".{out.name}.tmp-{os.getpid()}")  # where `atomic_path` writes it first
+    write(temporary)
+    holder = held_open(temporary, "a")
+    try:
+        with pytest.raises(UserError, match=rf"^HDF5 cannot lock .*{temporary.name}: {fix}"):
+            write(out)
+    finally:
+        holder.communicate("")
+    assert not out.exists() and not temporary.exists()

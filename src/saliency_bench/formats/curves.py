@@ -11,12 +11,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable
 
-import h5py
 import numpy as np
 
 from .. import __version__
 from ..errors import atomic_path, require
-from .hdf5 import open_stage_file, read_strings, string_dataset
+from .hdf5 import create_file, open_stage_file, read_strings, string_dataset
 
 
 @dataclass
@@ -31,7 +30,7 @@ class CurveSet:
 
 def write_curves(path: str | os.PathLike, image_id: list[str], deletion: np.ndarray, insertion: np.ndarray, *,
                  method_id: str, step: int, deletion_substrate: str, insertion_substrate: str) -> None:
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
+    with atomic_path(path) as tmp, create_file(tmp) as handle:
         string_dataset(handle, "image_id", image_id)
         handle.create_dataset("deletion", data=np.asarray(deletion, dtype=np.float64))
         handle.create_dataset("insertion", data=np.asarray(insertion, dtype=np.float64))

@@ -23,7 +23,7 @@ import torch
 
 from .. import __version__
 from ..errors import atomic_path, require
-from .hdf5 import open_stage_file
+from .hdf5 import create_file, open_stage_file
 
 STORAGE_DTYPES = ("float16", "float32")
 _TORCH_DTYPES = {"float16": torch.float16, "float32": torch.float32}
@@ -57,7 +57,7 @@ def write_mask_file(path: str | os.PathLike, n: int, size: tuple[int, int],
     """Write n masks arriving as (rows, masks) chunks, never all at once, plus their draws and attrs."""
     require(dtype in STORAGE_DTYPES, f"unknown mask storage dtype {dtype!r}; use {' or '.join(STORAGE_DTYPES)}")
     height, width = size
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
+    with atomic_path(path) as tmp, create_file(tmp) as handle:
         dataset = handle.create_dataset("masks", shape=(n, height, width), dtype=dtype,
                                         chunks=(min(chunk, n, storage_chunk(height, width, dtype)), height, width))
         for rows, masks in chunks:

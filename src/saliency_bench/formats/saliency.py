@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import atomic_path, require
-from .hdf5 import open_stage_file, read_strings, string_dataset
+from .hdf5 import create_file, open_stage_file, read_strings, string_dataset
 from .json_files import parse_json_object
 
 WHAT, COMMAND = "saliency file", "explain"
@@ -43,7 +43,7 @@ def write_saliency(path: str | os.PathLike, saliency: np.ndarray, image_id: Sequ
     saliency = np.asarray(saliency, dtype=np.float32)
     require(saliency.ndim == 3 and len(saliency) == len(image_id) == len(target) == len(top1_prob),
             f"saliency {saliency.shape} does not match {len(image_id)} image ids")
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
+    with atomic_path(path) as tmp, create_file(tmp) as handle:
         handle.create_dataset("saliency", data=saliency, compression="gzip", compression_opts=1)
         string_dataset(handle, "image_id", image_id)
         handle.create_dataset("target", data=np.asarray(target, dtype=np.int64))
