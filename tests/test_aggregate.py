@@ -60,7 +60,7 @@ def frame(method_id, method, variant, deletion, insertion, top1, deleted, blurre
     return pd.DataFrame({"image_id": image_ids(), "method_id": method_id, "method": method, "variant": variant,
                          "target": 1, "top1_prob": top1, "deletion_auc": deletion, "insertion_auc": insertion,
                          "deleted_prob": deleted, "blurred_prob": blurred, "constant_map": False,
-                         "deletion_substrate": "zeros", "insertion_substrate": "blur"})[list(RECORD_COLUMNS)]
+                         "deletion_substrate": "zeros", "insertion_substrate": "blur", "step": 64})[list(RECORD_COLUMNS)]
 
 
 def write_records(folder, frames, shards=2):
@@ -161,7 +161,8 @@ def test_normalised_aucs_and_baseline_probabilities(run_aggregate):
     assert f"fully deleted image (the mean colour) {probs['deleted_prob'].mean():.4f}" in run_aggregate["markdown"]
     assert f"insertion's first image (the blurred image) {probs['blurred_prob'].mean():.4f}" in run_aggregate["markdown"]
     assert ("Deletion replaces pixels with the mean colour (metrics.deletion_substrate: zeros), insertion starts from "
-            "the blurred image (metrics.insertion_substrate: blur).") in run_aggregate["markdown"].splitlines()[2]
+            "the blurred image (metrics.insertion_substrate: blur). Each step changes 64 pixels (metrics.step_rows rows "
+            "of the image).") in run_aggregate["markdown"].splitlines()[2]
 
 
 def test_normalised_auc_definition():
@@ -312,12 +313,19 @@ def test_records_of_other_substrates_are_named_and_never_mixed(run_aggregate, tm
     assert main(["aggregate", "--records", *mixed, "--out-dir", str(tmp_path / "mixed")]) == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert "the records mix deletion substrates (blur, zeros)" in error and "metrics.deletion_substrate" in error
+    steps = write_records(tmp_path / "s", frames[:2] + [frames[2].assign(step=128)])  # and steps: the curves' resolution
+    assert main(["aggregate", "--records", *steps, "--out-dir", str(tmp_path / "mixed")]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "the records mix steps (64, 128)" in error and "one metrics.step_rows" in error
     assert not (tmp_path / "mixed").exists()
     for value, message in (("", "column insertion_substrate of the records has empty values"),
                            ("sepia", "unknown insertion substrate 'sepia'")):
         odd = write_records(tmp_path / f"records-{value}", [frame.assign(insertion_substrate=value) for frame in frames])
         assert main(["aggregate", "--records", *odd, "--out-dir", str(tmp_path / "odd")]) == 2
         assert message in capsys.readouterr().err
+    odd = write_records(tmp_path / "records-step", [frame.assign(step=0.5) for frame in frames])
+    assert main(["aggregate", "--records", *odd, "--out-dir", str(tmp_path / "odd")]) == 2
+    assert "column step of the records holds values that are no whole number of pixels" in capsys.readouterr().err
     assert not (tmp_path / "odd").exists()
 
 

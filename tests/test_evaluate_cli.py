@@ -107,7 +107,7 @@ def test_step_in_pixels_and_other_substrates(project):
         assert handle.attrs["insertion_substrate"] == "uniform noise"
     with open(root / "out" / "metrics.csv", newline="") as handle:  # every record says what its AUCs were measured with
         rows = list(csv.DictReader(handle))
-    assert [(r["deletion_substrate"], r["insertion_substrate"]) for r in rows] == [("mean", "uniform noise")] * 2
+    assert [(r["deletion_substrate"], r["insertion_substrate"], r["step"]) for r in rows] == [("mean", "uniform noise", "100")] * 2
 
 
 def run_failing(root, capsys, *extra):

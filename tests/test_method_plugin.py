@@ -82,7 +82,7 @@ def test_tables_rank_the_plugin_as_a_contender(edges):
             rows.append(dict(image_id=f"img{image}", method_id=method_id, method=method, variant="v", target=0,
                              top1_prob=0.9, deletion_auc=deletion, insertion_auc=insertion, deleted_prob=0.05,
                              blurred_prob=0.2, constant_map=False, deletion_substrate="zeros",
-                             insertion_substrate="blur"))
+                             insertion_substrate="blur", step=8))
     summary = summarise(annotate(pd.DataFrame(rows)), n_resamples=200).table
     assert list(summary["method_id"]) == ["edges", "rise-binary-p0.5", "random"]  # chance last
     assert summary.set_index("method_id").at["edges", "is_chance"] == False  # noqa: E712

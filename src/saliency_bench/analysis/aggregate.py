@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from ..errors import atomic_path, require
 from ..formats.image_table import read_image_table
-from ..formats.records import SUBSTRATE_COLUMNS, read_records
+from ..formats.records import PROTOCOL_COLUMNS, SUBSTRATE_COLUMNS, read_records
 from ..formats.saliency import read_params, read_saliency
 from ..formats.tables import write_table
 from ..formats.evidence import evidence_path, load_evidence_mask
@@ -55,7 +55,7 @@ def aggregate(records: Sequence[str | os.PathLike], out_dir: str | os.PathLike, 
     require(0 < alpha < 1, f"--alpha must lie in (0, 1), got {alpha}")
     require(evidence_root is None or len(saliency) > 0, "--evidence-root needs the saliency maps; pass them with --saliency")
     rows = read_records(records)
-    check_one_substrate_each(rows)
+    check_one_protocol(rows)
     per_image = annotate(rows)
     maps_without_mask = 0
     if evidence_root is not None:
@@ -77,14 +77,17 @@ def aggregate(records: Sequence[str | os.PathLike], out_dir: str | os.PathLike, 
     return paths
 
 
-def check_one_substrate_each(records: pd.DataFrame) -> None:
-    """All records measured with one deletion and one insertion substrate: the tables compare AUCs."""
-    for column in SUBSTRATE_COLUMNS:
-        names = sorted(set(records[column]))
-        require(len(names) == 1, f"the records mix {column.replace('_', ' ')}s ({', '.join(names)}), whose AUCs are not "
-                                 f"comparable; evaluate every method with one metrics.{column} and aggregate those records")
-        require(names[0] in SUBSTRATES, f"the records name an unknown {column.replace('_', ' ')} {names[0]!r} "
-                                        f"(known: {', '.join(SUBSTRATES)}); rerun `saliency-bench evaluate`")
+def check_one_protocol(records: pd.DataFrame) -> None:
+    """All records measured with one deletion substrate, one insertion substrate and one step: the
+    tables compare their AUCs."""
+    for column in PROTOCOL_COLUMNS:
+        values = sorted(set(records[column]))
+        key = "metrics.step_rows" if column == "step" else f"metrics.{column}"
+        require(len(values) == 1, f"the records mix {column.replace('_', ' ')}s ({', '.join(map(str, values))}), whose AUCs "
+                                  f"are not comparable; evaluate every method with one {key} and aggregate those records")
+        require(column not in SUBSTRATE_COLUMNS or values[0] in SUBSTRATES,
+                f"the records name an unknown {column.replace('_', ' ')} {values[0]!r} (known: {', '.join(SUBSTRATES)}); "
+                "rerun `saliency-bench evaluate`")
 
 
 def _precisions(saliency: Sequence[str | os.PathLike]) -> str:

@@ -24,10 +24,14 @@ def _p(value: float) -> str:
     return "n/a" if math.isnan(value) else (f"{value:.2e}" if value < 1e-3 else f"{value:.3f}")
 
 
-def substrates_note(facts: dict) -> str:
-    """The sentence that names both substrates, "" where the records do not say them."""
-    known = all(isinstance(facts.get(column), str) for column in ("deletion_substrate", "insertion_substrate"))
-    return substrates_sentence(facts["deletion_substrate"], facts["insertion_substrate"]) if known else ""
+def protocol_note(facts: dict) -> str:
+    """The sentences that say how the curves were measured (substrates, step); "" where the records do not say."""
+    sentences = []
+    if all(isinstance(facts.get(column), str) for column in ("deletion_substrate", "insertion_substrate")):
+        sentences.append(substrates_sentence(facts["deletion_substrate"], facts["insertion_substrate"]))
+    if isinstance(facts.get("step"), int):
+        sentences.append(f"Each step changes {facts['step']:,} pixels (metrics.step_rows rows of the image).")
+    return " ".join(sentences)
 
 
 def method_label(row: pd.Series) -> str:
@@ -67,7 +71,7 @@ def render_markdown(summary: Summary, alpha: float = 0.05, n_resamples: int = 10
              f"Values are means over images with {level} paired-bootstrap CIs ({n_resamples} resamples). "
              f"Score = Insertion AUC - Deletion AUC. {CHECK} marks the best value of each column (reference rows excluded)."
              + (f" Forward passes in {summary.facts['precision']}." if summary.facts.get("precision") else "")
-             + (f" {substrates_note(summary.facts)}" if substrates_note(summary.facts) else ""), "",
+             + (f" {protocol_note(summary.facts)}" if protocol_note(summary.facts) else ""), "",
              "| Method | Parameter/Layer | Deletion AUC | Insertion AUC | Score | n |", "|---|---|---|---|---|---|"]
     for _, row in table.iterrows():
         cells = []

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import require
-from ..formats.records import SUBSTRATE_COLUMNS
+from ..formats.records import PROTOCOL_COLUMNS
 from ..formats.tables import STUDY_COLUMNS
 from ..methods import chance_ids, reference_role
 from ..metrics.substrates import describe_substrate
@@ -180,7 +180,7 @@ def summarise(per_image: pd.DataFrame, n_resamples: int = 10_000, seed: int = 0,
                    blurred_prob=mine["blurred_prob"].mean(),
                    deletion_auc_norm_undefined=int(mine["deletion_auc_norm"].isna().sum()),
                    insertion_auc_norm_undefined=int(mine["insertion_auc_norm"].isna().sum()),
-                   **{column: mine[column].iloc[0] for column in SUBSTRATE_COLUMNS if column in mine})
+                   **{column: mine[column].iloc[0] for column in PROTOCOL_COLUMNS if column in mine})
         for metric in metrics[len(AUC_METRICS):]:
             row[CHANCE_LEVEL[metric]] = mine[CHANCE_LEVEL[metric]].mean()
             row[f"{metric}_n"] = int(mine[metric].notna().sum())
@@ -302,9 +302,9 @@ def headline_facts(ranked: pd.DataFrame, per_image: pd.DataFrame, image_ids: lis
              "comparisons": comparisons, "has_power": has_power(len(image_ids), alpha, comparisons),
              "min_p": min(1.0, comparisons * min_wilcoxon_p(len(image_ids))),
              "images_needed": pairs_for_power(alpha, comparisons)}
-    for column in SUBSTRATE_COLUMNS:  # one each: `aggregate` refuses records that mix them
+    for column in PROTOCOL_COLUMNS:  # one each: `aggregate` refuses records that mix them
         if column in per_image:
-            facts[column] = str(per_image[column].iloc[0])
+            facts[column] = per_image[column].iloc[0].item() if column == "step" else str(per_image[column].iloc[0])
     if "energy_chance" in per_image:
         facts["pointing_chance"] = per_image.groupby("image_id")["pointing_chance"].first().mean()
         facts["energy_chance"] = per_image.groupby("image_id")["energy_chance"].first().mean()

@@ -5,7 +5,8 @@ probability on the image), `deletion_auc` and `insertion_auc`, `deleted_prob` (l
 point: the fully deleted image) and `blurred_prob` (first insertion point: the fully blurred
 image), the baselines the AUCs are read against, `constant_map` (the map ranks nothing), and
 `deletion_substrate` / `insertion_substrate` (what deleted pixels became and what insertion started
-from, names of `metrics.substrates`: AUCs measured with different ones are not comparable).
+from, names of `metrics.substrates`) and `step` (pixels changed per step): AUCs measured with
+different ones are not comparable.
 """
 from __future__ import annotations
 
@@ -17,12 +18,12 @@ import numpy as np
 
 from ..errors import UserError, atomic_path, require
 
-RECORD_COLUMNS = ("image_id", "method_id", "method", "variant", "target", "top1_prob", "deletion_auc",
-                  "insertion_auc", "deleted_prob", "blurred_prob", "constant_map", "deletion_substrate",
-                  "insertion_substrate")
-ID_COLUMNS = RECORD_COLUMNS[:4]
-PROBABILITY_COLUMNS = RECORD_COLUMNS[5:10]
-SUBSTRATE_COLUMNS = RECORD_COLUMNS[11:]
+ID_COLUMNS = ("image_id", "method_id", "method", "variant")
+PROBABILITY_COLUMNS = ("top1_prob", "deletion_auc", "insertion_auc", "deleted_prob", "blurred_prob")
+SUBSTRATE_COLUMNS = ("deletion_substrate", "insertion_substrate")
+# How the curves were measured: records measured otherwise have AUCs that do not compare.
+PROTOCOL_COLUMNS = (*SUBSTRATE_COLUMNS, "step")
+RECORD_COLUMNS = (*ID_COLUMNS, "target", *PROBABILITY_COLUMNS, "constant_map", *PROTOCOL_COLUMNS)
 REQUIRED_PROBABILITIES = ("top1_prob", "deletion_auc", "insertion_auc")
 
 if TYPE_CHECKING:  # pandas only where records are read (aggregate): an evaluate job writes them with csv
@@ -50,6 +51,10 @@ def read_records(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
     for column in SUBSTRATE_COLUMNS:
         require(records[column].str.strip().ne("").all(),
                 f"column {column} of the records has empty values; rerun `saliency-bench evaluate`")
+    steps = pd.to_numeric(records["step"], errors="coerce")
+    require(bool((steps.notna() & (steps >= 1) & (steps % 1 == 0)).all()),
+            "column step of the records holds values that are no whole number of pixels; rerun `saliency-bench evaluate`")
+    records["step"] = steps.astype(np.int64)
     duplicated = records.duplicated(["image_id", "method_id"])
     if duplicated.any():
         first = records[duplicated].iloc[0]

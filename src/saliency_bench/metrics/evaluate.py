@@ -71,13 +71,15 @@ def evaluate_saliency(model: torch.nn.Module | ModelRunner, images: torch.Tensor
     requests = [CurveRequest(saliency.saliency, mode, substrate, saliency.target) for mode, substrate in substrates.items()]
     curves = dict(zip(substrates, causal_curve_sets(runner, images, requests, step=step, shared_scores=shared, seed=seed,
                                                     progress=progress)))
-    records = make_records(saliency, curves["deletion"], curves["insertion"], substrates)
+    records = make_records(saliency, curves["deletion"], curves["insertion"], substrates, int(step))
     return Evaluation(list(image_ids), saliency.method_id, int(step), curves["deletion"], curves["insertion"], records,
                       deletion_substrate, insertion_substrate)
 
 
-def make_records(saliency: SaliencyFile, deletion: np.ndarray, insertion: np.ndarray, substrates: dict[str, str]) -> list[dict]:
-    """One record per image; `substrates` ({"deletion": name, "insertion": name}) says what the AUCs were measured with."""
+def make_records(saliency: SaliencyFile, deletion: np.ndarray, insertion: np.ndarray, substrates: dict[str, str],
+                 step: int) -> list[dict]:
+    """One record per image; `substrates` ({"deletion": name, "insertion": name}) and `step` (pixels per
+    step) say how the AUCs were measured."""
     flat = saliency.saliency.reshape(len(saliency.saliency), -1)
     constant = flat.max(axis=1) == flat.min(axis=1)
     deletion_auc, insertion_auc = auc(deletion), auc(insertion)
@@ -86,7 +88,7 @@ def make_records(saliency: SaliencyFile, deletion: np.ndarray, insertion: np.nda
              target=int(saliency.target[i]), top1_prob=float(deletion[i, 0]),  # deletion starts on the image
              deletion_auc=float(deletion_auc[i]), insertion_auc=float(insertion_auc[i]),
              deleted_prob=float(deletion[i, -1]), blurred_prob=float(insertion[i, 0]), constant_map=bool(constant[i]),
-             deletion_substrate=substrates["deletion"], insertion_substrate=substrates["insertion"])
+             deletion_substrate=substrates["deletion"], insertion_substrate=substrates["insertion"], step=step)
         for i, image_id in enumerate(saliency.image_id)
     ]
 

@@ -22,7 +22,7 @@ from typing import Sequence
 import pandas as pd
 
 from ..analysis.markdown import (PER_CLASS_NOTE, best_values, ground_truth_note, method_label, number,
-                                 reference_name, substrates_note, with_ci)
+                                 protocol_note, reference_name, with_ci)
 from ..analysis.summary import (AUC_METRICS, CHECK, LOCALISATION_METRICS, headline_facts, insensitive_warning,
                                 per_class_scores, power_note, ranked_rows, substrate_images)
 from ..errors import atomic_path
@@ -235,7 +235,7 @@ def _headline(table: pd.DataFrame, per_image: pd.DataFrame, alpha: float) -> lis
     items.append(f"Baseline probabilities (mean p of the explained class): original image <b>{number(facts['top1_prob'])}</b>, "
                  f"{escape(deleted)} <b>{number(facts['deleted_prob'])}</b>, {escape(first)} "
                  f"<b>{number(facts['blurred_prob'])}</b>. Deletion curves end at the first, insertion curves start at the "
-                 f"second: an AUC near these values is no better than the substrate. {escape(substrates_note(facts))}".rstrip())
+                 f"second: an AUC near these values is no better than the substrate. {escape(protocol_note(facts))}".rstrip())
     return items
 
 
