@@ -2,6 +2,7 @@
 naming the file and the fix, never a traceback; each case writes the real file in tmp_path."""
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -242,15 +243,19 @@ def test_text_files_that_are_not_utf8(tmp_path, capsys):
 HOLD_OPEN = "import h5py, sys; handle = h5py.File(sys.argv[1], sys.argv[2]); print('open', flush=True); sys.stdin.read()"
 
 
-def held_open(path: Path, mode: str):
-    """Another process holding `path` open in HDF5 (and so its lock) until its stdin closes."""
+@contextlib.contextmanager
+def held_open(path: Path, mode: str = "a"):
+    """Another process holding `path` open in HDF5 (and so its lock) while the block runs."""
     import subprocess
     import sys
 
     holder = subprocess.Popen([sys.executable, "-c", HOLD_OPEN, str(path), mode], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "open"
-    return holder
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        yield
+    finally:
+        holder.communicate("")  # closing its stdin ends it
 
 
 def test_an_hdf5_file_that_cannot_be_locked_is_one_line_with_the_fix(tmp_path):
@@ -268,21 +273,13 @@ def test_an_hdf5_file_that_cannot_be_locked_is_one_line_with_the_fix(tmp_path):
     written = tmp_path / "curves.h5"
     write(written)
     fix = r"another process has it open, .* set HDF5_USE_FILE_LOCKING=FALSE in the environment \(README, Cluster\)$"
-    holder = held_open(written, "a")
-    try:
-        with pytest.raises(UserError, match=rf"^HDF5 cannot lock {written}: {fix}"):
-            read_curves(written)
-    finally:
-        holder.communicate("")
+    with held_open(written), pytest.raises(UserError, match=rf"^HDF5 cannot lock {written}: {fix}"):
+        read_curves(written)
     assert read_curves(written)[0] == "random"  # the lock released, the same file reads
 
     out = tmp_path / "new.h5"
     temporary = out.with_name(f".{out.name}.tmp-{os.getpid()}")  # where `atomic_path` writes it first
     write(temporary)
-    holder = held_open(temporary, "a")
-    try:
-        with pytest.raises(UserError, match=rf"^HDF5 cannot lock .*{temporary.name}: {fix}"):
-            write(out)
-    finally:
-        holder.communicate("")
+    with held_open(temporary), pytest.raises(UserError, match=rf"^HDF5 cannot lock .*{temporary.name}: {fix}"):
+        write(out)
     assert not out.exists() and not temporary.exists()

@@ -6,6 +6,7 @@ import math
 
 import pandas as pd
 
+from ..formats.records import SUBSTRATE_COLUMNS
 from ..formats.tables import STUDY_COLUMNS
 from ..methods import chance_ids, reference_role
 from ..metrics.substrates import substrates_sentence
@@ -27,8 +28,8 @@ def _p(value: float) -> str:
 def protocol_note(facts: dict) -> str:
     """The sentences that say how the curves were measured (substrates, step); "" where the records do not say."""
     sentences = []
-    if all(isinstance(facts.get(column), str) for column in ("deletion_substrate", "insertion_substrate")):
-        sentences.append(substrates_sentence(facts["deletion_substrate"], facts["insertion_substrate"]))
+    if all(isinstance(facts.get(column), str) for column in SUBSTRATE_COLUMNS):
+        sentences.append(substrates_sentence(*(facts[column] for column in SUBSTRATE_COLUMNS)))
     if isinstance(facts.get("step"), int):
         sentences.append(f"Each step changes {facts['step']:,} pixels (metrics.step_rows rows of the image).")
     return " ".join(sentences)
@@ -67,11 +68,12 @@ def render_markdown(summary: Summary, alpha: float = 0.05, n_resamples: int = 10
     table = summary.table
     level = f"{1 - alpha:.0%}"
     best = best_values(table)
+    protocol = protocol_note(summary.facts)
     lines = [f"# Saliency benchmark summary ({summary.n_images} images)", "",
              f"Values are means over images with {level} paired-bootstrap CIs ({n_resamples} resamples). "
              f"Score = Insertion AUC - Deletion AUC. {CHECK} marks the best value of each column (reference rows excluded)."
              + (f" Forward passes in {summary.facts['precision']}." if summary.facts.get("precision") else "")
-             + (f" {protocol_note(summary.facts)}" if protocol_note(summary.facts) else ""), "",
+             + (f" {protocol}" if protocol else ""), "",
              "| Method | Parameter/Layer | Deletion AUC | Insertion AUC | Score | n |", "|---|---|---|---|---|---|"]
     for _, row in table.iterrows():
         cells = []

@@ -16,8 +16,8 @@ Baseline-aware (normalised) AUCs put each AUC on the scale between the substrate
 0 means the curve sat at the probability of the fully deleted image, resp. insertion's first image
 (the substrates, `metrics.substrates`), from the first step; 1 means it stayed at the original
 image's probability. They make models comparable whose substrate probability is far from 0 (the
-study's model kept p = 0.5 on the deleted image). When |top1_prob - substrate probability| < 1e-6 the value is undefined
-(NaN) and the image is left out of that column's mean; the count is reported.
+study's model kept p = 0.5 on the deleted image). When |top1_prob - substrate probability| < 1e-6
+the value is undefined (NaN) and the image is left out of that column's mean; the count is reported.
 
 Statistics (see stats.py): every mean has a 95% paired-bootstrap percentile CI (one draw of image
 indices per resample, shared by all columns). Every method is compared with the best by Score
@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import require
-from ..formats.records import PROTOCOL_COLUMNS
+from ..formats.records import PROTOCOL_COLUMNS, SUBSTRATE_COLUMNS
 from ..formats.tables import STUDY_COLUMNS
 from ..methods import chance_ids, reference_role
 from ..metrics.substrates import describe_substrate
@@ -62,8 +62,7 @@ def substrate_images(facts: dict) -> tuple[str, str]:
     """How the tables name the fully deleted image and insertion's first image: with their substrates,
     where the records say them."""
     return tuple(f"{image} ({describe_substrate(facts[column])})" if isinstance(facts.get(column), str) else image
-                 for column, image in (("deletion_substrate", "fully deleted image"),
-                                       ("insertion_substrate", "insertion's first image")))
+                 for column, image in zip(SUBSTRATE_COLUMNS, ("fully deleted image", "insertion's first image")))
 
 
 def insensitive_warning(facts: dict, n_images: int) -> str:
