@@ -21,8 +21,13 @@ run: $(STAMP)
 report: $(STAMP)
 	$(BIN)/snakemake --cores all --report results/report.html
 
+# Two worker processes (pytest-xdist): most tests are single-threaded Python or start one Snakemake
+# job at a time, so on 2 cores one worker alone leaves a core idle about a third of the time.
+# tests/conftest.py keeps the tests that share a session fixture in one worker. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # The fast numeric subset with ATen, oneDNN and MKL all on kernels other than the machine's
 # default, so that a test relying on one CPU's float32 summation order fails here (tests/README.md).

@@ -75,6 +75,26 @@ def _golden_model_checked(golden_case) -> torch.nn.Module:
 TEST_DEVICE = torch.device(os.environ.get("SALIENCY_BENCH_TEST_DEVICE", "cpu"))
 exact_float32(TEST_DEVICE)
 
+# `make test` runs the suite in TEST_WORKERS processes (pytest-xdist, --dist loadgroup). Each worker
+# keeps one torch thread: two workers of two threads each on 2 cores oversubscribe them (see
+# `one_thread`), and a worker's idle core is what the other one uses.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
+
+# Tests that share an expensive session fixture run in one worker, so it is built once: the tiny
+# workflow run (4 files use it), the SLURM cluster, the demo model trained here. Every other test
+# stays with its file, whose module fixtures are then built once too.
+SHARED_FIXTURE_GROUPS = {"tiny_run": "tiny_run", "slurm_cluster": "slurm", "trained": "trained_demo"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("xdist_group"):
+            continue
+        shared = [group for fixture, group in SHARED_FIXTURE_GROUPS.items() if fixture in item.fixturenames]
+        item.add_marker(pytest.mark.xdist_group(shared[0] if shared else item.path.name))
+
 
 @pytest.fixture
 def golden_model(_golden_model_checked) -> torch.nn.Module:
