@@ -27,7 +27,7 @@ report: $(STAMP)
 TEST_WORKERS ?= 2
 
 test: $(STAMP)
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The fast numeric subset with ATen, oneDNN and MKL all on kernels other than the machine's
 # default, so that a test relying on one CPU's float32 summation order fails here (tests/README.md).
