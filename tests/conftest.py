@@ -103,3 +103,32 @@ def _start_order(item) -> int:
     if item.get_closest_marker("xdist_group").args[0] in SHARED_FIXTURE_GROUPS.values():
         return 0
     return 1 if item.get_closest_marker("workflow") else 2
+
+
+@pytest.fixture
+def golden_model(_golden_model_checked) -> torch.nn.Module:
+    """A fresh copy of the golden model (eval mode) on TEST_DEVICE, checked against the README's
+    sha256. Built once per session and copied per test, so a test may change it freely."""
+    return copy.deepcopy(_golden_model_checked).to(TEST_DEVICE)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of many tiny forward passes: on 2 shared cores, 2 threads
+    ran such tests about 20x slower than 1 (thread start-up and oversubscription)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """The real workflow on tests/data/tiny_config.yaml, run once per session: the workflow tests
+    inspect it and the recovery test compares an interrupted run with it."""
+    from workflow_helpers import make_workdir, snakemake
+
+    workdir = make_workdir(tmp_path_factory.mktemp("workflow"))
+    result = snakemake(workdir, "--cores", "2", timeout=1500)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir
