@@ -81,30 +81,6 @@ exact_float32(TEST_DEVICE)
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
-# Tests that share an expensive session fixture run in one worker, so it is built once: the tiny
-# workflow run (4 files use it), the SLURM cluster, the demo model trained here. Every other test
-# stays with its file, whose module fixtures are then built once too.
-SHARED_FIXTURE_GROUPS = {"tiny_run": "tiny_run", "slurm_cluster": "slurm", "trained": "trained_demo"}
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if item.get_closest_marker("xdist_group"):
-            continue
-        shared = [group for fixture, group in SHARED_FIXTURE_GROUPS.items() if fixture in item.fixturenames]
-        item.add_marker(pytest.mark.xdist_group(shared[0] if shared else item.path.name))
-    # The longest groups first (the workers take groups in this order, `--no-loadscope-reorder`): the
-    # shared fixtures' groups, then the files that run real workflows, then the rest, each in file order.
-    items.sort(key=_start_order)
-
-
-def _start_order(item) -> int:
-    if item.get_closest_marker("xdist_group").args[0] in SHARED_FIXTURE_GROUPS.values():
-        return 0
-    return 1 if item.get_closest_marker("workflow") else 2
-
-
 @pytest.fixture
 def golden_model(_golden_model_checked) -> torch.nn.Module:
     """A fresh copy of the golden model (eval mode) on TEST_DEVICE, checked against the README's
@@ -132,3 +108,27 @@ def tiny_run(tmp_path_factory) -> Path:
     result = snakemake(workdir, "--cores", "2", timeout=1500)
     assert result.returncode == 0, result.stderr[-4000:]
     return workdir
+
+
+# Tests that share an expensive session fixture run in one worker, so it is built once: the tiny
+# workflow run (4 files use it), the SLURM cluster, the demo model trained here. Every other test
+# stays with its file, whose module fixtures are then built once too.
+SHARED_FIXTURE_GROUPS = {"tiny_run": "tiny_run", "slurm_cluster": "slurm", "trained": "trained_demo"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("xdist_group"):
+            continue
+        shared = [group for fixture, group in SHARED_FIXTURE_GROUPS.items() if fixture in item.fixturenames]
+        item.add_marker(pytest.mark.xdist_group(shared[0] if shared else item.path.name))
+    # The longest groups first (the workers take groups in this order, `--no-loadscope-reorder`): the
+    # shared fixtures' groups, then the files that run real workflows, then the rest, each in file order.
+    items.sort(key=_start_order)
+
+
+def _start_order(item) -> int:
+    if item.get_closest_marker("xdist_group").args[0] in SHARED_FIXTURE_GROUPS.values():
+        return 0
+    return 1 if item.get_closest_marker("workflow") else 2
