@@ -25,6 +25,18 @@ from saliency_bench.runtime.forward import exact_float32
 GOLDEN_DIR = Path(__file__).parent / "data" / "golden"
 GOLDEN_SHA256 = "13f57e68696c1414e8ddfa941825ba58eaf20a70de4eb2df6a0b50fbb0664e8c"
 
+# SALIENCY_BENCH_TEST_DEVICE=cuda runs the golden comparisons on a GPU (benchmarks/gpu_check.sh), with
+# TF32 off as the package runs (its 10-bit mantissa is not float32 round-off), also for the tests' own
+# direct model calls.
+TEST_DEVICE = torch.device(os.environ.get("SALIENCY_BENCH_TEST_DEVICE", "cpu"))
+exact_float32(TEST_DEVICE)
+
+# `make test` runs the suite in TEST_WORKERS processes (pytest-xdist, --dist loadgroup). Each worker
+# keeps one torch thread: two workers of two threads each on 2 cores oversubscribe them (see
+# `one_thread`), and a worker's idle core is what the other one uses.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
+
 
 def state_dict_sha256(model: torch.nn.Module) -> str:
     """The README's digest: per entry, key bytes then tensor bytes (floating as float16)."""
@@ -68,18 +80,6 @@ def _golden_model_checked(golden_case) -> torch.nn.Module:
                     "golden one (weights file changed), so golden comparisons are meaningless")
     return model
 
-
-# SALIENCY_BENCH_TEST_DEVICE=cuda runs the golden comparisons on a GPU (benchmarks/gpu_check.sh), with
-# TF32 off as the package runs (its 10-bit mantissa is not float32 round-off), also for the tests' own
-# direct model calls.
-TEST_DEVICE = torch.device(os.environ.get("SALIENCY_BENCH_TEST_DEVICE", "cpu"))
-exact_float32(TEST_DEVICE)
-
-# `make test` runs the suite in TEST_WORKERS processes (pytest-xdist, --dist loadgroup). Each worker
-# keeps one torch thread: two workers of two threads each on 2 cores oversubscribe them (see
-# `one_thread`), and a worker's idle core is what the other one uses.
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    torch.set_num_threads(1)
 
 @pytest.fixture
 def golden_model(_golden_model_checked) -> torch.nn.Module:
